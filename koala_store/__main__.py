@@ -1,0 +1,3 @@
+from koala_store.cli import main
+
+main()

@@ -1,0 +1,43 @@
+"""The `koala` command: a thin skin over the library (each command calls one library function).
+
+Exit codes: 0 ok, 1 user error (bad input, bad option, unreachable store), 2 partial (some
+inputs rejected, the rest stored); `koala replay` adds 3 when sessions differ.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import sessions
+from .common import EXIT_USER_ERROR
+from .ingest import ingest_command
+
+app = typer.Typer(
+    help="koala-store: record, store, replay and diff backend traffic (Koala and GoReplay compatible).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("ingest")(ingest_command)
+app.add_typer(sessions.app, name="sessions")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; usage errors exit 1 (click's usual 2 is our 'partial')."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    except typer.TyperException as exc:
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        # `koala` or `koala sessions` alone print help; that is not an error.
+        sys.exit(0 if type(exc).__name__ == "NoArgsIsHelpError" else EXIT_USER_ERROR)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,77 @@
+"""What every command shares: the --store option, error reporting, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..errors import KoalaError
+from ..store import ENV_VAR, SessionStore, open_store
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_PARTIAL = 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+STORE_HELP = f"Store URL: sqlite:///path.db (default ./koala.db) or http://host:9200; ${ENV_VAR} sets the default."
+StoreOption = typer.Option(None, "--store", envvar=ENV_VAR, help=STORE_HELP, show_default=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def say(message: str) -> None:
+    """A plain line on stdout (never wrapped, never colour-guessed)."""
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
+def note(message: str) -> None:
+    """A plain line on stderr, for counts and remarks around the data on stdout."""
+    err_console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
+    """Print one error line and return the Exit to raise."""
+    err_console.print("[bold red]error:[/] ", end="")
+    note(message)
+    return typer.Exit(code)
+
+
+def user_errors(command: F) -> F:
+    """Turn KoalaError (and unreadable output paths) into one message and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KoalaError as exc:
+            raise fail(str(exc)) from None
+        except BrokenPipeError:
+            sys.stderr.close()  # output piped into `head`: stop quietly
+            raise typer.Exit(EXIT_OK) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def store_from(url: str | None) -> SessionStore:
+    return open_store(url)
+
+
+def progress_bar(*, transient: bool = True) -> Progress:
+    """A progress display on stderr (stdout stays clean for data)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=transient,
+    )

@@ -1,0 +1,35 @@
+"""NDJSON of session documents (koala_store.formats.document), one per line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+import orjson
+
+from ..errors import FormatError
+from ..model import Session
+from .document import from_document, to_document
+from .records import Record, write_each
+
+
+def read(stream: BinaryIO) -> Iterator[Record]:
+    """One record per non-blank line; a bad line becomes a rejected record named by its number."""
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            yield Record(where, session=from_document(orjson.loads(line)))
+        except orjson.JSONDecodeError as exc:
+            yield Record(where, error=f"not valid JSON: {exc}")
+        except FormatError as exc:
+            yield Record(where, error=str(exc))
+
+
+def dumps(session: Session) -> bytes:
+    return orjson.dumps(to_document(session)) + b"\n"
+
+
+def write(sessions: Iterable[Session], stream: BinaryIO) -> int:
+    return write_each(sessions, stream, dumps)

@@ -1,0 +1,130 @@
+"""Compile a query tree (koala_store.query.ir) to a WHERE clause over the SQLite schema.
+
+Every leaf yields 0 or 1, never NULL, so NOT behaves as Elasticsearch's must_not: a session
+without a status is "not status 200". Conditions on per-call fields hold when any outbound
+call satisfies them, as on Elasticsearch's flattened arrays.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..query import ir
+from ..query.fields import Field, Kind
+
+SESSION_COLUMNS = {
+    "session_id": "session_id",
+    "recorded_at": "recorded_at",
+    "thread_id": "thread_id",
+    "trace_id": "trace_id",
+    "inbound.method": "method",
+    "inbound.path": "path",
+    "inbound.query": "query",
+    "inbound.host": "host",
+    "inbound.status": "status",
+    "inbound.content_type": "content_type",
+    "inbound.latency_ms": "latency_ms",
+    "inbound.request": "request_size",  # only for _exists_; text goes through inbound_text
+    "inbound.response": "response_size",
+    "outbound.count": "outbound_count",
+}
+OUTBOUND_COLUMNS = {
+    "outbound.peer": "peer",
+    "outbound.protocol": "protocol",
+    "outbound.method": "method",
+    "outbound.path": "path",
+    "outbound.request": "request_size",
+    "outbound.response": "response_size",
+}
+TEXT_COLUMNS = {
+    "inbound.request": "request",
+    "inbound.response": "response",
+    "outbound.request": "request",
+    "outbound.response": "response",
+}
+
+
+def glob_pattern(pattern: str) -> str:
+    """A wildcard pattern (`*`, `?`, backslash escapes) as a SQLite GLOB pattern."""
+    out = []
+    for escaped, char in re.findall(r"(\\)?(.)", pattern, re.S):
+        if escaped:
+            out.append(f"[{char}]" if char in "*?[" else char)
+        elif char == "[":
+            out.append("[[]")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def fts_phrase(node: ir.Text, columns: list[str]) -> str:
+    """An FTS5 MATCH expression: the phrase, in these columns, last token a prefix if asked."""
+    phrase = '"' + " ".join(node.tokens) + '"' + (" *" if node.prefix else "")
+    return "{" + " ".join(columns) + "} : " + phrase
+
+
+class SqlCompiler:
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def compile(self, node: ir.Node) -> str:
+        if isinstance(node, ir.MatchAll):
+            return "1"
+        if isinstance(node, ir.And):
+            return "(" + " AND ".join(self.compile(i) for i in node.items) + ")"
+        if isinstance(node, ir.Or):
+            return "(" + " OR ".join(self.compile(i) for i in node.items) + ")"
+        if isinstance(node, ir.Not):
+            return f"NOT {self.compile(node.item)}"
+        if isinstance(node, ir.Text):
+            return self.text(node)
+        return self.leaf(node)
+
+    def param(self, value: Any) -> str:
+        self.params.append(value)
+        return "?"
+
+    def leaf(self, node: Any) -> str:
+        field: Field = node.field
+        if field.per_outbound_call:
+            column = f"o.{OUTBOUND_COLUMNS[field.name]}"
+            condition = self.condition(node, column, field)
+            return f"EXISTS (SELECT 1 FROM outbound o WHERE o.session = s.id AND {condition})"
+        return self.condition(node, f"s.{SESSION_COLUMNS[field.name]}", field)
+
+    def condition(self, node: Any, column: str, field: Field) -> str:
+        if isinstance(node, ir.Exists):
+            return f"({column} IS NOT NULL AND {column} > 0)" if field.kind is Kind.TEXT else f"({column} IS NOT NULL)"
+        if isinstance(node, ir.Term):
+            return f"({column} IS NOT NULL AND {column} = {self.param(node.value)})"
+        if isinstance(node, ir.Wildcard):
+            return f"({column} IS NOT NULL AND {column} GLOB {self.param(glob_pattern(node.pattern))})"
+        if isinstance(node, ir.Regexp):
+            return f"koala_regexp({self.param(node.pattern)}, {column})"
+        if isinstance(node, ir.Range):
+            parts = [f"{column} IS NOT NULL"]
+            for op, value in ((">", node.gt), (">=", node.gte), ("<", node.lt), ("<=", node.lte)):
+                if value is not None:
+                    parts.append(f"{column} {op} {self.param(value)}")
+            return "(" + " AND ".join(parts) + ")"
+        raise TypeError(f"cannot compile {node!r}")
+
+    def text(self, node: ir.Text) -> str:
+        inbound = [TEXT_COLUMNS[f.name] for f in node.fields if not f.per_outbound_call]
+        outbound = [TEXT_COLUMNS[f.name] for f in node.fields if f.per_outbound_call]
+        parts = []
+        if inbound:
+            parts.append(f"s.id IN (SELECT rowid FROM inbound_text WHERE inbound_text MATCH {self.param(fts_phrase(node, inbound))})")
+        if outbound:
+            match = self.param(fts_phrase(node, outbound))
+            parts.append(
+                "s.id IN (SELECT o.session FROM outbound o WHERE o.id IN "
+                f"(SELECT rowid FROM outbound_text WHERE outbound_text MATCH {match}))"
+            )
+        return "(" + " OR ".join(parts) + ")"
+
+
+def compile_where(node: ir.Node) -> tuple[str, list[Any]]:
+    compiler = SqlCompiler()
+    return compiler.compile(node), compiler.params

@@ -1,0 +1,222 @@
+"""HTTP/1.x messages as recorded bytes: tolerant parsing of the head, and framing.
+
+Recordings hold whatever crossed the wire, sometimes cut short, so nothing here raises on
+odd input: a parse that fails returns None and callers fall back to treating bytes as bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from msgspec import Struct
+
+HEAD_END = b"\r\n\r\n"
+_REQUEST_LINE = re.compile(rb"^([A-Z][A-Z0-9_-]{0,19}) (\S+) HTTP/(\d)\.(\d)\r?$")
+_STATUS_LINE = re.compile(rb"^HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\r?$")
+
+
+class Head(Struct):
+    """The start line and headers of a request or a response."""
+
+    start_line: str
+    headers: list[tuple[str, str]]  # in wire order, names as sent
+    body_offset: int  # where the body starts in the message bytes
+    method: str = ""
+    target: str = ""  # request target as sent, e.g. /v1/order?city=1
+    status: int = 0
+    reason: str = ""
+    version: str = "1.1"
+
+    def header(self, name: str) -> str | None:
+        """The first header with this name, case-insensitive."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    @property
+    def path(self) -> str:
+        return split_target(self.target)[0]
+
+    @property
+    def query(self) -> str:
+        return split_target(self.target)[1]
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """Split a request target into path and query string (absolute URIs lose scheme and host)."""
+    if "://" in target:
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    path, _, query = target.partition("?")
+    return path.split("#", 1)[0], query
+
+
+def request_line(data: bytes) -> tuple[str, str] | None:
+    """(method, target) of an HTTP/1.x request, without parsing the headers."""
+    end = data.find(b"\r\n", 0, 8200)
+    match = _REQUEST_LINE.match(data[:end] if end >= 0 else data[:8200])
+    return (match.group(1).decode("latin-1"), match.group(2).decode("latin-1")) if match else None
+
+
+def status_code(data: bytes) -> int | None:
+    """The status of an HTTP/1.x response, without parsing the headers."""
+    if not data.startswith(b"HTTP/"):
+        return None
+    match = _STATUS_LINE.match(data.split(b"\n", 1)[0])
+    return int(match.group(3)) if match else None
+
+
+def find_header(data: bytes, name: bytes) -> str | None:
+    """The first value of one header (name in lower case), found without a full parse."""
+    end = data.find(HEAD_END)
+    head = data[:end] if end >= 0 else data
+    at = head.lower().find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    stop = head.find(b"\r\n", start)
+    return head[start : stop if stop >= 0 else len(head)].strip().decode("latin-1")
+
+
+def looks_like_request(data: bytes) -> bool:
+    """True when the bytes start with an HTTP/1.x request line."""
+    end = data.find(b"\r\n", 0, 8200)
+    line = data[:end] if end >= 0 else data[:8200]
+    return _REQUEST_LINE.match(line) is not None
+
+
+def looks_like_response(data: bytes) -> bool:
+    return data.startswith(b"HTTP/") and _STATUS_LINE.match(data.split(b"\n", 1)[0]) is not None
+
+
+def _parse_head(data: bytes) -> tuple[str, list[tuple[str, str]], int]:
+    end = data.find(HEAD_END)
+    if end < 0:
+        # A head cut short still tells its start line and the headers seen so far.
+        head, body_offset = data, len(data)
+    else:
+        head, body_offset = data[:end], end + len(HEAD_END)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep and name and " " not in name:
+            headers.append((name, value.strip()))
+    return lines[0], headers, body_offset
+
+
+def parse_request_head(data: bytes) -> Head | None:
+    """Parse the head of an HTTP/1.x request, or None when the bytes are not one."""
+    if not looks_like_request(data):
+        return None
+    start, headers, body_offset = _parse_head(data)
+    method, target, version = start.split(" ", 2)
+    return Head(
+        start_line=start,
+        headers=headers,
+        body_offset=body_offset,
+        method=method,
+        target=target,
+        version=version.removeprefix("HTTP/"),
+    )
+
+
+def parse_response_head(data: bytes) -> Head | None:
+    """Parse the head of an HTTP/1.x response, or None when the bytes are not one."""
+    if not data.startswith(b"HTTP/"):
+        return None
+    start, headers, body_offset = _parse_head(data)
+    match = _STATUS_LINE.match(start.encode("latin-1"))
+    if match is None:
+        return None
+    return Head(
+        start_line=start,
+        headers=headers,
+        body_offset=body_offset,
+        status=int(match.group(3)),
+        reason=(match.group(4) or b"").decode("latin-1"),
+        version=f"{match.group(1).decode()}.{match.group(2).decode()}",
+    )
+
+
+def dechunk(body: bytes) -> bytes | None:
+    """Decode a complete chunked body; None when it is malformed or incomplete."""
+    out = bytearray()
+    pos = 0
+    while True:
+        line_end = body.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size_text = body[pos:line_end].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return None
+        pos = line_end + 2
+        if size == 0:
+            return bytes(out)
+        if pos + size > len(body):
+            return None
+        out += body[pos : pos + size]
+        pos += size + 2
+
+
+def message_body(data: bytes, head: Head) -> bytes:
+    """The body of a message, with chunked transfer encoding undone when it is complete."""
+    body = data[head.body_offset :]
+    if "chunked" in (head.header("Transfer-Encoding") or "").lower():
+        decoded = dechunk(body)
+        if decoded is not None:
+            return decoded
+    return body
+
+
+def message_length(data: bytes, *, is_response: bool = False, request_method: str = "") -> int | None:
+    """How many bytes the first complete HTTP message in `data` spans, or None if incomplete.
+
+    Used to frame talks without waiting for an idle gap. A response without Content-Length
+    or chunked encoding runs until the connection closes, so it is never complete here.
+    """
+    end = data.find(HEAD_END)
+    if end < 0:
+        return None
+    head = parse_response_head(data) if is_response else parse_request_head(data)
+    if head is None:
+        return None
+    body_start = end + len(HEAD_END)
+    if is_response and (request_method == "HEAD" or head.status in (204, 304) or 100 <= head.status < 200):
+        return body_start
+    if "chunked" in (head.header("Transfer-Encoding") or "").lower():
+        pos = body_start
+        while True:
+            line_end = data.find(b"\r\n", pos)
+            if line_end < 0:
+                return None
+            try:
+                size = int(data[pos:line_end].split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                return None
+            pos = line_end + 2
+            if size == 0:
+                # Trailers end with an empty line.
+                trailer_end = data.find(b"\r\n", pos)
+                while trailer_end >= 0 and trailer_end != pos:
+                    pos = trailer_end + 2
+                    trailer_end = data.find(b"\r\n", pos)
+                return pos + 2 if trailer_end >= 0 else None
+            pos += size + 2
+            if pos > len(data):
+                return None
+    length = head.header("Content-Length")
+    if length is not None:
+        try:
+            total = body_start + int(length)
+        except ValueError:
+            return None
+        return total if len(data) >= total else None
+    if is_response:
+        return None
+    return body_start

@@ -1,0 +1,86 @@
+"""Redis RESP (v2/v3) as recorded bytes: command parsing and value framing."""
+
+from __future__ import annotations
+
+_SIMPLE = b"+-:_#,("  # one-line RESP types (v2 and v3)
+_BULK = b"$!="  # length-prefixed RESP types
+_AGGREGATE = b"*~>%|"  # counted RESP types (% and | hold pairs)
+
+
+def parse_command(data: bytes) -> list[bytes] | None:
+    """The arguments of one Redis command (RESP array or inline), or None if it is not one."""
+    if data.startswith(b"*"):
+        args: list[bytes] = []
+        line_end = data.find(b"\r\n")
+        if line_end < 0:
+            return None
+        try:
+            count = int(data[1:line_end])
+        except ValueError:
+            return None
+        pos = line_end + 2
+        for _ in range(count):
+            if data[pos : pos + 1] != b"$":
+                return None
+            line_end = data.find(b"\r\n", pos)
+            if line_end < 0:
+                return None
+            try:
+                size = int(data[pos + 1 : line_end])
+            except ValueError:
+                return None
+            start = line_end + 2
+            if start + size + 2 > len(data) or data[start + size : start + size + 2] != b"\r\n":
+                return None
+            args.append(data[start : start + size])
+            pos = start + size + 2
+        return args if args else None
+    # Inline commands (redis-cli over telnet, PING health checks).
+    if data.endswith(b"\r\n") and data.count(b"\r\n") == 1 and data[:1].isalpha():
+        return data[:-2].split()
+    return None
+
+
+def value_length(data: bytes, pos: int = 0) -> int | None:
+    """The end offset of the complete RESP value starting at `pos`, or None if incomplete."""
+    if pos >= len(data):
+        return None
+    kind = data[pos : pos + 1]
+    line_end = data.find(b"\r\n", pos)
+    if line_end < 0:
+        return None
+    if kind in (b"",) or kind not in _SIMPLE + _BULK + _AGGREGATE:
+        # Inline command: one line.
+        return line_end + 2
+    if kind in _SIMPLE:
+        return line_end + 2
+    try:
+        size = int(data[pos + 1 : line_end])
+    except ValueError:
+        return None
+    if kind in _BULK:
+        if size < 0:
+            return line_end + 2
+        end = line_end + 2 + size + 2
+        return end if end <= len(data) else None
+    count = size * 2 if kind in b"%|" else size
+    cursor = line_end + 2
+    for _ in range(max(count, 0)):
+        nxt = value_length(data, cursor)
+        if nxt is None:
+            return None
+        cursor = nxt
+    return cursor
+
+
+def complete_values(data: bytes) -> int:
+    """How many complete RESP values `data` holds back to back (pipelining), -1 if it ends mid-value."""
+    count = 0
+    pos = 0
+    while pos < len(data):
+        end = value_length(data, pos)
+        if end is None:
+            return -1
+        pos = end
+        count += 1
+    return count

@@ -1,0 +1,42 @@
+"""Run the `koala` CLI in-process (fast, exit code and output captured) or as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from koala_store.cli import main
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def koala(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err)
+
+
+def koala_process(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None, cwd: str | None = None) -> Run:
+    done = subprocess.run(
+        [sys.executable, "-m", "koala_store", *args],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=cwd,
+        timeout=120,
+    )
+    return Run(done.returncode, done.stdout.decode(), done.stderr.decode())
