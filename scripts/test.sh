@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
-# Set up everything the tests need on a fresh machine, then run all of them.
+# Set up everything the tests need on a fresh machine, then run all of them:
+# the venv, real third-party tools, and a real local Elasticsearch on port 19200.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/tools.sh
-exec .venv/bin/python -m pytest -q "$@"
+
+es_port=${KOALA_TEST_ES_PORT:-19200}
+started_es=0
+if ! .venv/bin/koala es status --port "$es_port" >/dev/null 2>&1; then
+  .venv/bin/koala es start --port "$es_port" >/dev/null
+  started_es=1
+fi
+stop_es() { if [ "$started_es" = 1 ]; then .venv/bin/koala es stop --port "$es_port" >/dev/null 2>&1 || true; fi; }
+trap stop_es EXIT
+export KOALA_TEST_ES_URL="http://127.0.0.1:$es_port"
+
+.venv/bin/python -m pytest -q "$@"

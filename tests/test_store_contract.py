@@ -248,3 +248,14 @@ def test_text_search_sees_sessions_written_after_a_search(store: SessionStore) -
     store.put_many([make_session(200, response_body=b'{"name":"alice"}')])
     store.refresh()
     assert store.count("alice") == 2
+
+
+def test_a_session_the_store_cannot_hold_is_rejected_by_name_and_the_rest_stored(store: SessionStore) -> None:
+    sessions = varied_sessions(5)
+    sessions[2].thread_id = 2**63 + 5  # valid in the model, too big for a 64-bit integer field
+    result = store.put_many(sessions)
+    assert result.stored == 4
+    assert [r.session_id for r in result.rejected] == [sessions[2].session_id]
+    assert "ThreadId" in result.rejected[0].reason or "9223372036854775813" in result.rejected[0].reason
+    store.refresh()
+    assert sorted(s.session_id for s in store.scan()) == sorted(s.session_id for i, s in enumerate(sessions) if i != 2)

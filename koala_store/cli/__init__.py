@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from . import sessions
+from . import es, sessions, store
 from .common import EXIT_USER_ERROR
 from .ingest import ingest_command
 
@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 app.command("ingest")(ingest_command)
 app.add_typer(sessions.app, name="sessions")
+app.add_typer(store.app, name="store")
+app.add_typer(es.app, name="es")
 
 
 def main(argv: list[str] | None = None) -> None:

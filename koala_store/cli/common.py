@@ -23,6 +23,12 @@ err_console = Console(stderr=True)
 
 STORE_HELP = f"Store URL: sqlite:///path.db (default ./koala.db) or http://host:9200; ${ENV_VAR} sets the default."
 StoreOption = typer.Option(None, "--store", envvar=ENV_VAR, help=STORE_HELP, show_default=False)
+IndexOption = typer.Option(
+    None,
+    "--index",
+    help="Elasticsearch only: use this index instead of koala-store's own, e.g. rdebug_index where a Koala recorder posts.",
+    show_default=False,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +41,14 @@ def say(message: str) -> None:
 def note(message: str) -> None:
     """A plain line on stderr, for counts and remarks around the data on stdout."""
     err_console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
+def list_rejected(lines: list[str]) -> None:
+    """`rejected N:` and one indented line per rejection, on stderr."""
+    if lines:
+        note(f"rejected {len(lines)}:")
+        for line in lines:
+            note(f"  {line}")
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
@@ -60,8 +74,8 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def store_from(url: str | None) -> SessionStore:
-    return open_store(url)
+def store_from(url: str | None, index: str | None = None) -> SessionStore:
+    return open_store(url, index=index)
 
 
 def progress_bar(*, transient: bool = True) -> Progress:

@@ -15,7 +15,7 @@ from ..formats.document import derived_fields, ns_to_iso
 from ..model import AppendFile, CallOutbound, ReadStorage, ReturnInbound, SendUDP, Session
 from ..summary import summarize
 from ..wire import guess_protocol
-from .common import StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
+from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
 
 app = typer.Typer(help="Search, show, export and delete stored sessions.", no_args_is_help=True)
 
@@ -29,9 +29,10 @@ def search(
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show at most this many sessions."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line with the derived fields."),
     store_url: Optional[str] = StoreOption,
+    index: Optional[str] = IndexOption,
 ) -> None:
     """List sessions matching QUERY, oldest first."""
-    store = store_from(store_url)
+    store = store_from(store_url, index)
     try:
         total = store.count(query)
         sessions = list(store.scan(query, limit=limit))
@@ -114,9 +115,10 @@ def show(
     session_id: str = typer.Argument(..., help="A SessionId, as `koala sessions search` lists them."),
     raw: bool = typer.Option(False, "--raw", help="Print the session as Koala's recorded JSON."),
     store_url: Optional[str] = StoreOption,
+    index: Optional[str] = IndexOption,
 ) -> None:
     """Show one session."""
-    store = store_from(store_url)
+    store = store_from(store_url, index)
     try:
         session = store.get(session_id)
     finally:
@@ -136,11 +138,12 @@ def export_command(
     fmt: str = typer.Option(..., "--format", "-f", help=f"One of {', '.join(EXPORT_FORMATS)}; koala and replayer write one file per session into a folder."),
     output: str = typer.Option(..., "--output", "-o", help="Folder (koala, replayer), file (gor, ndjson; .gz compresses) or - for stdout."),
     store_url: Optional[str] = StoreOption,
+    index: Optional[str] = IndexOption,
 ) -> None:
     """Write the sessions matching QUERY in Koala, replayer, GoReplay or NDJSON format."""
     if fmt not in EXPORT_FORMATS:
         raise fail(f"--format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
-    store = store_from(store_url)
+    store = store_from(store_url, index)
     try:
         total = store.count(query)
         with progress_bar() as bar:
@@ -157,9 +160,10 @@ def delete(
     query: str = typer.Argument(..., help=QUERY_HELP),
     yes: bool = typer.Option(False, "--yes", "-y", help="Really delete."),
     store_url: Optional[str] = StoreOption,
+    index: Optional[str] = IndexOption,
 ) -> None:
     """Delete the sessions matching QUERY."""
-    store = store_from(store_url)
+    store = store_from(store_url, index)
     try:
         if not yes:
             count = store.count(query)

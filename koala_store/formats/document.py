@@ -27,23 +27,24 @@ def ns_to_iso(ns: int) -> str:
 
 
 def derived_fields(summary: SessionSummary) -> dict[str, Any]:
+    """The derived fields; empty values are left out, so "exists" means "has a value"."""
     inbound: dict[str, Any] = {
-        "method": summary.method,
-        "path": summary.path,
-        "query": summary.query,
-        "host": summary.host,
-        "content_type": summary.content_type,
+        key: value
+        for key, value in (
+            ("method", summary.method),
+            ("path", summary.path),
+            ("query", summary.query),
+            ("host", summary.host),
+            ("status", summary.status),
+            ("content_type", summary.content_type),
+            ("latency_ms", summary.latency_ms),
+        )
+        if value not in (None, "")
     }
-    if summary.status is not None:
-        inbound["status"] = summary.status
-    if summary.latency_ms is not None:
-        inbound["latency_ms"] = summary.latency_ms
     return {
         "recorded_at": ns_to_iso(summary.recorded_at),
         "inbound": inbound,
-        "outbound": [
-            {"peer": o.peer, "protocol": o.protocol, "method": o.method, "path": o.path} for o in summary.outbound
-        ],
+        "outbound": [{k: v for k, v in (("peer", o.peer), ("protocol", o.protocol), ("method", o.method), ("path", o.path)) if v} for o in summary.outbound],
         "outbound_count": len(summary.outbound),
     }
 

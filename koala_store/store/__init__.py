@@ -2,7 +2,9 @@
 
 `sqlite:///relative.db`, `sqlite:////absolute.db` or a plain path ending in .db: the
 embedded SQLite store (the default, ./koala.db, or $KOALA_STORE when set).
-`http(s)://host:port`: Elasticsearch.
+`http(s)://[user:password@]host:port[?index=...&prefix=...&api_key=...&ca_certs=...&verify_certs=false]`:
+Elasticsearch (see store.elastic; $KOALA_ES_USER, $KOALA_ES_PASSWORD, $KOALA_ES_API_KEY,
+$KOALA_ES_CA_CERT and $KOALA_ES_VERIFY=false do the same without putting secrets in URLs).
 """
 
 from __future__ import annotations
@@ -21,19 +23,23 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
-def open_store(url: str | None = None, **options) -> SessionStore:
+def open_store(url: str | None = None, *, index: str | None = None, **options) -> SessionStore:
+    """Open the store a URL names. `index` picks an Elasticsearch index to use instead of
+    koala-store's own (e.g. rdebug_index, where a Koala recorder posts sessions)."""
     url = resolve_url(url)
+    if index and not url.startswith(("http://", "https://")):
+        raise StoreError(f"--index {index} applies to Elasticsearch stores; {url} is not one")
     if url.startswith("sqlite://"):
         from .sqlite import SqliteStore
 
         path = url.removeprefix("sqlite://")
         if not path.startswith("/") or path == "/":
             raise StoreError(f"store URL {url!r} has no path; write sqlite:///relative.db or sqlite:////absolute/path.db")
-        return SqliteStore(path[1:] if not path.startswith("//") else path[1:])
+        return SqliteStore(path[1:])
     if url.startswith(("http://", "https://")):
         from .elastic import ElasticStore
 
-        return ElasticStore(url, **options)
+        return ElasticStore(url, index=index, **options)
     if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
         from .sqlite import SqliteStore
 
@@ -41,4 +47,18 @@ def open_store(url: str | None = None, **options) -> SessionStore:
     raise StoreError(f"cannot tell what store {url!r} is; pass --store sqlite:///path.db or --store http://127.0.0.1:9200")
 
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "PutResult", "Query", "Rejected", "SessionStore", "open_store", "resolve_url"]
+def copy_sessions(source: SessionStore, target: SessionStore, query: Query = "*", progress=None) -> PutResult:
+    """Copy the sessions matching `query` from one store to another (any backends), streamed."""
+
+    def counted():
+        for session in source.scan(query):
+            yield session
+            if progress:
+                progress(1)
+
+    result = target.put_many(counted())
+    target.refresh()
+    return result
+
+
+__all__ = ["copy_sessions", "DEFAULT_URL", "ENV_VAR", "PutResult", "Query", "Rejected", "SessionStore", "open_store", "resolve_url"]

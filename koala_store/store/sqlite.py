@@ -91,9 +91,12 @@ def _encode(session: Session) -> bytes:
 
 
 def _decode(blob: bytes) -> Session:
-    if blob[:1] == _LZ4:
-        return _from_msgpack(lz4.block.decompress(blob[1:]))
-    return _from_msgpack(blob[1:])
+    try:
+        if blob[:1] == _LZ4:
+            return _from_msgpack(lz4.block.decompress(blob[1:]))
+        return _from_msgpack(blob[1:])
+    except (msgspec.DecodeError, msgspec.ValidationError, lz4.block.LZ4BlockError) as exc:
+        raise StoreError(f"a stored session cannot be read ({exc}); the database is damaged or was written by another koala-store version") from None
 
 
 @lru_cache(maxsize=256)
