@@ -28,9 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-import orjson
 
-from koala_store.wire import http1, mysql, resp
+from koala_store.wire import http1, jsonbody, mysql, resp
 
 HTTP, REDIS, MYSQL, UNKNOWN = "http", "redis", "mysql", "unknown"
 
@@ -178,25 +177,6 @@ def _redis_keys(cmd: str, args: list[bytes]) -> list[bytes]:
     return args[:1]
 
 
-def _redis_commands(data: bytes) -> list[list[bytes]] | None:
-    """Every command of a request (pipelines send several), or None if it is not RESP."""
-    if not data.startswith(b"*"):
-        args = resp.parse_command(data)
-        return [args] if args and args[0].isalpha() else None
-    out = []
-    pos = 0
-    while pos < len(data):
-        end = resp.value_length(data, pos)
-        if end is None:
-            return None
-        args = resp.parse_command(data[pos:end])
-        if not args or not args[0].isalpha():
-            return None
-        out.append(args)
-        pos = end
-    return out or None
-
-
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
@@ -270,13 +250,12 @@ def _canonical_body(body: bytes, content_type: str) -> str:
     stripped = body.lstrip()
     if "json" in content_type or stripped[:1] in (b"{", b"["):
         try:
-            return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS).decode()
-        except (ValueError, TypeError):
-            # Not JSON, or JSON orjson refuses (integers past 64 bits): the slow path decides.
-            try:
-                return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            except (ValueError, RecursionError):
-                pass
+            value = jsonbody.loads(body)
+        except ValueError:
+            pass  # not JSON after all
+        else:
+            # The standard library writes any integer exactly (orjson stops at 64 bits).
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     if "x-www-form-urlencoded" in content_type:
         return "&".join(f"{k}={v}" for k, v in _sorted_pairs(_text(body)))
     return _text(body)
@@ -301,7 +280,7 @@ class Normalizer:
             head = http1.parse_request_head(request)
             if head is not None:
                 return self._http(request, head)
-        commands = _redis_commands(request)
+        commands = resp.parse_commands(request)
         if commands is not None:
             return self._redis(commands)
         cmd = mysql.command(request)

@@ -41,6 +41,26 @@ def parse_command(data: bytes) -> list[bytes] | None:
     return None
 
 
+def parse_commands(data: bytes) -> list[list[bytes]] | None:
+    """Every command of a request (a pipeline sends several back to back), or None when the
+    bytes are not Redis commands."""
+    if not data.startswith(b"*"):
+        args = parse_command(data)
+        return [args] if args and args[0].isalpha() else None
+    out = []
+    pos = 0
+    while pos < len(data):
+        end = value_length(data, pos)
+        if end is None:
+            return None
+        args = parse_command(data[pos:end])
+        if not args or not args[0].isalpha():
+            return None
+        out.append(args)
+        pos = end
+    return out or None
+
+
 def value_length(data: bytes, pos: int = 0) -> int | None:
     """The end offset of the complete RESP value starting at `pos`, or None if incomplete."""
     if pos >= len(data):

@@ -1,0 +1,60 @@
+"""Comparing two message bodies: JSON when both parse, otherwise text, otherwise bytes.
+
+Used for the inbound response body (`body`) and for outbound HTTP request bodies
+(`outbound[N].request.body`). The caller has already undone chunked transfer encoding and
+content encoding (see koala_store.diff.response.decoded_body).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from .difference import CHANGED, TYPE_CHANGED, Difference, bytes_difference, excerpts, shown, text_difference
+from .jsondiff import diff_json, parse_json
+from .options import Rules
+from .paths import Path, format_path
+
+_CHARSET = re.compile(r"charset\s*=\s*\"?([\w.:-]+)", re.I)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def compare_body(expected: bytes, expected_type: str, actual: bytes, actual_type: str, path: Path, rules: Rules) -> list[Difference]:
+    """Differences between two bodies at `path`; content types guide parsing and decoding."""
+    if expected == actual or rules.ignored(path):
+        return []
+    je, ja = parse_json(expected, expected_type), parse_json(actual, actual_type)
+    where = format_path(path)
+    if je is not None and ja is not None:
+        out = []
+        if je.callback != ja.callback:
+            out.append(Difference(where, CHANGED, je.callback, ja.callback, "JSONP callback differs (None: plain JSON)"))
+        return out + diff_json(je.value, ja.value, path, rules)
+    te, ta = decode_text(expected, expected_type), decode_text(actual, actual_type)
+    if (je is None) != (ja is None) and expected.strip() and actual.strip():
+        # One side is JSON, the other is not (an error page instead of the API's answer).
+        e, a, _ = excerpts(te if te is not None else shown(expected), ta if ta is not None else shown(actual))
+        which = "expected" if je is not None else "actual"
+        return [Difference(where, TYPE_CHANGED, e, a, f"only the {which} body is JSON")]
+    if te is not None and ta is not None:
+        return [text_difference(where, te, ta)]
+    return [bytes_difference(where, expected, actual, "bodies" if path[-1] == "body" else "bytes")]
+
+
+def decode_text(data: bytes, content_type: str = "") -> str | None:
+    """The body as text (the declared charset, else UTF-8), or None when it is binary."""
+    charset = "utf-8"
+    match = _CHARSET.search(content_type)
+    if match:
+        try:
+            charset = codecs.lookup(match.group(1)).name
+        except LookupError:
+            pass
+    try:
+        text = data.decode(charset)
+    except UnicodeDecodeError:
+        return None
+    # Control bytes other than whitespace mean binary, even when they happen to decode.
+    if _CONTROL.search(text, 0, 4096):
+        return None
+    return text

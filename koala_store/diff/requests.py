@@ -1,0 +1,261 @@
+"""Did a live outbound request change meaningfully from the recorded call it matched?
+
+The matcher found the recorded call that answers a live request; the request bytes may still
+differ. Parts that carry meaning are compared with the diff's rules, noise is not:
+
+- HTTP (`request.method`, `request.path`, `request.query.<name>`, `request.headers.<name>`,
+  `request.body...`): query parameters as a multiset (order is not meaning); headers except
+  the ignored ones and matchers.normalize.DEFAULT_VOLATILE_HEADERS (Host, User-Agent, trace
+  ids...); the body as JSON with the same options as responses, form fields like query
+  parameters, otherwise text or bytes.
+- Redis (`request.args[i]`, pipelines `request.commands[k].args[i]`): every argument by
+  position, command names in any case; pipelined commands aligned by name first (an added
+  command is `request.commands[k]`); a JSON value is diffed as JSON below its argument,
+  numbers and date-times written as text follow the value rules (timestamps within the
+  window are equal). `SET user:42 alice` -> `SET user:42 bob` is `request.args[2]`.
+- MySQL COM_QUERY / COM_STMT_PREPARE (`request.sql`, `request.sql.literals[i]`): comments and
+  whitespace do not count; when the statement's shape (literals as ?) differs the whole SQL
+  is one difference, otherwise each literal that differs under the value rules is one, so
+  `UPDATE user SET name='bob'` -> `name='carol'` shows the new value. The client handshake
+  compares user, database and auth plugin (`request.user`...), not the scramble or
+  connection attributes. Other commands compare as bytes.
+- Anything else: the bytes (`request`).
+"""
+
+from __future__ import annotations
+
+import re
+from difflib import SequenceMatcher
+from urllib.parse import parse_qsl
+
+from koala_store.wire import http1, mysql, resp
+from matchers.normalize import DEFAULT_VOLATILE_HEADERS, mysql_handshake
+
+from .body import compare_body, decode_text
+from .difference import ADDED, CHANGED, REMOVED, Difference, bytes_difference, shown, text_difference
+from .jsondiff import diff_json, parse_json
+from .options import Rules
+from .paths import Path, format_path
+from .response import compare_headers
+from .values import texts_equal
+
+HTTP, REDIS, MYSQL, UNKNOWN = "http", "redis", "mysql", "unknown"
+
+
+def protocol_of(request: bytes, response: bytes = b"", port: int = 0) -> str:
+    """The protocol of a recorded talk, as far as request comparison cares."""
+    if http1.looks_like_request(request):
+        return HTTP
+    if resp.parse_commands(request) is not None:
+        return REDIS
+    if mysql.command(request) is not None and (port == 3306 or mysql.packets(response)):
+        return MYSQL
+    if mysql_handshake(request) is not None:
+        return MYSQL
+    return UNKNOWN
+
+
+def compare_request(recorded: bytes, live: bytes, path: Path, rules: Rules, protocol: str) -> list[Difference]:
+    """Meaningful differences between a recorded request and the live one, below `path`."""
+    if recorded == live or rules.ignored(path):
+        return []
+    if protocol == HTTP:
+        out = _http(recorded, live, path, rules)
+    elif protocol == REDIS:
+        out = _redis(recorded, live, path, rules)
+    elif protocol == MYSQL:
+        out = _mysql(recorded, live, path, rules)
+    else:
+        out = None
+    return _whole(recorded, live, path) if out is None else out
+
+
+def _whole(recorded: bytes, live: bytes, path: Path) -> list[Difference]:
+    te, ta = decode_text(recorded), decode_text(live)
+    if te is not None and ta is not None:
+        return [text_difference(format_path(path), te, ta, "request")]
+    return [bytes_difference(format_path(path), recorded, live, "requests")]
+
+
+def _leaf(path: Path, expected: object, actual: object, rules: Rules, note: str = "") -> list[Difference]:
+    if rules.ignored(path):
+        return []
+    kind = ADDED if expected is None else REMOVED if actual is None else CHANGED
+    return [Difference(format_path(path), kind, shown(expected), shown(actual), note)]
+
+
+# --- HTTP ------------------------------------------------------------------------------
+
+_OUTBOUND_IGNORED = DEFAULT_VOLATILE_HEADERS
+
+
+def _http(recorded: bytes, live: bytes, path: Path, rules: Rules) -> list[Difference] | None:
+    he, hl = http1.parse_request_head(recorded), http1.parse_request_head(live)
+    if he is None or hl is None:
+        return None
+    out: list[Difference] = []
+    if he.method != hl.method:
+        out += _leaf(path + ("method",), he.method, hl.method, rules)
+    if he.path != hl.path:
+        out += _leaf(path + ("path",), he.path, hl.path, rules)
+    if he.query != hl.query:
+        out += _params(he.query, hl.query, path + ("query",), rules)
+    out += compare_headers(he.headers, hl.headers, path + ("headers",), rules, rules.ignored_headers | _OUTBOUND_IGNORED)
+    be, bl = http1.message_body(recorded, he), http1.message_body(live, hl)
+    if be != bl:
+        te, tl = he.header("Content-Type") or "", hl.header("Content-Type") or ""
+        if "x-www-form-urlencoded" in te.lower() and "x-www-form-urlencoded" in tl.lower():
+            out += _params(be.decode("latin-1"), bl.decode("latin-1"), path + ("body",), rules)
+        else:
+            out += compare_body(be, te, bl, tl, path + ("body",), rules)
+    return out
+
+
+def _params(expected: str, actual: str, path: Path, rules: Rules) -> list[Difference]:
+    """Query or form parameters as a multiset: order does not count, repeated names do."""
+    pe, pa = _multimap(expected), _multimap(actual)
+    out: list[Difference] = []
+    for name in sorted(pe.keys() | pa.keys()):
+        ve, va = pe.get(name), pa.get(name)
+        if ve == va:
+            continue
+        if ve is not None and va is not None and len(ve) == len(va) and all(texts_equal(a, b, rules) for a, b in zip(ve, va, strict=True)):
+            continue
+        one = lambda v: v if v is None or len(v) != 1 else v[0]  # noqa: E731
+        out += _leaf(path + (name,), one(ve), one(va), rules)
+    return out
+
+
+def _multimap(query: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        out.setdefault(k, []).append(v)
+    for values in out.values():
+        values.sort()
+    return out
+
+
+# --- Redis -----------------------------------------------------------------------------
+
+
+def _redis(recorded: bytes, live: bytes, path: Path, rules: Rules) -> list[Difference] | None:
+    ce, cl = resp.parse_commands(recorded), resp.parse_commands(live)
+    if ce is None or cl is None:
+        return None
+    if len(ce) == 1 and len(cl) == 1:
+        return _args(ce[0], cl[0], path + ("args",), rules)
+    # Pipelines: align the commands by name (a command slipped in is one addition, not a
+    # shift of every later command), then compare the aligned ones argument by argument.
+    # A command removed is at its index in the recording, one added at its index live.
+    out: list[Difference] = []
+    names = SequenceMatcher(None, [c[0].upper() for c in ce], [c[0].upper() for c in cl], autojunk=False)
+    for _op, i1, i2, j1, j2 in names.get_opcodes():
+        paired = min(i2 - i1, j2 - j1)
+        for n in range(paired):
+            out += _args(ce[i1 + n], cl[j1 + n], path + ("commands", i1 + n, "args"), rules)
+        for i in range(i1 + paired, i2):
+            out += _leaf(path + ("commands", i), _command_text(ce[i]), None, rules)
+        for j in range(j1 + paired, j2):
+            out += _leaf(path + ("commands", j), None, _command_text(cl[j]), rules)
+    return out
+
+
+def _command_text(args: list[bytes]) -> bytes:
+    return b" ".join(args)
+
+
+def _args(expected: list[bytes], actual: list[bytes], path: Path, rules: Rules) -> list[Difference]:
+    out: list[Difference] = []
+    for i in range(max(len(expected), len(actual))):
+        e = expected[i] if i < len(expected) else None
+        a = actual[i] if i < len(actual) else None
+        if e == a or (i == 0 and e is not None and a is not None and e.upper() == a.upper()):
+            continue
+        here = path + (i,)
+        if e is None or a is None:
+            out += _leaf(here, e, a, rules)
+            continue
+        out += _value(e, a, here, rules)
+    return out
+
+
+def _value(expected: bytes, actual: bytes, path: Path, rules: Rules) -> list[Difference]:
+    """One argument: JSON below its path, numbers and date-times by the value rules."""
+    if rules.ignored(path):
+        return []
+    if expected[:1] in (b"{", b"[") and actual[:1] in (b"{", b"["):
+        je, ja = parse_json(expected), parse_json(actual)
+        if je is not None and ja is not None:
+            return diff_json(je.value, ja.value, path, rules)
+    te, ta = decode_text(expected), decode_text(actual)
+    if te is not None and ta is not None:
+        return [] if texts_equal(te, ta, rules) else _leaf(path, expected, actual, rules)
+    return _leaf(path, expected, actual, rules)
+
+
+# --- MySQL -----------------------------------------------------------------------------
+
+_SQL_TOKEN = re.compile(
+    r"""(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
+    r"|(?P<comment>/\*.*?\*/|--[^\n]*|#[^\n]*)"
+    r"|(?P<num>\b0x[0-9a-fA-F]+\b|(?<![\w.$])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]))"
+    r"|(?P<space>\s+)",
+    re.S,
+)
+
+
+def split_sql(sql: str) -> tuple[str, list[str]]:
+    """(shape, literals): the SQL without comments, whitespace collapsed, literals as `?`;
+    and the literals in order (strings unquoted)."""
+    literals: list[str] = []
+
+    def repl(m: re.Match[str]) -> str:
+        kind = m.lastgroup
+        if kind in ("space", "comment"):
+            return " "
+        text = m.group()
+        if kind == "str":
+            quote = text[0]
+            text = text[1:-1].replace(quote * 2, quote)
+            text = re.sub(r"\\(.)", r"\1", text)
+        literals.append(text)
+        return "?"
+
+    shape = " ".join(_SQL_TOKEN.sub(repl, sql).split())
+    return shape, literals
+
+
+def _sql_text(sql: str) -> str:
+    # For display: comments gone, whitespace collapsed, literals kept.
+    return " ".join(_SQL_TOKEN.sub(lambda m: " " if m.lastgroup in ("space", "comment") else m.group(), sql).split())
+
+
+def _mysql(recorded: bytes, live: bytes, path: Path, rules: Rules) -> list[Difference] | None:
+    ce, cl = mysql.command(recorded), mysql.command(live)
+    if ce is not None and cl is not None:
+        if ce[0] == cl[0] and ce[0] in (0x03, 0x16):
+            return _sql(ce[1].decode("utf-8", "replace"), cl[1].decode("utf-8", "replace"), path, rules)
+        return None
+    he, hl = mysql_handshake(recorded), mysql_handshake(live)
+    if he is not None and hl is not None:
+        out: list[Difference] = []
+        for name, e, a in zip(("user", "database", "plugin"), he, hl, strict=True):
+            if e != a:
+                out += _leaf(path + (name,), e, a, rules)
+        return out
+    return None
+
+
+def _sql(expected: str, actual: str, path: Path, rules: Rules) -> list[Difference]:
+    here = path + ("sql",)
+    if rules.ignored(here):
+        return []
+    se, le = split_sql(expected)
+    sa, la = split_sql(actual)
+    if se != sa:
+        return _leaf(here, _sql_text(expected), _sql_text(actual), rules, "statement differs")
+    out: list[Difference] = []
+    for i, (e, a) in enumerate(zip(le, la, strict=True)):
+        if not texts_equal(e, a, rules):
+            out += _leaf(here + ("literals", i), e, a, rules, f"in: {_sql_text(actual)[:200]}")
+    return out

@@ -1,0 +1,136 @@
+"""Properties of koala_store.diff over generated JSON documents and replays."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import orjson
+from factories import BASE_NS, redis_get
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import matchers
+from koala_store import diff
+from koala_store.model import CallOutbound, Peer
+
+keys = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+documents = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(keys, inner, max_size=5)), max_leaves=30)
+# Documents whose differences have no alignment to choose: objects of objects and scalars.
+objects = st.recursive(scalars, lambda inner: st.dictionaries(keys, inner, max_size=5), max_leaves=30)
+
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def response(body: bytes, chunked: bool = False, content_type: str = "application/json") -> bytes:
+    if chunked:
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 5]), body[i : i + 5]) for i in range(0, len(body), 5)) + b"0\r\n\r\n"
+        return b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n%s" % (content_type.encode(), framed)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (content_type.encode(), len(body), body)
+
+
+def shuffled(value, rng: random.Random):
+    """The same JSON value with every object's keys in another order."""
+    if isinstance(value, dict):
+        items = list(value.items())
+        rng.shuffle(items)
+        return {k: shuffled(v, rng) for k, v in items}
+    if isinstance(value, list):
+        return [shuffled(v, rng) for v in value]
+    return value
+
+
+@PROPERTY
+@given(documents, st.randoms(use_true_random=False), st.booleans())
+def test_a_response_compared_with_itself_reserialized_has_no_differences(doc, rng, chunked):
+    recorded = response(orjson.dumps(doc))
+    replayed = response(json.dumps(shuffled(doc, rng), indent=rng.choice([None, 1, 2]), ensure_ascii=rng.random() < 0.5).encode(), chunked=chunked)
+    assert diff.compare_responses(recorded, recorded) == []
+    assert diff.compare_responses(recorded, replayed) == []
+
+
+@PROPERTY
+@given(documents, documents)
+def test_equal_documents_are_exactly_those_with_no_differences_without_value_rules(a, b):
+    exact = diff.DiffOptions(float_places=None, timestamp_window_s=0)
+    diffs = diff.compare_responses(response(orjson.dumps(a)), response(orjson.dumps(b)), exact)
+    assert (diffs == []) == _json_equal(a, b)
+
+
+def _json_equal(a, b) -> bool:
+    # JSON equality where numbers compare by value but true is not 1.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+SWAP = {"added": "removed", "removed": "added", "changed": "changed", "type_changed": "type_changed"}
+
+
+@PROPERTY
+@given(objects, objects)
+def test_swapping_sides_swaps_added_and_removed_and_keeps_the_count(a, b):
+    forward = diff.compare_responses(response(orjson.dumps(a)), response(orjson.dumps(b)))
+    backward = diff.compare_responses(response(orjson.dumps(b)), response(orjson.dumps(a)))
+    assert len(forward) == len(backward)
+    assert sorted((d.path, SWAP[d.kind]) for d in forward) == sorted((d.path, d.kind) for d in backward)
+    for f in forward:
+        (b_,) = [x for x in backward if x.path == f.path]
+        assert (b_.expected, b_.actual) == (f.actual, f.expected)
+
+
+@PROPERTY
+@given(objects, st.lists(st.text(alphabet="abcdefgh", min_size=1, max_size=3), max_size=3))
+def test_ignored_keys_never_appear_in_paths(doc, names):
+    other = json.loads(json.dumps({"wrapper": doc, **{n: "x" for n in names}}))
+    options = diff.options_from_cli(names)
+    for d in diff.compare_responses(response(orjson.dumps({"wrapper": {}})), response(orjson.dumps(other)), options):
+        assert not set(diff.parse_path(d.path)[1:]) & set(names)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=99_999), min_size=1, max_size=8, unique=True), st.randoms(use_true_random=False))
+def test_replaying_recorded_calls_in_any_interleaving_of_peers_has_no_side_effect_differences(uids, rng):
+    # Calls alternate between two Redis servers; the replay keeps each server's order but
+    # interleaves the servers differently. Nothing may be reported.
+    recorded = []
+    for i, uid in enumerate(uids):
+        call = redis_get(i + 1, BASE_NS + i, b"user:%d:profile" % uid, b"v%d" % uid)
+        port = 6379 if i % 2 == 0 else 6380
+        recorded.append(
+            CallOutbound(
+                call.action_index, call.occurred_at, request=call.request, response=call.response, peer=Peer("10.0.0.8", port), socket_fd=10 + port % 2
+            )
+        )
+    by_peer: dict[str, list[CallOutbound]] = {}
+    for c in recorded:
+        by_peer.setdefault(c.peer.address, []).append(c)
+    order = []
+    queues = {p: list(cs) for p, cs in by_peer.items()}
+    while any(queues.values()):
+        peer = rng.choice([p for p, q in queues.items() if q])
+        order.append(queues[peer].pop(0))
+    session = matchers.get("fuzzy").for_session(recorded)
+    conns = {p: session.connection() for p in by_peer}
+    talks = [
+        diff.Talk(peer=c.peer.address, connection=i, request=c.request, match=session.match(c.request, conns[c.peer.address], peer=c.peer.address))
+        for i, c in enumerate(order)
+    ]
+    report = diff.compare_outbound(recorded, talks)
+    assert report.differences == []
+    assert report.matched == len(recorded)
