@@ -13,6 +13,7 @@ Target (issue 3): put_many >= 0.9 x plain bulk.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 import urllib.request
@@ -26,6 +27,7 @@ import orjson  # noqa: E402
 from elasticsearch import helpers  # noqa: E402
 from factories import payload_bytes, varied_sessions  # noqa: E402
 
+from koala_store.formats import koala  # noqa: E402
 from koala_store.store.elastic import ElasticStore  # noqa: E402
 from koala_store.summary import summarize  # noqa: E402
 
@@ -41,53 +43,69 @@ def drop(store: ElasticStore) -> None:
     store.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", default="http://127.0.0.1:19200")
-    parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--post-sample", type=int, default=5_000, help="sessions sent one POST each")
-    args = parser.parse_args()
-    n = args.sessions
-    sessions = varied_sessions(n, payload=2048)
-    print(f"sessions: {n}, mean payload {sum(payload_bytes(s) for s in sessions[:1000]) / 1000:.0f} bytes")
-
-    # 1. Our store.
-    store = fresh_store(args.url)
+def run_ours(url: str, sessions) -> float:
+    store = fresh_store(url)
     started = time.perf_counter()
     result = store.put_many(sessions)
     store.refresh()
-    ours = n / (time.perf_counter() - started)
-    assert result.stored == n and not result.rejected, result.rejected[:3]
-    assert store.count() == n
+    rate = len(sessions) / (time.perf_counter() - started)
+    assert result.stored == len(sessions) and not result.rejected, result.rejected[:3]
+    assert store.count() == len(sessions)
     drop(store)
-    print(f"ElasticStore.put_many:        {ours:>8,.0f} sessions/s")
+    return rate
 
-    # 2. Plain helpers.bulk of the same documents, built beforehand.
-    store = fresh_store(args.url)
+
+def run_plain(url: str, sessions) -> float:
+    store = fresh_store(url)
     layout = store.layout
     actions = []
-    for session in sessions:
+    for session in sessions:  # built before the clock starts: only the bulk is timed
         summary = summarize(session)
         actions.append({"_index": layout.index_for(summary), "_id": session.session_id, "_source": layout.document(session, summary)})
     started = time.perf_counter()
     ok, errors = helpers.bulk(store.client, actions, chunk_size=500, max_chunk_bytes=50 * 1024 * 1024)
     store.refresh()
-    plain = n / (time.perf_counter() - started)
-    assert ok == n and not errors
+    rate = len(sessions) / (time.perf_counter() - started)
+    assert ok == len(sessions) and not errors
     drop(store)
-    print(f"plain helpers.bulk:           {plain:>8,.0f} sessions/s   ours / plain = {ours / plain:.2f}")
+    return rate
 
-    # 3. One POST per session into a recorder-style index, as Koala's recorder does.
-    sample = sessions[: args.post_sample]
+
+def run_posts(url: str, sessions) -> float:
+    """One POST per session into a recorder-style index, as Koala's recorder does."""
     index = f"bench{uuid.uuid4().hex[:8]}-rdebug_index"
-    bodies = [orjson.dumps(a["_source"]) for a in actions[: len(sample)]]
+    bodies = [orjson.dumps(koala.to_dict(s)) for s in sessions]
     started = time.perf_counter()
     for body in bodies:
-        request = urllib.request.Request(f"{args.url}/{index}/_doc", data=body, headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(f"{url}/{index}/_doc", data=body, headers={"Content-Type": "application/json"}, method="POST")
         urllib.request.urlopen(request).close()
-    posted = len(sample) / (time.perf_counter() - started)
-    urllib.request.urlopen(urllib.request.Request(f"{args.url}/{index}", method="DELETE")).close()
-    print(f"one POST per session (n={len(sample)}): {posted:>6,.0f} sessions/s   ours / POST = {ours / posted:.1f}x")
+    rate = len(sessions) / (time.perf_counter() - started)
+    urllib.request.urlopen(urllib.request.Request(f"{url}/{index}", method="DELETE")).close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default="http://127.0.0.1:19200")
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--post-sample", type=int, default=5_000, help="sessions sent one POST each")
+    args = parser.parse_args()
+    n = args.sessions
+    sessions = varied_sessions(n, payload=2048)
+    print(f"sessions: {n} per round, mean payload {sum(payload_bytes(s) for s in sessions[:1000]) / 1000:.0f} bytes, {args.rounds} rounds")
+    ours, plain = [], []
+    for round_number in range(args.rounds):
+        # Alternate which goes first, so neither always meets the other's leftover merges.
+        order = (run_ours, run_plain) if round_number % 2 == 0 else (run_plain, run_ours)
+        for runner in order:
+            (ours if runner is run_ours else plain).append(runner(args.url, sessions))
+        print(f"  round {round_number + 1}: ours {ours[-1]:,.0f}/s, plain bulk {plain[-1]:,.0f}/s")
+    ours_rate, plain_rate = statistics.median(ours), statistics.median(plain)
+    print(f"ElasticStore.put_many:        {ours_rate:>8,.0f} sessions/s (median)")
+    print(f"plain helpers.bulk:           {plain_rate:>8,.0f} sessions/s (median)   ours / plain = {ours_rate / plain_rate:.2f}")
+    posted = run_posts(args.url, sessions[: args.post_sample])
+    print(f"one POST per session (n={args.post_sample}): {posted:>6,.0f} sessions/s   ours / POST = {ours_rate / posted:.1f}x")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from koala_store.errors import QueryError
 from koala_store.query import ir
 from koala_store.query.dates import parse_date
 from koala_store.query.fields import FIELDS
 from koala_store.query.parse import parse
+from koala_store.query.text import searchable_text, token_text, tokenize
 
 NOW = 1_763_780_400_000_000_123  # 2025-11-22T03:00:00.000000123Z
 DAY = 86_400 * 10**9
@@ -99,3 +102,10 @@ def test_bad_queries_point_at_the_problem(query: str, message: str, position: in
     assert caught.value.position == position
     # The message shows the query with a caret under the position.
     assert str(caught.value).endswith(f"  {query}\n  {' ' * position}^")
+
+
+@given(st.binary(max_size=300) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
+@settings(max_examples=1000)
+def test_text_sent_to_elasticsearch_splits_into_the_tokens_sqlite_indexes(data: bytes) -> None:
+    # Elasticsearch's standard analyzer splits token_text on its spaces and lowercases.
+    assert tokenize(token_text(data)) == tokenize(searchable_text(data))

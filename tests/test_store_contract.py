@@ -259,3 +259,16 @@ def test_a_session_the_store_cannot_hold_is_rejected_by_name_and_the_rest_stored
     assert "ThreadId" in result.rejected[0].reason or "9223372036854775813" in result.rejected[0].reason
     store.refresh()
     assert sorted(s.session_id for s in store.scan()) == sorted(s.session_id for i, s in enumerate(sessions) if i != 2)
+
+
+@pytest.mark.parametrize("session_id", ["1763780400000000000-7", "order-service/custom-id"])
+def test_a_session_rewritten_with_another_time_is_still_stored_once(store: SessionStore, session_id: str) -> None:
+    first = make_session(1, session_id=session_id, at=BASE_NS)
+    later = make_session(1, session_id=session_id, at=BASE_NS + 3 * 86_400 * 10**9, status=500)
+    store.put_many([first])
+    store.refresh()
+    assert store.put_many([later]).stored == 1
+    store.refresh()
+    assert [s.session_id for s in store.scan()] == [session_id]
+    assert store.get(session_id) == later
+    assert store.count("inbound.status:500") == 1

@@ -9,7 +9,7 @@ source of truth, so any Koala tool can read a document too.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
 from typing import Any
 
 from ..model import Session, SessionSummary
@@ -22,8 +22,7 @@ DERIVED_KEYS = ("recorded_at", "inbound", "outbound", "outbound_count")
 def ns_to_iso(ns: int) -> str:
     """Unix nanoseconds as an ISO-8601 UTC timestamp with all nine fraction digits."""
     seconds, fraction = divmod(ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction:09d}Z"
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{fraction:09d}Z"
 
 
 def derived_fields(summary: SessionSummary) -> dict[str, Any]:

@@ -34,8 +34,13 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code:02x}"
 
 
+_ASCII_NEEDS_ESCAPE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\\]")
+
+
 def encode(data: bytes) -> str:
     """Bytes to Koala's escaped text (the JSON string value, before JSON quoting)."""
+    if data.isascii() and _ASCII_NEEDS_ESCAPE.search(data) is None:
+        return data.decode("ascii")  # most HTTP traffic: nothing to escape
     text = data.decode("utf-8", "surrogateescape")
     if _NEEDS_ESCAPE.search(text) is None:
         return text

@@ -241,6 +241,12 @@ def action_to_dict(action: Any) -> dict[str, Any]:
 
 def to_dict(session: Session) -> dict[str, Any]:
     """The session as Koala's recorder shapes it, keys in its order."""
+    returned = action_to_dict(session.return_inbound)
+    actions = [
+        # Koala repeats ReturnInbound as the last action: reuse its (escaped) rendering.
+        returned if action == session.return_inbound else action_to_dict(action)
+        for action in session.actions
+    ]
     out = {
         "Context": session.context,
         "ThreadId": session.thread_id,
@@ -248,8 +254,8 @@ def to_dict(session: Session) -> dict[str, Any]:
         "TraceHeader": session.trace_header,
         "NextSessionId": session.next_session_id,
         "CallFromInbound": action_to_dict(session.call_from_inbound),
-        "ReturnInbound": action_to_dict(session.return_inbound),
-        "Actions": [action_to_dict(a) for a in session.actions],
+        "ReturnInbound": returned,
+        "Actions": actions,
         "TraceId": session.trace_id,
         "SpanId": session.span_id,
     }

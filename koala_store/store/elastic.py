@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -24,7 +26,7 @@ from itertools import islice
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import orjson
+import msgspec
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
 from elasticsearch import ApiError, AuthenticationException, AuthorizationException, Elasticsearch, helpers
@@ -37,17 +39,18 @@ from ..model import Session, SessionSummary
 from ..query import ir
 from ..query.fields import FIELDS
 from ..query.evaluate import matches
-from ..query.text import searchable_text, tokenize
+from ..query.text import token_text
 from ..summary import summarize
 from .base import PutResult, Query, Rejected, as_tree
 from .elastic_query import compile_query
 
 BATCH = 500
+IN_FLIGHT = 2
 PAGE = 500
 KEEP_ALIVE = "2m"
-# Full text reaches Elasticsearch already split by koala_store.query.text.tokenize and joined
-# with spaces, so the standard analyzer (in every distribution, unlike the pattern tokenizer)
-# yields the same tokens SQLite's FTS5 indexes.
+# Full text reaches Elasticsearch with every character that is not part of a token turned into
+# a space (koala_store.query.text.token_text), so the standard analyzer (in every distribution,
+# unlike the pattern tokenizer) yields the same tokens SQLite's FTS5 indexes.
 TEXT = {"type": "text", "analyzer": "standard"}
 KEYWORD = {"type": "keyword", "ignore_above": 8191}
 # Kept in the index, out of _source: full-text copies of bytes the Koala part already holds.
@@ -144,12 +147,20 @@ def _day(ns: int) -> str:
     return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).strftime("%Y.%m.%d")
 
 
-def indexed_text(data: bytes) -> str:
-    return " ".join(tokenize(searchable_text(data)))
-
-
 def _body_hash(session: Session) -> str:
-    return hashlib.blake2b(orjson.dumps(koala.to_dict(session)), digest_size=16).hexdigest()
+    return hashlib.blake2b(_msgpack(session), digest_size=16).hexdigest()
+
+
+_msgpack = msgspec.msgpack.Encoder().encode
+_KOALA_SESSION_ID = re.compile(r"^(\d{16,19})-")
+
+
+def session_day(session_id: str, recorded_at: int) -> str:
+    """The day a session's index is named after. Koala's SessionIds start with the session's
+    unix nanoseconds: using them makes a SessionId's index fixed, so writing it again always
+    meets the same document; other ids fall back to recorded_at."""
+    match = _KOALA_SESSION_ID.match(session_id)
+    return _day(int(match.group(1)) if match else recorded_at)
 
 
 class OurLayout:
@@ -162,7 +173,7 @@ class OurLayout:
         self.sort = [{"recorded_at_ns": "asc"}, {"SessionId": "asc"}]
 
     def index_for(self, summary: SessionSummary) -> str:
-        return f"{self.prefix}-sessions-{_day(summary.recorded_at)}"
+        return f"{self.prefix}-sessions-{session_day(summary.session_id, summary.recorded_at)}"
 
     def document(self, session: Session, summary: SessionSummary) -> dict[str, Any]:
         doc = to_document(session, summary)
@@ -171,12 +182,12 @@ class OurLayout:
         inbound = doc["inbound"]
         for key, data in (("request", session.call_from_inbound.request), ("response", session.return_inbound.response)):
             if data:
-                inbound[key] = indexed_text(data)
+                inbound[key] = token_text(data)
                 inbound[f"{key}_size"] = len(data)
         for out, call in zip(doc["outbound"], session.outbound_calls, strict=True):
             for key, data in (("request", call.request), ("response", call.response)):
                 if data:
-                    out[key] = indexed_text(data)
+                    out[key] = token_text(data)
                     out[f"{key}_size"] = len(data)
         return doc
 
@@ -345,8 +356,9 @@ class ElasticStore:
     # --- writing -----------------------------------------------------------------------
 
     def put_many(self, sessions: Iterable[Session]) -> PutResult:
-        """Write in batches; while Elasticsearch indexes one batch the next is prepared, so
-        neither side waits on the other.
+        """Write in batches, with up to IN_FLIGHT bulk requests under way while the next batch
+        is prepared: Elasticsearch indexes each request on one thread, so overlapping keeps
+        its cores busy, and our side never waits idle.
 
         Each session is first *created* under its SessionId: new sessions (the usual case)
         cost one bulk item and no lookup. Only when one already exists does its stored hash
@@ -354,15 +366,15 @@ class ElasticStore:
         """
         result = PutResult()
         iterator = iter(sessions)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="koala-bulk") as sender:
-            in_flight: Future[PutResult] | None = None
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="koala-bulk") as sender:
+            in_flight: deque[Future[PutResult]] = deque()
             while batch := list(islice(iterator, BATCH)):
                 prepared = self._prepare(batch, result)
-                if in_flight is not None:
-                    result.add(in_flight.result())
-                in_flight = sender.submit(self._write, *prepared)
-            if in_flight is not None:
-                result.add(in_flight.result())
+                if len(in_flight) >= IN_FLIGHT:
+                    result.add(in_flight.popleft().result())
+                in_flight.append(sender.submit(self._write, *prepared))
+            while in_flight:
+                result.add(in_flight.popleft().result())
         return result
 
     def _prepare(self, batch: list[Session], result: PutResult) -> tuple[dict[str, tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
@@ -382,9 +394,11 @@ class ElasticStore:
     def _copies_elsewhere(self, docs: dict[str, tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
         ours = isinstance(self.layout, OurLayout)
         id_path = "_id" if ours else self.layout.paths.get("session_id")
-        if not id_path:
+        # A Koala SessionId always names the same index (session_day), so only other ids can
+        # have a copy elsewhere in our indices; a recorder's index may hold any of them.
+        ids = [sid for sid in docs if not ours or not _KOALA_SESSION_ID.match(sid)]
+        if not ids or not id_path:
             return []
-        ids = list(docs)
         query = {"ids": {"values": ids}} if ours else {"terms": {id_path: ids}}
         hits = self.client.search(
             index=self.layout.read_target, query=query, size=len(ids) * 2, source=not ours, ignore_unavailable=True, allow_no_indices=True
