@@ -46,6 +46,7 @@ DEFAULT_VOLATILE_HEADERS: frozenset[str] = frozenset(
         "request-id",
         "traceparent",
         "tracestate",
+        "x-koala-session",  # what koala replay itself adds to tell sessions apart
         "b3",
         "x-b3-traceid",
         "x-b3-spanid",

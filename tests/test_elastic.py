@@ -225,3 +225,30 @@ def test_elasticsearch_gone_mid_ingest_reports_every_unstored_session(tmp_path: 
     again = koala_process("ingest", str(source), "--store", url)
     assert again.code == 0, again.err
     assert _count(url) == n
+
+
+def test_replay_reads_sessions_from_elasticsearch_and_indexes_every_comparison(capsys) -> None:
+    from replay_helpers import DEP_PEER, free_port, item_session, sut
+
+    prefix = unique_prefix()
+    url = f"{ES_URL}?prefix={prefix}"
+    store = ElasticStore(url)
+    try:
+        store.put_many([item_session(i, f"sku{i}", 100 + i) for i in range(5)])
+        store.refresh()
+        dep = free_port()
+        with sut("--price-bump", "2", dep=dep) as port:
+            run = koala(capsys, "replay", "inbound.path:/item/*", "--target", f"127.0.0.1:{port}", "--outbound", f"{dep}={DEP_PEER.address}", "--store", url, "--run-name", "es-run")
+        assert run.code == 3, run.err
+        assert "same 0, different 5, error 0" in run.out
+        client = store.client
+        client.indices.refresh(index=f"{prefix}-replays")
+        reply = client.search(index=f"{prefix}-replays", query={"term": {"verdict": "different"}}, size=0, aggs={"paths": {"terms": {"field": "differences.path"}}})
+        assert reply["hits"]["total"]["value"] == 5
+        assert [b["key"] for b in reply["aggregations"]["paths"]["buckets"]] == ["body.price"]
+        assert client.get(index=f"{prefix}-runs", id=store.runs.run("es-run").run_id)["_source"]["different"] == 5
+        shown = koala(capsys, "runs", "show", "es-run", "--store", url)
+        assert shown.code == 0 and "body.price: 100 -> 102" in shown.out
+    finally:
+        drop_prefix(store.client, prefix)
+        store.close()

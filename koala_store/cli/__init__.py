@@ -1,7 +1,7 @@
 """The `koala` command: a thin skin over the library (each command calls one library function).
 
 Exit codes: 0 ok, 1 user error (bad input, bad option, unreachable store), 2 partial (some
-inputs rejected, the rest stored); `koala replay` adds 3 when sessions differ.
+inputs rejected, the rest stored); `koala replay` exits 3 when sessions differ or fail.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from . import es, sessions, store
+from . import es, replay, sessions, store
 from .common import EXIT_USER_ERROR
 from .ingest import ingest_command
 
@@ -21,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("ingest")(ingest_command)
+app.command("replay")(replay.replay_command)
+app.add_typer(replay.runs_app, name="runs")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(store.app, name="store")
 app.add_typer(es.app, name="es")

@@ -63,6 +63,7 @@ DEFAULT_IGNORED_HEADERS: tuple[str, ...] = (
     "x-b3-spanid",
     "x-b3-traceid",
     "x-correlation-id",
+    "x-koala-session",
     "x-powered-by",
     "x-request-id",
     "x-response-time",

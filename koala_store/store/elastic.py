@@ -22,14 +22,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import cached_property
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
-from elasticsearch import ApiError, AuthenticationException, AuthorizationException, Elasticsearch, helpers
+from elasticsearch import ApiError, AuthenticationException, AuthorizationException, Elasticsearch, NotFoundError, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
 from ..errors import StoreError
@@ -43,6 +44,9 @@ from ..query.text import token_text
 from ..summary import summarize
 from .base import PutResult, Query, Rejected, as_tree
 from .elastic_query import compile_query
+
+if TYPE_CHECKING:
+    from .elastic_runs import ElasticRunStore
 
 BATCH = 500
 IN_FLIGHT = 2
@@ -58,59 +62,65 @@ EXCLUDED_FROM_SOURCE = ["inbound.request", "inbound.response", "outbound.request
 STORE_KEYS = ("recorded_at_ns", "body_hash")
 
 
-def sessions_template(prefix: str) -> dict[str, Any]:
-    """The composable index template for `<prefix>-sessions-*`."""
+def daily_template(alias: str, mappings: dict[str, Any]) -> dict[str, Any]:
+    """A composable index template for daily indices `<alias>-YYYY.MM.DD`, all behind `alias`
+    (one shard each; a replica once the cluster has a second node)."""
     return {
-        "index_patterns": [f"{prefix}-sessions-*"],
+        "index_patterns": [f"{alias}-*"],
         "priority": 200,
         "template": {
-            "aliases": {f"{prefix}-sessions": {}},
-            "settings": {
-                "number_of_shards": 1,
-                "auto_expand_replicas": "0-1",
-            },
-            "mappings": {
-                "dynamic": False,
-                "_source": {"excludes": EXCLUDED_FROM_SOURCE},
-                "properties": {
-                    "SessionId": KEYWORD,
-                    "ThreadId": {"type": "long"},
-                    "TraceId": KEYWORD,
-                    "recorded_at": {"type": "date_nanos"},
-                    "recorded_at_ns": {"type": "long"},
-                    "body_hash": {"type": "keyword", "index": False},
-                    "outbound_count": {"type": "integer"},
-                    "inbound": {
-                        "properties": {
-                            "method": KEYWORD,
-                            "path": KEYWORD,
-                            "query": KEYWORD,
-                            "host": KEYWORD,
-                            "status": {"type": "integer"},
-                            "content_type": KEYWORD,
-                            "latency_ms": {"type": "double"},
-                            "request": TEXT,
-                            "response": TEXT,
-                            "request_size": {"type": "long"},
-                            "response_size": {"type": "long"},
-                        }
-                    },
-                    "outbound": {
-                        "properties": {
-                            "peer": KEYWORD,
-                            "protocol": KEYWORD,
-                            "method": KEYWORD,
-                            "path": KEYWORD,
-                            "request": TEXT,
-                            "response": TEXT,
-                            "request_size": {"type": "long"},
-                            "response_size": {"type": "long"},
-                        }
-                    },
+            "aliases": {alias: {}},
+            "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+            "mappings": mappings,
+        },
+    }
+
+
+def sessions_template(prefix: str) -> dict[str, Any]:
+    """The composable index template for `<prefix>-sessions-*`."""
+    return daily_template(
+        f"{prefix}-sessions",
+        {
+            "dynamic": False,
+            "_source": {"excludes": EXCLUDED_FROM_SOURCE},
+            "properties": {
+                "SessionId": KEYWORD,
+                "ThreadId": {"type": "long"},
+                "TraceId": KEYWORD,
+                "recorded_at": {"type": "date_nanos"},
+                "recorded_at_ns": {"type": "long"},
+                "body_hash": {"type": "keyword", "index": False},
+                "outbound_count": {"type": "integer"},
+                "inbound": {
+                    "properties": {
+                        "method": KEYWORD,
+                        "path": KEYWORD,
+                        "query": KEYWORD,
+                        "host": KEYWORD,
+                        "status": {"type": "integer"},
+                        "content_type": KEYWORD,
+                        "latency_ms": {"type": "double"},
+                        "request": TEXT,
+                        "response": TEXT,
+                        "request_size": {"type": "long"},
+                        "response_size": {"type": "long"},
+                    }
+                },
+                "outbound": {
+                    "properties": {
+                        "peer": KEYWORD,
+                        "protocol": KEYWORD,
+                        "method": KEYWORD,
+                        "path": KEYWORD,
+                        "request": TEXT,
+                        "response": TEXT,
+                        "request_size": {"type": "long"},
+                        "response_size": {"type": "long"},
+                    }
                 },
             },
         },
-    }
+    )
 
 
 OUR_PATHS = {
@@ -255,6 +265,35 @@ class RecorderLayout:
         self.sort.append({session_id: "asc"} if session_id else "_shard_doc")
 
 
+def point_in_time_hits(
+    client: Elasticsearch, index: str, query: dict[str, Any], sort: list[Any], *, source: bool | list[str] = True
+) -> Iterator[dict[str, Any]]:
+    """Every hit of a query, in sort order, through a point in time and search_after: bounded
+    memory at any size, and a stable view while documents change. No index: no hits."""
+    try:
+        pit = client.open_point_in_time(index=index, keep_alive=KEEP_ALIVE)["id"]
+    except NotFoundError:
+        return
+    try:
+        after = None
+        while True:
+            body: dict[str, Any] = {"query": query, "sort": sort, "size": PAGE, "pit": {"id": pit, "keep_alive": KEEP_ALIVE}, "_source": source}
+            if after is not None:
+                body["search_after"] = after
+            reply = client.search(**body)
+            hits = reply["hits"]["hits"]
+            pit = reply.get("pit_id", pit)
+            yield from hits
+            if len(hits) < PAGE:
+                return
+            after = hits[-1]["sort"]
+    finally:
+        try:
+            client.close_point_in_time(id=pit)
+        except (TransportError, ApiError):
+            pass  # it expires by itself
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
@@ -321,6 +360,7 @@ class ElasticStore:
             if not verify_certs:
                 options["ssl_show_warn"] = False
         self.client = Elasticsearch(self.base_url, **options)
+        self.prefix = prefix
         self.layout: OurLayout | RecorderLayout = RecorderLayout(index) if index and index != f"{prefix}-sessions" else OurLayout(prefix)
         self._call(lambda: self.client.cluster.health(), reachable_only=True)
         self._call(lambda: self.layout.prepare(self.client))
@@ -332,9 +372,7 @@ class ElasticStore:
         try:
             return action()
         except AuthenticationException:
-            raise StoreError(
-                f"Elasticsearch at {self.base_url} refused the credentials (401); check the user and password in --store or the API key"
-            ) from None
+            raise StoreError(f"Elasticsearch at {self.base_url} refused the credentials (401); check the user and password in --store or the API key") from None
         except AuthorizationException as exc:
             if reachable_only:
                 return None
@@ -539,31 +577,16 @@ class ElasticStore:
         return reply["count"]
 
     def _hits(self, dsl: dict[str, Any], *, source: bool | list[str] = True) -> Iterator[dict[str, Any]]:
-        """Every hit, in sort order, through a point in time and search_after (bounded memory)."""
+        """Every hit, in sort order (bounded memory); failures become one StoreError."""
+        hits = point_in_time_hits(self.client, self.layout.read_target, dsl, self.layout.sort, source=source)
         try:
-            pit = self._call(lambda: self.client.open_point_in_time(index=self.layout.read_target, keep_alive=KEEP_ALIVE))["id"]
-        except StoreError as exc:
-            if "index_not_found" in str(exc):
-                return
-            raise
-        try:
-            after = None
             while True:
-                body: dict[str, Any] = {"query": dsl, "sort": self.layout.sort, "size": PAGE, "pit": {"id": pit, "keep_alive": KEEP_ALIVE}, "_source": source}
-                if after is not None:
-                    body["search_after"] = after
-                reply = self._call(lambda body=body: self.client.search(**body))
-                hits = reply["hits"]["hits"]
-                pit = reply.get("pit_id", pit)
-                yield from hits
-                if len(hits) < PAGE:
+                hit = self._call(lambda: next(hits, None))
+                if hit is None:
                     return
-                after = hits[-1]["sort"]
+                yield hit
         finally:
-            try:
-                self.client.close_point_in_time(id=pit)
-            except (TransportError, ApiError):
-                pass  # it expires by itself
+            hits.close()
 
     def scan(self, query: Query = "*", *, limit: int | None = None) -> Iterator[Session]:
         tree, dsl, residual = self._compile(query)
@@ -604,6 +627,13 @@ class ElasticStore:
             hits.close()
         self.refresh()
         return deleted
+
+    @cached_property
+    def runs(self) -> "ElasticRunStore":
+        """Replay runs and comparisons, beside the sessions (`<prefix>-replays-*`, `<prefix>-runs`)."""
+        from .elastic_runs import ElasticRunStore
+
+        return self._call(lambda: ElasticRunStore(self.client, self.prefix))
 
     def close(self) -> None:
         self.client.close()

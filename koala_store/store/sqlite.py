@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lz4.block
 import msgspec
@@ -30,11 +30,15 @@ from ..query.text import searchable_text
 from ..summary import summarize
 from .base import PutResult, Query, Rejected, as_tree
 from .sqlite_query import compile_where
+from .sqlite_tx import transaction
 
 SCHEMA_VERSION = 1
 # Bump when searchable_text changes: the contentless index must then be rebuilt.
 TEXT_VERSION = 1
 BATCH = 1000
+if TYPE_CHECKING:
+    from .sqlite_runs import SqliteRunStore
+
 _SQL_PARAMS = 500  # stay well under SQLite's bound-parameter limit
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -202,7 +206,7 @@ class SqliteStore:
         self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, str(value)))
 
     def _rebuild_text_index(self) -> None:
-        with self._transaction():
+        with transaction(self.db):
             self.db.execute("INSERT INTO inbound_text (inbound_text) VALUES ('delete-all')")
             self.db.execute("INSERT INTO outbound_text (outbound_text) VALUES ('delete-all')")
             self._set_meta("text_indexed_upto", 0)
@@ -210,9 +214,6 @@ class SqliteStore:
 
     def _text_upto(self) -> int:
         return int(self._meta("text_indexed_upto") or 0)
-
-    def _transaction(self):
-        return _Transaction(self.db)
 
     # --- writing -----------------------------------------------------------------------
 
@@ -228,7 +229,7 @@ class SqliteStore:
     def _write(self, prepared: "_Prepared") -> PutResult:
         result = PutResult(rejected=list(prepared.rejected))
         rows = prepared.rows
-        with self._transaction():
+        with transaction(self.db):
             stale = []
             ids = list(rows)
             for start in range(0, len(ids), _SQL_PARAMS):
@@ -303,7 +304,7 @@ class SqliteStore:
     def refresh(self, progress: Callable[[int], None] | None = None) -> None:
         """Index the text of every session written since the last refresh."""
         while True:
-            with self._transaction():
+            with transaction(self.db):
                 upto = self._text_upto()
                 ids = [r[0] for r in self.db.execute("SELECT id FROM sessions WHERE id > ? ORDER BY id LIMIT ?", (upto, BATCH))]
                 if not ids:
@@ -365,25 +366,19 @@ class SqliteStore:
         where, params = compile_where(tree)
         deleted = 0
         while True:
-            with self._transaction():
+            with transaction(self.db):
                 ids = [r[0] for r in self.db.execute(f"SELECT s.id FROM sessions s WHERE {where} LIMIT ?", [*params, BATCH])]
                 self._delete_rows(ids)
             deleted += len(ids)
             if len(ids) < BATCH:
                 return deleted
 
+    @cached_property
+    def runs(self) -> "SqliteRunStore":
+        """Replay runs and comparisons, in the same file."""
+        from .sqlite_runs import SqliteRunStore
+
+        return SqliteRunStore(self.db)
+
     def close(self) -> None:
         self.db.close()
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error: a batch is all written or not at all."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind, value, traceback) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -1,0 +1,277 @@
+"""The outbound mock: stands in for every dependency of the system under test during replay.
+
+One listener per `--outbound LISTEN=RECORDED_PEER` mapping. Each talk the SUT sends on a
+connection is read (protocol-aware framing, else Koala's idle gap), attributed to the session
+being replayed, matched against that session's recorded calls for the peer, and answered
+with the recorded response. A client that sends nothing within 20 ms of connecting gets the
+recorded greeting (MySQL). Fail closed: a talk that matches nothing gets its connection
+closed and is reported; it reaches a real dependency only when that peer is in --bypass.
+
+Long-lived connections the SUT keeps open across sessions work: each talk goes to the session
+current when it arrives, and the connection's matching state carries over between sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
+
+import matchers
+from matchers import ConnectionState, SessionMatcher
+
+from ..diff import Talk
+from ..model import Session
+from ..summary import summarize_outbound
+from ..wire import HTTP, UNKNOWN, http1
+from .framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
+from .targets import Address, OutboundMapping
+
+SESSION_HEADER = "X-Koala-Session"
+READ_SIZE = 1 << 16
+Attribution = Literal["single", "header"]
+
+
+class UnattributedTalk(msgspec.Struct):
+    peer: str
+    connection: int
+    request: bytes
+    reason: str
+
+
+class SessionContext:
+    """A session being replayed: its matcher and the talks attributed to it."""
+
+    def __init__(self, session: Session, matcher: SessionMatcher, key: str):
+        self.session = session
+        self.matcher = matcher
+        self.key = key  # what the SUT propagates (X-Koala-Session value or trace id)
+        self.talks: list[Talk] = []
+        self.bypassed = 0  # unmatched talks let through to the real dependency (--bypass)
+        # How talks were attributed: by the propagated header, or only because this was the
+        # one session in flight (what a SUT that does not pass the header on looks like).
+        self.by_header = 0
+        self.without_header: list[str] = []  # "peer (protocol)" of each such talk
+        self.busy = 0  # talks read and not yet answered
+        self.last_talk_at = 0.0
+
+
+class OutboundMock:
+    def __init__(
+        self,
+        mappings: Iterable[OutboundMapping],
+        strategy: matchers.Strategy,
+        *,
+        attribution: Attribution = "single",
+        bypass: Iterable[Address] = (),
+    ):
+        self.mappings = list(mappings)
+        self.strategy = strategy
+        self.attribution = attribution
+        self.bypass = {str(a) for a in bypass}
+        self.unattributed: list[UnattributedTalk] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._contexts: dict[str, SessionContext] = {}
+        self._current: SessionContext | None = None
+        self._connections = itertools.count(1)
+        self._sessions = itertools.count(1)
+        self._protocols: dict[str, str] = {}
+        self._open: set[asyncio.StreamWriter] = set()  # live connections, closed at stop()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for mapping in self.mappings:
+            try:
+                server = await asyncio.start_server(
+                    lambda r, w, m=mapping: self._serve(m, r, w), mapping.listen.host, mapping.listen.port, reuse_address=True
+                )
+            except OSError as exc:
+                await self.stop()
+                raise OSError(f"cannot listen on {mapping.listen} for {mapping.recorded_peer}: {exc.strerror}; pick a free address") from None
+            self._servers.append(server)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        # Connections the SUT keeps open (pools) end here, so their handlers finish cleanly.
+        for writer in list(self._open):
+            writer.close()
+        await asyncio.sleep(0)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+        self._servers = []
+
+    # --- sessions ----------------------------------------------------------------------
+
+    def begin(self, session: Session, key: str | None = None) -> SessionContext:
+        """Start attributing talks to this session."""
+        context = SessionContext(session, self.strategy.for_session(session.outbound_calls), key or f"s{next(self._sessions)}")
+        self._contexts[context.key] = context
+        self._current = context
+        for call in session.outbound_calls:
+            peer = call.peer.address
+            if self._protocols.get(peer, UNKNOWN) == UNKNOWN:
+                self._protocols[peer] = summarize_outbound(call).protocol
+        return context
+
+    async def settle(self, context: SessionContext, grace: float = 0.002, limit: float = 0.5) -> None:
+        """Wait until the session's talks are answered and a short grace passed without new ones
+        (calls a SUT makes just after answering still count)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if context.busy == 0 and time.monotonic() - context.last_talk_at >= grace:
+                await asyncio.sleep(grace)
+                if context.busy == 0 and time.monotonic() - context.last_talk_at >= grace:
+                    return
+            await asyncio.sleep(0.001)
+
+    def end(self, context: SessionContext) -> list[Talk]:
+        """Stop attributing to the session; return its talks in the order they were answered."""
+        self._contexts.pop(context.key, None)
+        return context.talks
+
+    def _attribute(self, request: bytes, protocol: str) -> tuple[SessionContext | None, str]:
+        if self.attribution == "single":
+            if self._current is None:
+                return None, "no session was being replayed"
+            return self._current, ""
+        if protocol == HTTP:
+            head = http1.parse_request_head(request)
+            key = head.header(SESSION_HEADER) if head else None
+            if key is None and head is not None and (parent := head.header("traceparent")):
+                key = parent.split("-")[1] if parent.count("-") >= 3 else None
+            if key is not None:
+                context = self._contexts.get(key)
+                if context is None:
+                    return None, f"{SESSION_HEADER}/traceparent {key!r} names no session being replayed"
+                context.by_header += 1
+                return context, ""
+        if len(self._contexts) == 1:
+            context = next(iter(self._contexts.values()))
+            context.without_header.append(protocol)
+            return context, ""
+        return None, f"{len(self._contexts)} sessions were in flight and the talk carried no {SESSION_HEADER} or traceparent header"
+
+    # --- connections -------------------------------------------------------------------
+
+    async def _serve(self, mapping: OutboundMapping, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = str(mapping.recorded_peer)
+        connection = next(self._connections)
+        self._open.add(writer)
+        states: dict[str, ConnectionState] = {}
+        previous: ConnectionState | None = None
+        fresh = True
+        try:
+            while True:
+                data = await self._first_read(reader, fresh)
+                if data is None:  # silent new connection: a greeting may be due
+                    context, _ = self._attribute(b"", self._protocols.get(peer, UNKNOWN))
+                    if context is not None:
+                        state = self._state(context, states, previous)
+                        result = context.matcher.greeting(state, peer=peer)
+                        if result.matched:
+                            assert result.call is not None
+                            writer.write(result.call.response)
+                            await writer.drain()
+                            context.talks.append(Talk(peer, connection, b"", result))
+                            context.last_talk_at = time.monotonic()
+                            previous = state
+                    fresh = False
+                    continue
+                if not data:
+                    return  # the SUT closed the connection
+                fresh = False
+                protocol = guess_live_protocol(data, self._protocols.get(peer, UNKNOWN))
+                request = await self._rest_of_talk(reader, data, protocol)
+                context, why = self._attribute(request, protocol)
+                if context is None:
+                    self.unattributed.append(UnattributedTalk(peer, connection, request, why))
+                    return  # fail closed
+                context.busy += 1
+                try:
+                    state = self._state(context, states, previous)
+                    previous = state
+                    result = context.matcher.match(request, state, peer=peer)
+                    if result.matched:
+                        assert result.call is not None
+                        writer.write(result.call.response)
+                        await writer.drain()
+                        context.talks.append(Talk(peer, connection, request, result))
+                        continue
+                    context.talks.append(Talk(peer, connection, request, result))
+                    if str(mapping.recorded_peer) in self.bypass:
+                        context.bypassed += 1
+                        await self._pass_through(mapping, request, reader, writer)
+                    return  # fail closed: the connection goes, unanswered
+                finally:
+                    context.busy -= 1
+                    context.last_talk_at = time.monotonic()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # the SUT hung up, or the replay is over
+        finally:
+            self._open.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _state(self, context: SessionContext, states: dict[str, ConnectionState], previous: ConnectionState | None) -> ConnectionState:
+        state = states.get(context.key)
+        if state is None:
+            # A connection kept open across sessions carries its state into the next one.
+            state = context.matcher.connection(previous)
+            states.clear()
+            states[context.key] = state
+        return state
+
+    @staticmethod
+    async def _first_read(reader: asyncio.StreamReader, fresh: bool) -> bytes | None:
+        """The first bytes of a talk; None when a new connection stays silent for 20 ms."""
+        if not fresh:
+            return await reader.read(READ_SIZE)
+        try:
+            return await asyncio.wait_for(reader.read(READ_SIZE), GREETING_WAIT_S)
+        except asyncio.TimeoutError:
+            return None
+
+    @staticmethod
+    async def _rest_of_talk(reader: asyncio.StreamReader, data: bytes, protocol: str) -> bytes:
+        """Read until the request is complete: by the protocol when it is known, else until
+        Koala's 3 ms idle gap."""
+        buffer = bytearray(data)
+        while True:
+            complete = is_complete(bytes(buffer), protocol)
+            if complete:
+                return bytes(buffer)
+            gap = IDLE_GAP_S if complete is None else INCOMPLETE_GAP_S
+            try:
+                more = await asyncio.wait_for(reader.read(READ_SIZE), gap)
+            except asyncio.TimeoutError:
+                return bytes(buffer)
+            if not more:
+                return bytes(buffer)
+            buffer += more
+
+    @staticmethod
+    async def _pass_through(mapping: OutboundMapping, request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """--bypass: from this talk on, the connection goes to the real dependency."""
+        real = mapping.recorded_peer
+        upstream_reader, upstream_writer = await asyncio.open_connection(real.host, real.port)
+        upstream_writer.write(request)
+        await upstream_writer.drain()
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while chunk := await source.read(READ_SIZE):
+                    sink.write(chunk)
+                    await sink.drain()
+            with contextlib.suppress(Exception):
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))

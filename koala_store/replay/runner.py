@@ -1,0 +1,377 @@
+"""Replay sessions from a store against a system under test and compare what comes back.
+
+For each session, in recorded order: its outbound calls are answered by the mock
+(koala_store.replay.mock) from the recording, its inbound request goes to the target, and
+the response and the side effects are compared with the recording (koala_store.diff). With
+--noise-runs N each session is replayed N more times and what varies among those runs is
+noise; with --baseline the same happens against a build of the old code, under Diffy's rule.
+One Comparison per session and a RunSummary go to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import Any
+
+import msgspec
+
+import matchers
+
+from .. import diff
+from ..errors import KoalaError
+from ..formats import escaped
+from ..model import Session
+from ..store.base import SessionStore
+from ..wire import http1
+from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request, request_path
+from .mock import SESSION_HEADER, OutboundMock, SessionContext
+from .results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote
+from .targets import Address, OutboundMapping
+
+FLUSH_EVERY = 200  # comparisons written to the store per batch
+TOP_PATHS = 50
+
+
+class ReplayOptions(msgspec.Struct, kw_only=True):
+    target: Address
+    query: str = "*"
+    mappings: list[OutboundMapping] = msgspec.field(default_factory=list)
+    matcher: str = "fuzzy"
+    threshold: float | None = None
+    concurrency: int = 1
+    rate: float | None = None  # sessions per second
+    speed: float | None = None  # recorded pace times this (2.0 = twice as fast)
+    limit: int | None = None
+    bypass: list[Address] = msgspec.field(default_factory=list)
+    diff: diff.DiffOptions = msgspec.field(default_factory=diff.DiffOptions)
+    noise_runs: int = 0
+    baseline: Address | None = None
+    run_name: str | None = None
+    edits: RequestEdits = msgspec.field(default_factory=RequestEdits)
+    allow_url: list[str] = msgspec.field(default_factory=list)
+    disallow_url: list[str] = msgspec.field(default_factory=list)
+    timeout: float = 5.0
+    settle: float = 0.002  # grace after a response for calls the SUT makes just after it
+
+
+class Counts(msgspec.Struct):
+    same: int = 0
+    different: int = 0
+    error: int = 0
+    skipped: int = 0
+
+
+def check_options(options: ReplayOptions) -> None:
+    """One clear error for options that cannot work together."""
+    if options.concurrency < 1:
+        raise KoalaError(f"--concurrency {options.concurrency}: give 1 or more")
+    if options.rate is not None and options.speed is not None:
+        raise KoalaError("--rate and --speed both set the pace; give one of them")
+    if options.rate is not None and options.rate <= 0:
+        raise KoalaError(f"--rate {options.rate:g}/s: give a positive rate, e.g. --rate 100/s")
+    if options.speed is not None and options.speed <= 0:
+        raise KoalaError(f"--speed {options.speed:g}x: give a positive factor, e.g. --speed 2x")
+    if options.noise_runs and options.baseline:
+        raise KoalaError("--noise-runs and --baseline are two ways to find noise; give one of them")
+    if options.noise_runs < 0:
+        raise KoalaError(f"--noise-runs {options.noise_runs}: give 0 or more")
+    for flag, patterns in (("--allow-url", options.allow_url), ("--disallow-url", options.disallow_url)):
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise KoalaError(f"{flag} {pattern!r} is not a regular expression ({exc})") from None
+    listens = [str(m.listen) for m in options.mappings]
+    if len(set(listens)) != len(listens):
+        raise KoalaError(f"--outbound listens twice on the same address ({', '.join(sorted(listens))}); give each mapping its own")
+    for mapping in options.mappings:
+        if str(mapping.listen) in (str(options.target), str(options.baseline)):
+            raise KoalaError(f"--outbound {mapping.listen} is the target's own address; the mock needs an address of its own")
+
+
+class Replay:
+    """One run: the mock, the clients, the store and the bookkeeping."""
+
+    def __init__(self, store: SessionStore, options: ReplayOptions, progress: Callable[[Counts], None] | None = None):
+        check_options(options)
+        self.store = store
+        self.options = options
+        self.progress = progress
+        strategy_options = {} if options.threshold is None else {"threshold": options.threshold}
+        self.strategy = matchers.get(options.matcher, **strategy_options)
+        # With several sessions in flight, a talk is told apart by the header the SUT passes on.
+        self.propagate = options.concurrency > 1
+        self.mock = OutboundMock(options.mappings, self.strategy, attribution="header" if self.propagate else "single", bypass=options.bypass)
+        self.counts = Counts()
+        self.paths: Counter[tuple[str, str, str]] = Counter()
+        self.suppressed = 0
+        self.pending: list[Comparison] = []
+        self._last_context: SessionContext | None = None
+        self.noise = diff.DiffyNoise() if options.baseline else None
+        self.held: list[tuple[Comparison, list[diff.Difference]]] = []  # baseline mode decides at the end
+        # The store is not asyncio-aware: one thread does all its work, in order.
+        self.store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="koala-store")
+        now = time.time_ns()
+        self.summary = RunSummary(
+            run_id=uuid.uuid4().hex[:16],
+            name=options.run_name or f"replay-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now // 10**9))}",
+            started_at=now,
+            query=options.query,
+            target=str(options.target),
+            matcher=options.matcher,
+            threshold=options.threshold,
+            concurrency=options.concurrency,
+            noise_runs=options.noise_runs,
+            baseline=str(options.baseline) if options.baseline else None,
+            options={
+                "outbound": [f"{m.listen}={m.recorded_peer}" for m in options.mappings],
+                "bypass": [str(a) for a in options.bypass],
+                "ignore": list(options.diff.ignore),
+                "rate": options.rate,
+                "speed": options.speed,
+                "limit": options.limit,
+            },
+        )
+
+    async def _store(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.store_thread, call, *args)
+
+    # --- the run -----------------------------------------------------------------------
+
+    async def run(self) -> RunSummary:
+        started = time.perf_counter()
+        await self.mock.start()
+        try:
+            await self._store(self.store.runs.put_run, self.summary)
+            sessions = self._paced()
+            workers: list[asyncio.Task[None]] = []
+            try:
+                if self.propagate:
+                    await self._probe(sessions)
+                queue: asyncio.Queue[Session | None] = asyncio.Queue(maxsize=self.options.concurrency * 2)
+                workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.options.concurrency)]
+                async for session in sessions:
+                    await queue.put(session)
+                for _ in workers:
+                    await queue.put(None)
+                await asyncio.gather(*workers)
+            except BaseException:
+                for worker in workers:
+                    worker.cancel()
+                self.summary.status = "interrupted"
+                raise
+            finally:
+                await self._finish(time.perf_counter() - started)
+        finally:
+            await self.mock.stop()
+            self.store_thread.shutdown(wait=True)
+        return self.summary
+
+    async def _sessions(self) -> AsyncIterator[Session]:
+        """The store's matches in recorded order, a page at a time (bounded memory)."""
+        iterator: Iterator[Session] = self.store.scan(self.options.query, limit=self.options.limit)
+        while page := await self._store(lambda: list(islice(iterator, 100))):
+            for session in page:
+                yield session
+
+    def _wanted(self, session: Session) -> bool:
+        """GoReplay's --http-allow-url / --http-disallow-url, on the request target."""
+        if not (self.options.allow_url or self.options.disallow_url):
+            return True
+        path = request_path(session.call_from_inbound.request) or ""
+        if self.options.allow_url and not any(re.search(p, path) for p in self.options.allow_url):
+            return False
+        return not any(re.search(p, path) for p in self.options.disallow_url)
+
+    async def _paced(self) -> AsyncIterator[Session]:
+        """The sessions to replay, filtered, at the pace asked for."""
+        began = time.monotonic()
+        first_at: int | None = None
+        sent = 0
+        async for session in self._sessions():
+            if not self._wanted(session):
+                self.counts.skipped += 1
+                continue
+            if self.options.rate:
+                await _sleep_until(began + sent / self.options.rate)
+            elif self.options.speed:
+                first_at = session.recorded_at if first_at is None else first_at
+                await _sleep_until(began + (session.recorded_at - first_at) / 1e9 / self.options.speed)
+            yield session
+            sent += 1
+
+    async def _probe(self, sessions: AsyncIterator[Session]) -> None:
+        """Before running sessions side by side, replay them one at a time until one makes
+        outbound calls, and check that every call carried the session's header: otherwise
+        talks of concurrent sessions could not be told apart, and guessing is not allowed."""
+        target = InboundClient(self.options.target, timeout=self.options.timeout)
+        baseline = InboundClient(self.options.baseline, timeout=self.options.timeout) if self.options.baseline else None
+        try:
+            async for session in sessions:
+                comparison = await self._replay_session(session, target, baseline)
+                if comparison is not None:
+                    await self._record(comparison)
+                context = self._last_context
+                if context is None or not (context.by_header or context.without_header):
+                    continue  # no outbound calls yet: nothing to learn from
+                if context.without_header:
+                    kinds = sorted(set(context.without_header))
+                    why = (
+                        f"{', '.join(k for k in kinds if k != 'http')} talks cannot carry a header"
+                        if kinds != ["http"]
+                        else f"the SUT does not pass {SESSION_HEADER} or traceparent on to its outbound HTTP calls"
+                    )
+                    raise KoalaError(
+                        f"--concurrency {self.options.concurrency} cannot tell which session an outbound call belongs to: "
+                        f"session {session.session_id} made {len(context.without_header)} call(s) without the session header ({why}); "
+                        "replay with --concurrency 1"
+                    )
+                return
+        finally:
+            await target.close()
+            if baseline:
+                await baseline.close()
+
+    async def _worker(self, queue: asyncio.Queue[Session | None]) -> None:
+        target = InboundClient(self.options.target, timeout=self.options.timeout)
+        baseline = InboundClient(self.options.baseline, timeout=self.options.timeout) if self.options.baseline else None
+        try:
+            while (session := await queue.get()) is not None:
+                comparison = await self._replay_session(session, target, baseline)
+                if comparison is not None:
+                    await self._record(comparison)
+        finally:
+            await target.close()
+            if baseline:
+                await baseline.close()
+
+    # --- one session -------------------------------------------------------------------
+
+    async def _send(self, session: Session, client: InboundClient) -> tuple[InboundResult, list[diff.Talk], SessionContext]:
+        key = uuid.uuid4().hex
+        context = self.mock.begin(session, key)
+        try:
+            request = prepare_request(session.call_from_inbound.request, client.target, self.options.edits, key if self.propagate else None)
+            result = await client.send(request)
+            await self.mock.settle(context, grace=self.options.settle)
+        finally:
+            talks = self.mock.end(context)
+        self._last_context = context
+        return result, talks, context
+
+    async def _replay_session(self, session: Session, target: InboundClient, baseline: InboundClient | None) -> Comparison | None:
+        options = self.options.diff
+        if not options.clock_offset_s and session.recorded_at:
+            # Timestamps the SUT writes now are compared with the recording's, shifted by its age.
+            options = msgspec.structs.replace(options, clock_offset_s=max((time.time_ns() - session.recorded_at) / 1e9, 0.0))
+        recorded = session.return_inbound.response
+        first, talks, context = await self._send(session, target)
+        comparison = Comparison(
+            run_id=self.summary.run_id,
+            session_id=session.session_id,
+            endpoint=diff.endpoint_of(session.call_from_inbound.request),
+            verdict=SAME,
+            recorded_at=session.recorded_at,
+            replayed_at=time.time_ns(),
+            recorded_status=http1.status_code(recorded),
+            replayed_status=http1.status_code(first.response) if first.response else None,
+            recorded_latency_ms=_recorded_latency(session),
+            replayed_latency_ms=round(first.latency_ms, 3),
+            bypassed=context.bypassed,
+        )
+        if first.error is not None:
+            comparison.verdict, comparison.error = ERROR, first.error
+            comparison.outbound = diff.compare_outbound(session.outbound_calls, talks, options)
+            return comparison
+        differences = diff.compare_responses(recorded, first.response, options)
+        report = diff.compare_outbound(session.outbound_calls, talks, options)
+        primary = differences + report.differences
+        if self.options.noise_runs:
+            among = []
+            for _ in range(self.options.noise_runs):
+                again, again_talks, _ = await self._send(session, target)
+                if again.error is None:
+                    among.append(diff.compare_responses(first.response, again.response, options) + diff.compare_talks(session.outbound_calls, talks, again_talks, options))
+            kept, noisy = diff.suppress_repeated(primary, among)
+            comparison.suppressed = [Suppressed(d, "noise-runs") for d in noisy]
+            primary, report = kept, report.keep_only(kept)
+        comparison.outbound = report
+        if baseline is not None and self.noise is not None:
+            old, old_talks, _ = await self._send(session, baseline)
+            noise_paths = set()
+            if old.error is None:
+                noise_paths = {d.path for d in diff.compare_responses(recorded, old.response, options)}
+                noise_paths |= {d.path for d in diff.compare_outbound(session.outbound_calls, old_talks, options).differences}
+            self.noise.add(comparison.endpoint, {d.path for d in primary}, noise_paths)
+            self.held.append((comparison, primary))  # judged when every session has counted
+            return None
+        comparison.differences = primary
+        comparison.verdict = DIFFERENT if comparison.differences else SAME
+        return comparison
+
+    # --- bookkeeping -------------------------------------------------------------------
+
+    async def _record(self, comparison: Comparison) -> None:
+        setattr(self.counts, comparison.verdict, getattr(self.counts, comparison.verdict) + 1)
+        self.suppressed += len(comparison.suppressed)
+        for difference in comparison.differences:
+            self.paths[(comparison.endpoint, difference.path, difference.kind)] += 1
+        self.pending.append(comparison)
+        if len(self.pending) >= FLUSH_EVERY:
+            batch, self.pending = self.pending, []
+            await self._store(self.store.runs.put_comparisons, batch)
+        if self.progress:
+            self.progress(self.counts)
+
+    async def _finish(self, elapsed: float) -> None:
+        if self.noise is not None:
+            for comparison, primary in self.held:
+                real, noisy = self.noise.split(comparison.endpoint, primary)
+                comparison.differences = real
+                comparison.suppressed = [Suppressed(d, "baseline") for d in noisy]
+                if comparison.outbound is not None:
+                    comparison.outbound = comparison.outbound.keep_only(real)
+                comparison.verdict = DIFFERENT if real else SAME
+                await self._record(comparison)
+            self.held = []
+        if self.pending:
+            await self._store(self.store.runs.put_comparisons, self.pending)
+            self.pending = []
+        summary = self.summary
+        summary.same, summary.different, summary.error = self.counts.same, self.counts.different, self.counts.error
+        summary.skipped = self.counts.skipped
+        summary.total = summary.same + summary.different + summary.error
+        summary.suppressed = self.suppressed
+        summary.unattributed = len(self.mock.unattributed)
+        summary.unattributed_talks = [
+            UnattributedNote(t.peer, escaped.encode(t.request[:200]), t.reason) for t in self.mock.unattributed[:20]
+        ]
+        summary.differing_paths = [PathCount(e, p, k, n) for (e, p, k), n in self.paths.most_common(TOP_PATHS)]
+        summary.finished_at = time.time_ns()
+        summary.sessions_per_second = round(summary.total / elapsed, 1) if elapsed > 0 else None
+        if summary.status == "running":
+            summary.status = "finished"
+        await self._store(self.store.runs.put_run, summary)
+
+
+def _recorded_latency(session: Session) -> float | None:
+    start, end = session.call_from_inbound.occurred_at, session.return_inbound.occurred_at
+    return round((end - start) / 1e6, 3) if start and end >= start else None
+
+
+async def _sleep_until(moment: float) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def replay(store: SessionStore, options: ReplayOptions, progress: Callable[[Counts], None] | None = None) -> RunSummary:
+    """Run a replay to the end (the library entry point behind `koala replay`)."""
+    return asyncio.run(Replay(store, options, progress).run())
