@@ -22,6 +22,7 @@ not the HTTP status; use `re:status` for that.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable
@@ -189,13 +190,19 @@ def compile_options(options: DiffOptions | None) -> Rules:
     """Check and compile options (cached); raises DiffOptionsError on a bad entry."""
     if options is None:
         options = DEFAULT_OPTIONS
-    key = msgspec.json.encode(options)
+    # The clock offset changes with every session a replay compares: keep it out of the key
+    # and set it on a copy of the compiled rules.
+    offset = options.clock_offset_s
+    key = msgspec.json.encode(msgspec.structs.replace(options, clock_offset_s=0.0) if offset else options)
     rules = _cache.get(key)
     if rules is None:
         rules = _compile(options)
         if len(_cache) > 256:
             _cache.clear()
         _cache[key] = rules
+    elif rules.clock_offset_s != offset:
+        _check_number("clock_offset_s", offset, -math.inf, math.inf)
+        rules = dataclasses.replace(rules, options=options, clock_offset_s=float(offset))
     return rules
 
 

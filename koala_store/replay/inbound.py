@@ -120,10 +120,11 @@ class InboundClient:
             except (OSError, asyncio.TimeoutError) as exc:
                 return InboundResult(error=f"cannot connect to the target {self.target}: {_why(exc)}")
             try:
-                writer.write(request)
-                await writer.drain()
-                response, keep = await asyncio.wait_for(self._read_response(reader, method), self.timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.timeout):  # no extra task per request, unlike wait_for
+                    writer.write(request)
+                    await writer.drain()
+                    response, keep = await self._read_response(reader, method)
+            except TimeoutError:
                 _close(writer)
                 return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} did not answer within {self.timeout:g} s")
             except (ConnectionError, OSError) as exc:

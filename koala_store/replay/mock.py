@@ -122,25 +122,31 @@ class OutboundMock:
         return context
 
     async def settle(self, context: SessionContext, grace: float = 0.002, limit: float = 0.5) -> None:
-        """Wait until the session's talks are answered and a short grace passed without new ones
-        (calls a SUT makes just after answering still count)."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if context.busy == 0 and time.monotonic() - context.last_talk_at >= grace:
-                await asyncio.sleep(grace)
-                if context.busy == 0 and time.monotonic() - context.last_talk_at >= grace:
-                    return
-            await asyncio.sleep(0.001)
+        """Wait until the session's talks are answered and `grace` passed since the response and
+        its last talk (calls a SUT makes just after answering still count)."""
+        answered = time.monotonic()
+        deadline = answered + limit
+        while (now := time.monotonic()) < deadline:
+            if context.busy:
+                await asyncio.sleep(0.001)  # a talk is being answered
+                continue
+            quiet_until = max(answered, context.last_talk_at) + grace
+            if now >= quiet_until:
+                return
+            await asyncio.sleep(quiet_until - now)
 
     def end(self, context: SessionContext) -> list[Talk]:
-        """Stop attributing to the session; return its talks in the order they were answered."""
+        """Stop attributing to the session; return its talks in the order they were answered.
+        A talk arriving later is reported as unattributed, never added to a finished session."""
         self._contexts.pop(context.key, None)
+        if self._current is context:
+            self._current = None
         return context.talks
 
     def _attribute(self, request: bytes, protocol: str) -> tuple[SessionContext | None, str]:
         if self.attribution == "single":
             if self._current is None:
-                return None, "no session was being replayed"
+                return None, "no session was being replayed (a call made after its session's response and grace period?)"
             return self._current, ""
         if protocol == HTTP:
             head = http1.parse_request_head(request)

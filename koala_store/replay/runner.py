@@ -37,6 +37,7 @@ from .targets import Address, OutboundMapping
 
 FLUSH_EVERY = 200  # comparisons written to the store per batch
 TOP_PATHS = 50
+FINISHING_PER_WORKER = 4  # sessions a worker may still be comparing while it sends the next
 
 
 class ReplayOptions(msgspec.Struct, kw_only=True):
@@ -242,37 +243,74 @@ class Replay:
     async def _worker(self, queue: asyncio.Queue[Session | None]) -> None:
         target = InboundClient(self.options.target, timeout=self.options.timeout)
         baseline = InboundClient(self.options.baseline, timeout=self.options.timeout) if self.options.baseline else None
+        # With sessions told apart by header and nothing else to replay for a session, the
+        # worker moves on once the SUT has answered; settling and comparing go on beside it.
+        overlap = self.propagate and not self.options.noise_runs and baseline is None
+        finishing: set[asyncio.Task[None]] = set()
         try:
             while (session := await queue.get()) is not None:
-                comparison = await self._replay_session(session, target, baseline)
-                if comparison is not None:
-                    await self._record(comparison)
+                first, context = await self._exchange(session, target)
+                completion = self._complete(session, first, context, target, baseline)
+                if not overlap:
+                    await completion
+                    continue
+                if len(finishing) >= FINISHING_PER_WORKER:  # comparing falls behind: wait for it
+                    await asyncio.wait(finishing, return_when=asyncio.FIRST_COMPLETED)
+                task = asyncio.create_task(completion)
+                finishing.add(task)
+                task.add_done_callback(finishing.discard)
+            if finishing:
+                await asyncio.gather(*finishing)
         finally:
+            for task in finishing:
+                task.cancel()
             await target.close()
             if baseline:
                 await baseline.close()
 
     # --- one session -------------------------------------------------------------------
 
-    async def _send(self, session: Session, client: InboundClient) -> tuple[InboundResult, list[diff.Talk], SessionContext]:
+    async def _exchange(self, session: Session, client: InboundClient) -> tuple[InboundResult, SessionContext]:
+        """Send the inbound request with the session's talks attributed to it; its answer."""
         key = uuid.uuid4().hex
         context = self.mock.begin(session, key)
         try:
             request = prepare_request(session.call_from_inbound.request, client.target, self.options.edits, key if self.propagate else None)
-            result = await client.send(request)
+            return await client.send(request), context
+        except BaseException:
+            self.mock.end(context)
+            raise
+
+    async def _talks(self, context: SessionContext) -> list[diff.Talk]:
+        """The session's talks, once the calls made just after its answer had their chance."""
+        try:
             await self.mock.settle(context, grace=self.options.settle)
         finally:
             talks = self.mock.end(context)
         self._last_context = context
-        return result, talks, context
+        return talks
+
+    async def _send(self, session: Session, client: InboundClient) -> tuple[InboundResult, list[diff.Talk]]:
+        result, context = await self._exchange(session, client)
+        return result, await self._talks(context)
+
+    async def _complete(self, session: Session, first: InboundResult, context: SessionContext, target: InboundClient, baseline: InboundClient | None) -> None:
+        comparison = await self._compare(session, first, await self._talks(context), context, target, baseline)
+        if comparison is not None:
+            await self._record(comparison)
 
     async def _replay_session(self, session: Session, target: InboundClient, baseline: InboundClient | None) -> Comparison | None:
+        first, context = await self._exchange(session, target)
+        return await self._compare(session, first, await self._talks(context), context, target, baseline)
+
+    async def _compare(
+        self, session: Session, first: InboundResult, talks: list[diff.Talk], context: SessionContext, target: InboundClient, baseline: InboundClient | None
+    ) -> Comparison | None:
         options = self.options.diff
         if not options.clock_offset_s and session.recorded_at:
             # Timestamps the SUT writes now are compared with the recording's, shifted by its age.
             options = msgspec.structs.replace(options, clock_offset_s=max((time.time_ns() - session.recorded_at) / 1e9, 0.0))
         recorded = session.return_inbound.response
-        first, talks, context = await self._send(session, target)
         comparison = Comparison(
             run_id=self.summary.run_id,
             session_id=session.session_id,
@@ -296,7 +334,7 @@ class Replay:
         if self.options.noise_runs:
             among = []
             for _ in range(self.options.noise_runs):
-                again, again_talks, _ = await self._send(session, target)
+                again, again_talks = await self._send(session, target)
                 if again.error is None:
                     among.append(diff.compare_responses(first.response, again.response, options) + diff.compare_talks(session.outbound_calls, talks, again_talks, options))
             kept, noisy = diff.suppress_repeated(primary, among)
@@ -304,7 +342,7 @@ class Replay:
             primary, report = kept, report.keep_only(kept)
         comparison.outbound = report
         if baseline is not None and self.noise is not None:
-            old, old_talks, _ = await self._send(session, baseline)
+            old, old_talks = await self._send(session, baseline)
             noise_paths = set()
             if old.error is None:
                 noise_paths = {d.path for d in diff.compare_responses(recorded, old.response, options)}

@@ -1,0 +1,3 @@
+module koala-store/bench/fastsut
+
+go 1.26
