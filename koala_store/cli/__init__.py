@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.stderr.write("aborted\n")
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("interrupted; what was stored or written so far is kept\n")
         sys.exit(130)
     except typer.TyperException as exc:
         show = getattr(exc, "show", None)
