@@ -107,13 +107,6 @@ def mask_volatile(text: str) -> str:
 
 # --- SQL ------------------------------------------------------------------------------
 
-_SQL_TOKEN = re.compile(
-    r"""(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
-    r"|(?P<comment>/\*.*?\*/|--[^\n]*)"
-    r"|(?P<num>\b0x[0-9a-fA-F]+\b|(?<![\w.$])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]))"
-    r"|(?P<space>\s+)",
-    re.S,
-)
 _SQL_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _SQL_ROWS = re.compile(r"(\(\?\+\))(?:\s*,\s*\(\?\+\))+")
 
@@ -131,7 +124,7 @@ def normalize_sql(sql: str, *, mask_literals: bool) -> str:
             return " "
         return "?" if mask_literals else m.group()
 
-    text = " ".join(_SQL_TOKEN.sub(repl, sql).split())
+    text = " ".join(mysql.SQL_TOKEN.sub(repl, sql).split())
     if mask_literals:
         text = _SQL_ROWS.sub(r"\1", _SQL_LIST.sub("(?+)", text))
     return text

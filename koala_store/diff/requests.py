@@ -195,13 +195,6 @@ def _value(expected: bytes, actual: bytes, path: Path, rules: Rules) -> list[Dif
 
 # --- MySQL -----------------------------------------------------------------------------
 
-_SQL_TOKEN = re.compile(
-    r"""(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
-    r"|(?P<comment>/\*.*?\*/|--[^\n]*|#[^\n]*)"
-    r"|(?P<num>\b0x[0-9a-fA-F]+\b|(?<![\w.$])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]))"
-    r"|(?P<space>\s+)",
-    re.S,
-)
 
 
 def split_sql(sql: str) -> tuple[str, list[str]]:
@@ -221,13 +214,13 @@ def split_sql(sql: str) -> tuple[str, list[str]]:
         literals.append(text)
         return "?"
 
-    shape = " ".join(_SQL_TOKEN.sub(repl, sql).split())
+    shape = " ".join(mysql.SQL_TOKEN.sub(repl, sql).split())
     return shape, literals
 
 
 def _sql_text(sql: str) -> str:
     # For display: comments gone, whitespace collapsed, literals kept.
-    return " ".join(_SQL_TOKEN.sub(lambda m: " " if m.lastgroup in ("space", "comment") else m.group(), sql).split())
+    return " ".join(mysql.SQL_TOKEN.sub(lambda m: " " if m.lastgroup in ("space", "comment") else m.group(), sql).split())
 
 
 def _mysql(recorded: bytes, live: bytes, path: Path, rules: Rules) -> list[Difference] | None:

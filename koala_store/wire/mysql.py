@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 COM_QUERY = 0x03
+# SQL text as tokens that matter when comparing statements: string and number literals,
+# comments (/* */, -- and MySQL's #) and whitespace; everything else is the statement's shape.
+SQL_TOKEN = re.compile(
+    r"""(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
+    r"|(?P<comment>/\*.*?\*/|--[^\n]*|#[^\n]*)"
+    r"|(?P<num>\b0x[0-9a-fA-F]+\b|(?<![\w.$])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]))"
+    r"|(?P<space>\s+)",
+    re.S,
+)
 HEADER_SIZE = 4  # 3-byte little-endian payload length + sequence id
 
 
