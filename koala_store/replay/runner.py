@@ -73,6 +73,8 @@ def check_options(options: ReplayOptions) -> None:
     """One clear error for options that cannot work together."""
     if options.concurrency < 1:
         raise KoalaError(f"--concurrency {options.concurrency}: give 1 or more")
+    if options.timeout <= 0:
+        raise KoalaError(f"--timeout {options.timeout:g}: give the seconds to wait for an answer, e.g. --timeout 5")
     if options.rate is not None and options.speed is not None:
         raise KoalaError("--rate and --speed both set the pace; give one of them")
     if options.rate is not None and options.rate <= 0:

@@ -7,13 +7,16 @@ the same answer to the same query, which tests/test_store_contract.py checks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from msgspec import Struct, field
 
 from ..model import Session
 from ..query import ir
 from ..query.parse import parse
+
+if TYPE_CHECKING:
+    from ..replay.results import RunStore
 
 Query = str | ir.Node
 
@@ -64,6 +67,11 @@ class SessionStore(Protocol):
 
     def refresh(self) -> None:
         """Make everything written so far visible to every query."""
+        ...
+
+    @property
+    def runs(self) -> "RunStore":
+        """Replay runs and their comparisons, kept beside the sessions."""
         ...
 
     def close(self) -> None: ...
