@@ -112,11 +112,16 @@ class Session(msgspec.Struct, omit_defaults=True):
     `actions` keeps Koala's order, including the `ReturnInbound` that Koala repeats as the
     last action. `extra` keeps top-level keys this version does not know, so a file
     written by a newer recorder survives a round trip.
+
+    Koala writes `"ReturnInbound": null` for a request the service never answered (it closed
+    the connection, the thread shut down, the session was cut at 500 actions) and
+    `"Actions": null` when nothing happened at all: `return_inbound` is then None, and
+    `actions_null` remembers the null so the session writes back exactly as it was read.
     """
 
     session_id: str
     call_from_inbound: CallFromInbound
-    return_inbound: ReturnInbound
+    return_inbound: ReturnInbound | None
     actions: list[Action] = msgspec.field(default_factory=list)
     context: str = ""
     thread_id: int = 0
@@ -125,6 +130,17 @@ class Session(msgspec.Struct, omit_defaults=True):
     trace_id: str = ""
     span_id: str = ""
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    actions_null: bool = False
+
+    @property
+    def response(self) -> bytes:
+        """The recorded inbound response; empty when the service never answered."""
+        return self.return_inbound.response if self.return_inbound is not None else b""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the recording holds a response (Koala's ReturnInbound is not null)."""
+        return self.return_inbound is not None
 
     @property
     def outbound_calls(self) -> list[CallOutbound]:

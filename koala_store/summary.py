@@ -19,11 +19,11 @@ def summarize(session: Session) -> SessionSummary:
         summary.method = line[0]
         summary.path, summary.query = http1.split_target(line[1])
         summary.host = http1.find_header(inbound.request, b"host") or ""
-    response = session.return_inbound.response
+    response = session.response
     summary.status = http1.status_code(response)
     if summary.status is not None:
         summary.content_type = (http1.find_header(response, b"content-type") or "").split(";", 1)[0].strip()
-    finished = session.return_inbound.occurred_at
+    finished = session.return_inbound.occurred_at if session.return_inbound is not None else 0
     if finished and inbound.occurred_at and finished >= inbound.occurred_at:
         summary.latency_ms = (finished - inbound.occurred_at) / 1e6
     return summary

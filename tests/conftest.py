@@ -8,7 +8,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/factories.py
 
-# A copy of ../shared/examples/koala-recorded-session.json, so a clean clone has it.
+# ../shared/examples/koala-recorded-session.json as Koala's recorder really writes it (Go
+# escapes <, > and & as \u003c, \u003e, \u0026; the shared copy has them raw), so a clean
+# clone has it.
 EXAMPLE_SESSION = ROOT / "examples" / "sessions" / "koala-recorded-session.json"
 
 

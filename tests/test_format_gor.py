@@ -59,7 +59,7 @@ def test_requests_without_responses_still_become_sessions_and_replayed_responses
         + b"3 aaaaaaaaaaaaaaaaaaaaaaaa 5 4\nHTTP/1.1 500 Oops\r\n\r\n" + SEP
     )
     [record] = records(data)
-    assert record.session.return_inbound.response == b""
+    assert record.session.return_inbound is None and record.session.response == b""  # never answered, as Koala writes it
 
 
 def test_payloads_keep_binary_bytes_and_newlines() -> None:
@@ -97,7 +97,7 @@ def test_any_payload_without_the_separator_round_trips(request: bytes, response:
     out = records(gor.dumps(session))
     assert [r.error for r in out] == [None]
     assert out[0].session.call_from_inbound.request == request
-    assert out[0].session.return_inbound.response == response
+    assert out[0].session.response == response  # an empty response reads back as never answered
 
 
 def test_missing_final_separator_is_named() -> None:

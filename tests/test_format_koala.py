@@ -28,7 +28,7 @@ def test_escaped_text_survives_json(data: bytes) -> None:
 @given(st.text(max_size=200))
 def test_valid_utf8_text_stands_as_itself(text: str) -> None:
     data = text.encode("utf-8", "surrogatepass")
-    if any(ord(c) < 32 and c not in "\t\n\r" or c in "\\\x7f\ufffd" or 0xD800 <= ord(c) <= 0xDFFF for c in text):
+    if any(ord(c) < 32 and c not in "\t\n\r" or c in "\\\ufffd" or 0xD800 <= ord(c) <= 0xDFFF for c in text):
         return
     assert escaped.encode(data) == text
 
@@ -43,7 +43,7 @@ def test_valid_utf8_text_stands_as_itself(text: str) -> None:
         ("é".encode(), "é"),
         ("\ufffd".encode(), "\\xef\\xbf\\xbd"),
         (b"tab\tnl\ncr\r", "tab\tnl\ncr\r"),
-        (b"\x7f", "\\x7f"),
+        (b"\x7f", "\x7f"),  # DEL stands raw, as Koala's EncodeAnyByteArray leaves it
         (b"\xe9", "\\xe9"),  # latin-1 byte: not valid UTF-8 on its own
     ],
 )
@@ -98,6 +98,15 @@ def test_example_session_loads_with_every_field(example_bytes: bytes) -> None:
 def test_example_session_writes_back_byte_for_byte(example_bytes: bytes) -> None:
     [session] = koala.loads(example_bytes)
     assert koala.dumps(session) == example_bytes
+
+
+def test_raw_html_characters_read_and_write_as_koalas_go_writer_spells_them(example_bytes: bytes) -> None:
+    # The design's shared example holds <, > and & raw, which Koala's recorder never writes
+    # (Go escapes them; tests/test_koala_go_writer.py checks real recorder output).
+    raw = example_bytes.replace(b"\\u003c", b"<").replace(b"\\u003e", b">").replace(b"\\u0026", b"&")
+    assert raw != example_bytes
+    assert koala.loads(raw) == koala.loads(example_bytes)
+    assert koala.dumps(koala.loads(raw)[0]) == example_bytes
 
 
 def test_sessions_of_every_action_type_round_trip() -> None:

@@ -85,7 +85,7 @@ def describe(session: Session) -> str:
         "--- inbound request ---",
         _shown(cfi.request),
         "--- inbound response ---",
-        _shown(session.return_inbound.response),
+        _shown(session.response) if session.answered else "(none recorded: the service never answered; Koala's ReturnInbound is null)",
         "",
         f"--- actions ({len(session.actions)}) ---",
     ]

@@ -1,9 +1,10 @@
 """Koala's escaped-text encoding of byte strings (recorded sessions; not base64).
 
-Printable ASCII and valid UTF-8 characters stand as themselves; every other byte is the
-four characters `\\xHH`. A literal backslash is `\\x5c` and the bytes of U+FFFD are escaped
-too, so decoding is unambiguous and every byte string round-trips exactly. Newline,
-carriage return and tab stay literal (JSON escapes them).
+Printable ASCII, DEL and valid UTF-8 characters stand as themselves (Koala's
+EncodeAnyByteArray leaves DEL raw); every other byte is the four characters `\\xHH`. A
+literal backslash is `\\x5c` and the bytes of U+FFFD are escaped too, so decoding is
+unambiguous and every byte string round-trips exactly. Newline, carriage return and tab stay
+literal (JSON escapes them).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import re
 from itertools import product
 
 # Characters that cannot stand as themselves after a surrogateescape decode: C0 controls
-# other than \t \n \r, DEL, backslash, U+FFFD, and lone surrogates (the invalid bytes).
-_NEEDS_ESCAPE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\\\\\ufffd\udc80-\udcff]")
+# other than \t \n \r, backslash, U+FFFD, and lone surrogates (the invalid bytes).
+_NEEDS_ESCAPE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\\\\\ufffd\udc80-\udcff]")
 _ESCAPE_FFFD = "\\xef\\xbf\\xbd"
 _HEX_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 # Every spelling of every escape, upper or lower case hex digits alike.
@@ -34,7 +35,7 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code:02x}"
 
 
-_ASCII_NEEDS_ESCAPE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\\]")
+_ASCII_NEEDS_ESCAPE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\\]")
 
 
 def encode(data: bytes) -> str:

@@ -57,18 +57,15 @@ def _chunks(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
 
 
 def _session(request: _Raw, response: _Raw | None) -> Session:
+    session_id = f"{request.timestamp}-{request.gor_id}"
+    inbound = CallFromInbound(0, request.timestamp, request=request.payload)
     if response is None:
-        finished, body = 0, b""
-    else:
-        latency = response.latency
-        finished = request.timestamp + latency if latency >= 0 else response.timestamp
-        body = response.payload
-    return Session(
-        session_id=f"{request.timestamp}-{request.gor_id}",
-        call_from_inbound=CallFromInbound(0, request.timestamp, request=request.payload),
-        return_inbound=ReturnInbound(0, finished, response=body),
-        actions=[ReturnInbound(0, finished, response=body)],
-    )
+        # Never answered: Koala writes such a session with null ReturnInbound and Actions.
+        return Session(session_id, inbound, None, actions_null=True)
+    latency = response.latency
+    finished = request.timestamp + latency if latency >= 0 else response.timestamp
+    answered = ReturnInbound(0, finished, response=response.payload)
+    return Session(session_id, inbound, answered, actions=[answered])
 
 
 def read(stream: BinaryIO) -> Iterator[Record]:
@@ -122,7 +119,7 @@ def dumps(session: Session) -> bytes:
     started = session.call_from_inbound.occurred_at
     out = b"1 %s %d -1\n%s%s" % (ident, started, session.call_from_inbound.request, SEPARATOR)
     response = session.return_inbound
-    if response.response:
+    if response is not None and response.response:
         finished = response.occurred_at or started
         out += b"2 %s %d %d\n%s%s" % (ident, finished, max(finished - started, 0), response.response, SEPARATOR)
     return out

@@ -85,7 +85,8 @@ _AnyActionW = Union[_CallFromInboundW, _ReturnInboundW, _CallOutboundW, _AppendF
 class _SessionW(msgspec.Struct):
     SessionId: str
     CallFromInbound: _CallFromInboundW
-    ReturnInbound: _ReturnInboundW
+    # null in Koala's files when the request was never answered (see model.Session).
+    ReturnInbound: _ReturnInboundW | None
     Context: str = ""
     ThreadId: int = 0
     TraceHeader: dict[str, Any] | None = None
@@ -160,13 +161,15 @@ def from_dict(obj: Any) -> Session:
         actions = [_action(a) for a in (w.Actions or [])]
     except FormatError as exc:
         raise FormatError(f"not a Koala session: {exc}") from None
+    ri = w.ReturnInbound
     return Session(
         session_id=w.SessionId,
         call_from_inbound=CallFromInbound(
             cfi.ActionIndex, cfi.OccurredAt, request=_bytes(cfi.Request), peer=peer_from_wire(cfi.Peer), unix_addr=unix_from_wire(cfi.UnixAddr)
         ),
-        return_inbound=ReturnInbound(w.ReturnInbound.ActionIndex, w.ReturnInbound.OccurredAt, _bytes(w.ReturnInbound.Response)),
+        return_inbound=None if ri is None else ReturnInbound(ri.ActionIndex, ri.OccurredAt, _bytes(ri.Response)),
         actions=actions,
+        actions_null=w.Actions is None,
         context=w.Context,
         thread_id=w.ThreadId,
         trace_header=w.TraceHeader,
@@ -241,10 +244,10 @@ def action_to_dict(action: Any) -> dict[str, Any]:
 
 def to_dict(session: Session) -> dict[str, Any]:
     """The session as Koala's recorder shapes it, keys in its order."""
-    returned = action_to_dict(session.return_inbound)
+    returned = None if session.return_inbound is None else action_to_dict(session.return_inbound)
     actions = [
         # Koala repeats ReturnInbound as the last action: reuse its (escaped) rendering.
-        returned if action == session.return_inbound else action_to_dict(action)
+        returned if returned is not None and action == session.return_inbound else action_to_dict(action)
         for action in session.actions
     ]
     out = {
@@ -255,7 +258,7 @@ def to_dict(session: Session) -> dict[str, Any]:
         "NextSessionId": session.next_session_id,
         "CallFromInbound": action_to_dict(session.call_from_inbound),
         "ReturnInbound": returned,
-        "Actions": actions,
+        "Actions": None if session.actions_null and not actions else actions,
         "TraceId": session.trace_id,
         "SpanId": session.span_id,
     }
@@ -263,10 +266,22 @@ def to_dict(session: Session) -> dict[str, Any]:
     return out
 
 
-def dumps(session: Session) -> bytes:
-    """One session as Koala writes it to a file: indented JSON in its key order.
+# Go's encoder escapes these even inside json.RawMessage (its compact step runs with HTML
+# escaping on), so Koala's files spell them so. They can only occur inside JSON strings,
+# which makes a replacement over the whole text exact.
+_GO_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"), ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
 
-    Koala's recorder does not HTML-escape <, > and & (../shared/examples shows them raw), so
-    neither do we; reading accepts both spellings.
-    """
-    return orjson.dumps(to_dict(session), option=orjson.OPT_INDENT_2)
+
+def go_json(data: bytes) -> bytes:
+    """orjson output re-spelled as Go's encoding/json writes it (HTML characters and the
+    line/paragraph separators escaped; everything else orjson and Go already write alike)."""
+    for raw, escape in _GO_ESCAPES:
+        if raw in data:
+            data = data.replace(raw, escape)
+    return data
+
+
+def dumps(session: Session) -> bytes:
+    """One session byte for byte as Koala's recorder writes it to a file or posts it to
+    Elasticsearch: Go's `json.MarshalIndent(session, "", "  ")` over its escaped bytes."""
+    return go_json(orjson.dumps(to_dict(session), option=orjson.OPT_INDENT_2))

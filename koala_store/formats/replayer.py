@@ -70,6 +70,9 @@ def to_replayer(
 ) -> bytes:
     """The JSON body to POST to a Koala replayer for this session."""
     cfi, ri = session.call_from_inbound, session.return_inbound
+    if ri is None:
+        # The replayer requires a ReturnInbound; an unanswered session sends an empty one.
+        ri = ReturnInbound(len(session.actions), 0)
     body = _ReplayingSessionW(
         SessionId=session.session_id,
         CallFromInbound=_CallFromInboundW(cfi.action_index, cfi.occurred_at, Peer=_peer(cfi.peer), UnixAddr=_unix(cfi.unix_addr), Request=cfi.request),

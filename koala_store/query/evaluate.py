@@ -71,7 +71,7 @@ class _Facts:
             "inbound.content_type": summary.content_type,
             "inbound.latency_ms": summary.latency_ms,
             "inbound.request": len(s.call_from_inbound.request),
-            "inbound.response": len(s.return_inbound.response),
+            "inbound.response": len(s.response),
             "outbound.count": len(summary.outbound),
         }[name]
         absent = value is None or value == "" or (field.kind is Kind.TEXT and value == 0)
@@ -81,7 +81,7 @@ class _Facts:
         s = self.session
         return {
             "inbound.request": [s.call_from_inbound.request],
-            "inbound.response": [s.return_inbound.response],
+            "inbound.response": [s.response],
             "outbound.request": [c.request for c in s.outbound_calls],
             "outbound.response": [c.response for c in s.outbound_calls],
         }[field.name]

@@ -44,6 +44,7 @@ def comparison_lines(comparison: Comparison, limit: int = 8) -> list[str]:
     lines = [head]
     if comparison.verdict == ERROR:
         lines.append(f"    {comparison.error}")
+    lines += [f"    note: {note}" for note in comparison.notes]
     for d in comparison.differences[:limit]:
         detail = f"{_value(d.expected)} -> {_value(d.actual)}"
         lines.append(f"    {d.kind:14} {d.path}: {detail}" + (f"  ({d.note})" if getattr(d, "note", "") else ""))

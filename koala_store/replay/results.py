@@ -39,6 +39,7 @@ class Comparison(msgspec.Struct, omit_defaults=True):
     recorded_latency_ms: float | None = None
     replayed_latency_ms: float | None = None
     bypassed: int = 0  # unmatched talks let through to the real dependency (--bypass)
+    notes: list[str] = msgspec.field(default_factory=list)  # what could not be compared, and why
 
 
 class PathCount(msgspec.Struct):

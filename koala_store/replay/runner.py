@@ -312,7 +312,7 @@ class Replay:
         if not options.clock_offset_s and session.recorded_at:
             # Timestamps the SUT writes now are compared with the recording's, shifted by its age.
             options = msgspec.structs.replace(options, clock_offset_s=max((time.time_ns() - session.recorded_at) / 1e9, 0.0))
-        recorded = session.return_inbound.response
+        recorded = session.response
         comparison = Comparison(
             run_id=self.summary.run_id,
             session_id=session.session_id,
@@ -330,7 +330,13 @@ class Replay:
             comparison.verdict, comparison.error = ERROR, first.error
             comparison.outbound = diff.compare_outbound(session.outbound_calls, talks, options)
             return comparison
-        differences = diff.compare_responses(recorded, first.response, options)
+        if session.answered:
+            differences = diff.compare_responses(recorded, first.response, options)
+        else:
+            # Koala recorded no response (the service closed the connection, the thread shut
+            # down, the session was cut): only the side effects can be compared.
+            differences = []
+            comparison.notes.append("recorded response missing (the service never answered when recorded): only outbound calls compared")
         report = diff.compare_outbound(session.outbound_calls, talks, options)
         primary = differences + report.differences
         if self.options.noise_runs:
@@ -402,6 +408,8 @@ class Replay:
 
 
 def _recorded_latency(session: Session) -> float | None:
+    if session.return_inbound is None:
+        return None
     start, end = session.call_from_inbound.occurred_at, session.return_inbound.occurred_at
     return round((end - start) / 1e6, 3) if start and end >= start else None
 

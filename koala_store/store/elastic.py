@@ -190,7 +190,7 @@ class OurLayout:
         doc["recorded_at_ns"] = summary.recorded_at
         doc["body_hash"] = _body_hash(session)
         inbound = doc["inbound"]
-        for key, data in (("request", session.call_from_inbound.request), ("response", session.return_inbound.response)):
+        for key, data in (("request", session.call_from_inbound.request), ("response", session.response)):
             if data:
                 inbound[key] = token_text(data)
                 inbound[f"{key}_size"] = len(data)

@@ -156,7 +156,7 @@ def _prepare(batch: list[Session]) -> _Prepared:
             _none_if_empty(summary.content_type),
             summary.latency_ms,
             len(session.call_from_inbound.request),
-            len(session.return_inbound.response),
+            len(session.response),
             len(summary.outbound),
             _encode(session),
         )
@@ -284,7 +284,7 @@ class SqliteStore:
 
     @staticmethod
     def _texts(session: Session, call_ids: list[int]) -> tuple[tuple[str, str], list[tuple[int, str, str]]]:
-        inbound = (searchable_text(session.call_from_inbound.request), searchable_text(session.return_inbound.response))
+        inbound = (searchable_text(session.call_from_inbound.request), searchable_text(session.response))
         calls = [
             (call_id, searchable_text(call.request), searchable_text(call.response))
             for call_id, call in zip(call_ids, session.outbound_calls, strict=True)
