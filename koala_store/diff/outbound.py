@@ -35,6 +35,7 @@ from koala_store.model import CallOutbound
 from matchers import MatchResult, NearMiss
 
 from koala_store.wire import http1, mysql, resp
+from koala_store.wire.setup import opening_positions
 
 from .difference import CHANGED, MISSING_CALL, REORDERED, REPEATED_CALL, UNMATCHED_CALL, Difference, shown
 from .options import DiffOptions, Rules, compile_options
@@ -51,6 +52,11 @@ class Talk(msgspec.Struct):
     connection: int  # id of the live connection (the runner's numbering)
     request: bytes  # b"" when the mock answered a silent new connection with a greeting
     match: MatchResult
+    # Part of a new connection's set-up (koala_store.wire.setup): never a side effect.
+    opening: bool = False
+    # Set when the answer came from another session's recorded opening of the connection
+    # (koala_store.replay.openings); `match.position` then indexes that opening, not ours.
+    answered_from: str | None = None
 
 
 class TalkOutcome(msgspec.Struct):
@@ -68,6 +74,8 @@ class TalkOutcome(msgspec.Struct):
     repeated: bool = False
     reordered: bool = False
     request_changed: bool = False
+    opening: bool = False  # connection set-up: not compared
+    answered_from: str | None = None  # answered from this session's recorded opening
 
 
 class UnmatchedTalk(msgspec.Struct):
@@ -116,6 +124,7 @@ class OutboundReport(msgspec.Struct):
     """Side effects of one replayed session; `differences` holds them all as Differences."""
 
     matched: int = 0  # talks attributed to a recorded call
+    setup: int = 0  # connection set-up talks answered from another session's recording
     unmatched: int = 0
     missed: int = 0
     reordered: int = 0
@@ -178,7 +187,7 @@ def attribute(recorded: Sequence[CallOutbound], talks: Sequence[Talk]) -> list[i
     used = [0] * len(recorded)
     out: list[int | None] = []
     for talk in talks:
-        p = talk.match.position if talk.match.call is not None else None
+        p = talk.match.position if talk.match.call is not None and talk.answered_from is None else None
         if p is None or not 0 <= p < len(recorded):
             out.append(None)
             continue
@@ -193,6 +202,9 @@ def compare_outbound(recorded: Sequence[CallOutbound], talks: Sequence[Talk], op
     rules = compile_options(options)
     protocols = [protocol_of(c.request, c.response, c.peer.port) for c in recorded]
     positions = attribute(recorded, talks)
+    # Connection set-up recorded here (the session opened a connection) need not happen
+    # again at replay: a pooled connection may already be open. Never a side effect.
+    openings = opening_positions(recorded)
     report = OutboundReport()
     found: list[tuple[tuple, Difference]] = []
 
@@ -212,9 +224,14 @@ def compare_outbound(recorded: Sequence[CallOutbound], talks: Sequence[Talk], op
             strategy=m.strategy,
             score=m.score,
             reason=m.reason,
-            greeting=not talk.request and q is not None,
+            greeting=not talk.request and (q is not None or talk.answered_from is not None),
+            opening=talk.opening,
+            answered_from=talk.answered_from,
         )
         report.talks.append(outcome)
+        if talk.answered_from is not None:
+            report.setup += 1
+            continue
         if q is None:
             _unmatched(report, emit, rules, t, talk)
             continue
@@ -222,6 +239,8 @@ def compare_outbound(recorded: Sequence[CallOutbound], talks: Sequence[Talk], op
         call = recorded[q]
         ai = call.action_index
         uses.setdefault(q, []).append(t)
+        if talk.opening or q in openings:
+            continue  # set-up: neither repeated, reordered nor a changed request
         if len(uses[q]) > 1:
             outcome.repeated = True
         else:
@@ -250,7 +269,7 @@ def compare_outbound(recorded: Sequence[CallOutbound], talks: Sequence[Talk], op
                     emit(("outbound", ai, "request"), d)
 
     for q, ts in sorted(uses.items()):
-        if len(ts) > 1:
+        if len(ts) > 1 and q not in openings:
             ai = recorded[q].action_index
             if rules.ignored(("outbound", ai)):
                 continue
@@ -258,7 +277,7 @@ def compare_outbound(recorded: Sequence[CallOutbound], talks: Sequence[Talk], op
             emit(("outbound", ai), Difference(_call_path(ai), REPEATED_CALL, 1, len(ts), f"recorded once, made {len(ts)} times (talks {ts})"))
 
     for q, call in enumerate(recorded):
-        if q in uses or rules.ignored(("outbound", call.action_index)):
+        if q in uses or q in openings or rules.ignored(("outbound", call.action_index)):
             continue
         greeting = not call.request
         report.missed_calls.append(MissedCall(call.action_index, q, call.peer.address, protocols[q], _excerpt(call.request), greeting))
@@ -342,6 +361,7 @@ def compare_talks(recorded: Sequence[CallOutbound], first: Sequence[Talk], other
     """
     rules = compile_options(options)
     protocols = [protocol_of(c.request, c.response, c.peer.port) for c in recorded]
+    openings = opening_positions(recorded)
     pos1, pos2 = attribute(recorded, first), attribute(recorded, other)
     out: list[tuple[tuple, Difference]] = []
 
@@ -351,7 +371,7 @@ def compare_talks(recorded: Sequence[CallOutbound], first: Sequence[Talk], other
 
     uses1 = _uses(pos1)
     uses2 = _uses(pos2)
-    for q in sorted(uses1.keys() | uses2.keys()):
+    for q in sorted((uses1.keys() | uses2.keys()) - openings):
         n1, n2 = len(uses1.get(q, [])), len(uses2.get(q, []))
         ai = recorded[q].action_index
         if n1 != n2:
@@ -364,7 +384,7 @@ def compare_talks(recorded: Sequence[CallOutbound], first: Sequence[Talk], other
                     out.append((sort_key(("outbound", ai, "request")), d))
 
     # Ordering: among the calls both runs made, the ones made before each call on its peer.
-    both = uses1.keys() & uses2.keys()
+    both = (uses1.keys() & uses2.keys()) - openings
     before1, before2 = _before_on_peer(recorded, pos1, both), _before_on_peer(recorded, pos2, both)
     for q in sorted(both):
         if before1[q] != before2[q] and len(uses1[q]) == len(uses2[q]):
@@ -377,11 +397,15 @@ def compare_talks(recorded: Sequence[CallOutbound], first: Sequence[Talk], other
     rank2: dict[tuple[str, int], int] = {}
     seen: dict[str, int] = {}
     for t, talk in enumerate(other):
+        if talk.answered_from is not None:
+            continue  # set-up answered from another session: not this session's talk
         k = seen.get(talk.peer, 0)
         seen[talk.peer] = k + 1
         rank2[(talk.peer, k)] = t
     seen = {}
     for t, talk in enumerate(first):
+        if talk.answered_from is not None:
+            continue
         k = seen.get(talk.peer, 0)
         seen[talk.peer] = k + 1
         if pos1[t] is not None:

@@ -27,12 +27,15 @@ from matchers import ConnectionState, SessionMatcher
 
 from ..diff import Talk
 from ..model import Session
-from ..summary import summarize_outbound
 from ..wire import HTTP, UNKNOWN, http1
+from ..wire.setup import is_setup_request, opening_positions, peer_protocols
 from .framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
+from .openings import LiveOpening, OpeningLibrary
 from .targets import Address, OutboundMapping
 
 SESSION_HEADER = "X-Koala-Session"
+# Set-up talks are matched protocol-aware whatever strategy the run uses (see openings.py).
+OPENING_STRATEGY = matchers.get("fuzzy")
 READ_SIZE = 1 << 16
 Attribution = Literal["single", "header"]
 
@@ -44,6 +47,15 @@ class UnattributedTalk(msgspec.Struct):
     reason: str
 
 
+class Opening:
+    """A live connection still in its opening: the library's state for it and the state of
+    each session's own opening matcher."""
+
+    def __init__(self, live: LiveOpening):
+        self.live = live
+        self.states: dict[str, ConnectionState] = {}
+
+
 class SessionContext:
     """A session being replayed: its matcher and the talks attributed to it."""
 
@@ -52,6 +64,7 @@ class SessionContext:
         self.matcher = matcher
         self.key = key  # what the SUT propagates (X-Koala-Session value or trace id)
         self.talks: list[Talk] = []
+        self._openings: tuple[SessionMatcher, list[int]] | None = None
         self.bypassed = 0  # unmatched talks let through to the real dependency (--bypass)
         # How talks were attributed: by the propagated header, or only because this was the
         # one session in flight (what a SUT that does not pass the header on looks like).
@@ -59,6 +72,15 @@ class SessionContext:
         self.without_header: list[str] = []  # "peer (protocol)" of each such talk
         self.busy = 0  # talks read and not yet answered
         self.last_talk_at = 0.0
+
+    def opening_matcher(self) -> tuple[SessionMatcher, list[int]]:
+        """A matcher over this session's own connection-opening calls (protocol-aware, as the
+        library's), and their positions among the session's calls."""
+        if self._openings is None:
+            calls = self.session.outbound_calls
+            positions = sorted(opening_positions(calls))
+            self._openings = (OPENING_STRATEGY.for_session([calls[p] for p in positions]), positions)
+        return self._openings
 
 
 class OutboundMock:
@@ -69,9 +91,13 @@ class OutboundMock:
         *,
         attribution: Attribution = "single",
         bypass: Iterable[Address] = (),
+        openings: OpeningLibrary | None = None,
     ):
         self.mappings = list(mappings)
         self.strategy = strategy
+        # Recorded connection openings of every dependency, for the set-up of new connections.
+        self.openings = openings or OpeningLibrary()
+        self.setup_answered = 0  # set-up talks answered from the library, attributed or not
         self.attribution = attribution
         self.bypass = {str(a) for a in bypass}
         self.unattributed: list[UnattributedTalk] = []
@@ -86,6 +112,7 @@ class OutboundMock:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._learn_protocols(self.openings.protocols())
         for mapping in self.mappings:
             try:
                 server = await asyncio.start_server(
@@ -115,11 +142,14 @@ class OutboundMock:
         context = SessionContext(session, self.strategy.for_session(session.outbound_calls), key or f"s{next(self._sessions)}")
         self._contexts[context.key] = context
         self._current = context
-        for call in session.outbound_calls:
-            peer = call.peer.address
-            if self._protocols.get(peer, UNKNOWN) == UNKNOWN:
-                self._protocols[peer] = summarize_outbound(call).protocol
+        self._learn_protocols(peer_protocols(session.outbound_calls))
         return context
+
+    def _learn_protocols(self, protocols: dict[str, str]) -> None:
+        """What each dependency speaks, as far as the recordings tell (the first that does)."""
+        for peer, protocol in protocols.items():
+            if self._protocols.get(peer, UNKNOWN) == UNKNOWN:
+                self._protocols[peer] = protocol
 
     async def settle(self, context: SessionContext, grace: float = 0.002, limit: float = 0.5) -> None:
         """Wait until the session's talks are answered and `grace` passed since the response and
@@ -143,7 +173,9 @@ class OutboundMock:
             self._current = None
         return context.talks
 
-    def _attribute(self, request: bytes, protocol: str) -> tuple[SessionContext | None, str]:
+    def _attribute(self, request: bytes, protocol: str, *, count: bool = True) -> tuple[SessionContext | None, str]:
+        """The session a talk belongs to, or None and why. `count=False` asks without noting
+        a talk that came without the session header (set-up talks need no attribution)."""
         if self.attribution == "single":
             if self._current is None:
                 return None, "no session was being replayed (a call made after its session's response and grace period?)"
@@ -161,7 +193,8 @@ class OutboundMock:
                 return context, ""
         if len(self._contexts) == 1:
             context = next(iter(self._contexts.values()))
-            context.without_header.append(protocol)
+            if count:
+                context.without_header.append(protocol)
             return context, ""
         return None, f"{len(self._contexts)} sessions were in flight and the talk carried no {SESSION_HEADER} or traceparent header"
 
@@ -174,28 +207,44 @@ class OutboundMock:
         states: dict[str, ConnectionState] = {}
         previous: ConnectionState | None = None
         fresh = True
+        # A new connection starts with its set-up (greeting, authentication, session
+        # variables): those talks are answered from any recorded opening (see openings.py).
+        opening: Opening | None = Opening(self.openings.connection(peer))
         try:
             while True:
                 data = await self._first_read(reader, fresh)
+                fresh = False
                 if data is None:  # silent new connection: a greeting may be due
-                    context, _ = self._attribute(b"", self._protocols.get(peer, UNKNOWN))
-                    if context is not None:
-                        state = self._state(context, states, previous)
-                        result = context.matcher.greeting(state, peer=peer)
-                        if result.matched:
-                            assert result.call is not None
-                            writer.write(result.call.response)
-                            await writer.drain()
-                            context.talks.append(Talk(peer, connection, b"", result))
+                    context, _ = self._attribute(b"", self._protocols.get(peer, UNKNOWN), count=False)
+                    talk = self._greeting(peer, connection, context, states, previous, opening)
+                    if talk is not None:
+                        assert talk.match.call is not None
+                        writer.write(talk.match.call.response)
+                        await writer.drain()
+                        if context is not None:
+                            context.talks.append(talk)
                             context.last_talk_at = time.monotonic()
-                            previous = state
-                    fresh = False
+                            if not talk.answered_from:
+                                previous = states.get(context.key, previous)
                     continue
                 if not data:
                     return  # the SUT closed the connection
-                fresh = False
-                protocol = guess_live_protocol(data, self._protocols.get(peer, UNKNOWN))
+                dependency = self._protocols.get(peer, UNKNOWN)
+                protocol = guess_live_protocol(data, dependency)
                 request = await self._rest_of_talk(reader, data, protocol)
+                if opening is not None and not is_setup_request(request, dependency):
+                    opening = None  # the connection's own work has begun
+                if opening is not None:
+                    context, _ = self._attribute(request, protocol, count=False)
+                    talk = self._setup_talk(peer, connection, request, context, opening)
+                    if talk is not None:
+                        assert talk.match.call is not None
+                        writer.write(talk.match.call.response)
+                        await writer.drain()
+                        if context is not None:
+                            context.talks.append(talk)
+                            context.last_talk_at = time.monotonic()
+                        continue
                 context, why = self._attribute(request, protocol)
                 if context is None:
                     self.unattributed.append(UnattributedTalk(peer, connection, request, why))
@@ -226,6 +275,48 @@ class OutboundMock:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _greeting(
+        self,
+        peer: str,
+        connection: int,
+        context: SessionContext | None,
+        states: dict[str, ConnectionState],
+        previous: ConnectionState | None,
+        opening: Opening | None,
+    ) -> Talk | None:
+        """The greeting for a silent new connection: the session's own recording of it, else
+        one from the library of recorded openings."""
+        if context is not None:
+            state = self._state(context, states, previous)
+            result = context.matcher.greeting(state, peer=peer)
+            if result.matched:
+                return Talk(peer, connection, b"", result, opening=True)
+        answer = opening.live.greeting() if opening is not None else None
+        if answer is None:
+            return None
+        self.setup_answered += 1
+        return Talk(peer, connection, b"", answer.result, opening=True, answered_from=answer.session_id)
+
+    def _setup_talk(self, peer: str, connection: int, request: bytes, context: SessionContext | None, opening: Opening) -> Talk | None:
+        """A set-up talk on a new connection, answered from the session's own recording of
+        the connection's opening when it has one, else from the library; None when neither
+        knows it (it is then matched as any other talk)."""
+        if context is not None:
+            matcher, positions = context.opening_matcher()
+            state = opening.states.get(context.key)
+            if state is None:
+                state = opening.states[context.key] = matcher.connection()
+            result = matcher.match(request, state, peer=peer)
+            if result.matched and result.position is not None:
+                # Positions among the session's calls, as the diff attributes talks.
+                session_result = msgspec.structs.replace(result, position=positions[result.position], near_misses=())
+                return Talk(peer, connection, request, session_result, opening=True)
+        answer = opening.live.match(request)
+        if answer is None:
+            return None
+        self.setup_answered += 1
+        return Talk(peer, connection, request, answer.result, opening=True, answered_from=answer.session_id)
 
     def _state(self, context: SessionContext, states: dict[str, ConnectionState], previous: ConnectionState | None) -> ConnectionState:
         state = states.get(context.key)

@@ -52,6 +52,9 @@ def comparison_lines(comparison: Comparison, limit: int = 8) -> list[str]:
         lines.append(f"    ... {len(comparison.differences) - limit} more")
     outbound = comparison.outbound
     if outbound is not None:
+        sources = sorted({t.answered_from for t in outbound.talks if t.answered_from})
+        if sources:
+            lines.append(f"    connection set-up: {outbound.setup} talks answered from session {', '.join(sources)}")
         for talk in outbound.unmatched_talks[:3]:
             misses = ", ".join(f"#{m.action_index} {m.score:.2f} ({m.reason})" for m in talk.near_misses[:3]) or "none"
             lines.append(f"    unmatched call to {talk.peer}: {talk.request[:70]!r}; near misses: {misses}")

@@ -150,6 +150,9 @@ class Replay:
 
     async def run(self) -> RunSummary:
         started = time.perf_counter()
+        # Recorded connection openings of every mapped dependency, from the whole store: a
+        # new live connection's set-up is answered even when its session does not hold it.
+        await self._store(self.mock.openings.load, self.store, [str(m.recorded_peer) for m in self.options.mappings])
         await self.mock.start()
         try:
             await self._store(self.store.runs.put_run, self.summary)
