@@ -72,15 +72,14 @@ def test_the_example_session_replayed_faithfully_has_no_side_effect_differences(
     assert report.talks[1].strategy == strategy and report.talks[1].score > 0
 
 
-def test_a_recorded_greeting_never_asked_for_is_missed(example_bytes):
+def test_a_recorded_greeting_never_asked_for_is_not_a_side_effect(example_bytes):
+    # The session opened the connection when recorded; at replay a pooled connection may
+    # already be open, so its set-up is not made again: that is no difference.
     (session,) = koala.loads(example_bytes)
     recorded = session.outbound_calls
     talks = replay(recorded, [(MYSQL, recorded[1].request), (REDIS, recorded[2].request)])
     report = compare_outbound(recorded, talks)
-    assert summary(report) == [("outbound[1]", "missing_call")]
-    (missed,) = report.missed_calls
-    assert missed.greeting and missed.peer == MYSQL and missed.request == ""
-    assert "recorded greeting" in report.differences[0].note
+    assert report.differences == [] and report.missed == 0 and report.matched == 2
 
 
 # --- unmatched, missed, repeated, reordered ----------------------------------------------
