@@ -10,6 +10,7 @@ Its outbound requests are fixed bytes (raw sockets), so tests can record exactly
     GET  /echo/<header> {"value": that request header}
     GET  /slow          answers after 3 s
     GET  /reset         closes the connection without answering
+    GET  /hold          answers after 0.3 s; GET /peak: the most /hold requests in flight at once
 
 --propagate copies X-Koala-Session onto its outbound HTTP requests. --pool keeps one
 long-lived connection to --dep. Regressions: --price-bump N adds N to every price, --swap
@@ -31,6 +32,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ARGS: argparse.Namespace
 _pool_lock = threading.Lock()
 _pool: socket.socket | None = None
+_holding = 0
+_peak = 0
+_hold_lock = threading.Lock()
+
+
+def hold() -> None:
+    global _holding, _peak
+    with _hold_lock:
+        _holding += 1
+        _peak = max(_peak, _holding)
+    time.sleep(0.3)
+    with _hold_lock:
+        _holding -= 1
 
 
 def dep_request(path: str, session: str | None) -> bytes:
@@ -126,6 +140,11 @@ class Handler(BaseHTTPRequestHandler):
         elif parts[0] == "slow":
             time.sleep(3)
             self.answer(200, {"slow": True})
+        elif parts[0] == "hold":
+            hold()
+            self.answer(200, {"held": True})
+        elif parts[0] == "peak":
+            self.answer(200, {"peak": _peak})
         elif parts[0] == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()

@@ -4,6 +4,7 @@ sockets, real dependencies where a call may reach one, a real SQLite store."""
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,8 +30,10 @@ from replay_helpers import (
     noisy_session,
     pair_session,
     plain_session,
+    running,
     save_session,
     sut,
+    TESTS,
 )
 
 
@@ -83,11 +86,24 @@ def test_every_matcher_answers_the_outbound_calls(store, matcher: str) -> None:
     assert summary.same == 4, [c.differences for c in comparisons(store, summary)]
 
 
-def test_sut_down_is_a_per_session_error_and_the_run_goes_on(store) -> None:
+def test_a_target_down_before_the_run_is_one_error_and_no_run(store) -> None:
     store.put_many([item_session(i, f"sku{i}", 100) for i in range(3)])
-    summary = replay(store, ReplayOptions(target=addr(free_port()), timeout=2))
-    assert (summary.total, summary.error) == (3, 3)
-    assert all("cannot connect to the target" in c.error for c in comparisons(store, summary))
+    port = free_port()
+    with pytest.raises(KoalaError) as caught:
+        replay(store, ReplayOptions(target=addr(port), timeout=2))
+    assert str(caught.value) == f"--target 127.0.0.1:{port} does not answer (connection refused); start the build under test there or fix --target"
+    assert store.runs.runs() == []
+
+
+def test_a_target_that_goes_down_mid_run_is_a_per_session_error_and_the_run_goes_on(store) -> None:
+    store.put_many([plain_session(i, f"/echo/x-{i}") for i in range(8)])
+    port = free_port()
+    with running([sys.executable, str(TESTS / "sut_app.py"), "--port", str(port)], port) as process:
+        threading.Timer(0.5, process.terminate).start()
+        summary = replay(store, ReplayOptions(target=addr(port), rate=8, timeout=2))
+    found = comparisons(store, summary)
+    assert summary.total == 8 and 0 < summary.error < 8
+    assert all("cannot connect to the target" in c.error or "closed" in c.error or "dropped" in c.error for c in found if c.verdict == "error")
 
 
 def test_a_slow_and_a_resetting_sut_are_errors_and_the_others_still_compare(store) -> None:
@@ -359,10 +375,10 @@ def test_a_listen_address_in_use_is_one_clear_error(capsys, tmp_path: Path) -> N
     store = SqliteStore(tmp_path / "k.db")
     store.put_many([item_session(0, "a", 10)])
     store.close()
-    with socket.socket() as busy:
+    with socket.socket() as busy, sut() as port:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        run = koala(capsys, "replay", "*", "--target", "127.0.0.1:9", "--outbound", f"{taken}={DEP_PEER.address}", "--store", f"sqlite:///{tmp_path / 'k.db'}")
+        run = koala(capsys, "replay", "*", "--target", f"127.0.0.1:{port}", "--outbound", f"{taken}={DEP_PEER.address}", "--store", f"sqlite:///{tmp_path / 'k.db'}")
     assert run.code == 1
     assert f"cannot listen on 127.0.0.1:{taken} for {DEP_PEER.address}" in " ".join(run.err.split())

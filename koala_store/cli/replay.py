@@ -107,17 +107,24 @@ def replay_command(
         total = store.count(query)
         if options.limit is not None:
             total = min(total, options.limit)
-        with progress_bar(transient=True) as bar:
-            task = bar.add_task("replaying", total=total)
+        # The bar appears with the first session, so a run stopped by its pre-flight checks
+        # prints its one error line and nothing else.
+        bar = progress_bar(transient=True)
+        task = bar.add_task("replaying", total=total)
 
-            def progress(counts: Counts) -> None:
-                done = counts.same + counts.different + counts.error
-                bar.update(task, completed=done + counts.skipped, description=f"same {counts.same} different {counts.different} error {counts.error}")
+        def progress(counts: Counts) -> None:
+            if not bar.live.is_started:
+                bar.start()
+            done = counts.same + counts.different + counts.error
+            bar.update(task, completed=done + counts.skipped, description=f"same {counts.same} different {counts.different} error {counts.error}")
 
-            try:
-                summary = replay(store, options, progress)
-            except OSError as exc:
-                raise KoalaError(str(exc)) from None
+        try:
+            summary = replay(store, options, progress)
+        except OSError as exc:
+            raise KoalaError(str(exc)) from None
+        finally:
+            if bar.live.is_started:
+                bar.stop()
         comparisons = list(store.runs.comparisons(summary.run_id)) if (junit or not as_json) else []
     finally:
         store.close()

@@ -32,12 +32,16 @@ from ..store.base import SessionStore
 from ..wire import http1
 from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request, request_path
 from .mock import SESSION_HEADER, OutboundMock, SessionContext
+from .preflight import check_answers, check_peers, recorded_peers
 from .results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote
 from .targets import Address, OutboundMapping
 
 FLUSH_EVERY = 200  # comparisons written to the store per batch
 TOP_PATHS = 50
 FINISHING_PER_WORKER = 4  # sessions a worker may still be comparing while it sends the next
+# With --concurrency > 1, at most this many sessions replay one at a time while the run
+# learns whether the build passes the session header on (see Replay._probe).
+PROBE_SESSIONS = 20
 
 
 class ReplayOptions(msgspec.Struct, kw_only=True):
@@ -117,6 +121,7 @@ class Replay:
         self.suppressed = 0
         self.pending: list[Comparison] = []
         self._last_context: SessionContext | None = None
+        self.recorded_peers: dict[str, int] = {}  # dependency -> sessions calling it (pre-flight)
         self.noise = diff.DiffyNoise() if options.baseline else None
         self.held: list[tuple[Comparison, list[diff.Difference]]] = []  # baseline mode decides at the end
         # The store is not asyncio-aware: one thread does all its work, in order.
@@ -148,37 +153,56 @@ class Replay:
 
     # --- the run -----------------------------------------------------------------------
 
+    async def _preflight(self) -> None:
+        """Stop before the first session when the run cannot work: a target that does not
+        answer, or a recorded dependency neither mocked nor let through."""
+        await check_answers(self.options.target, "--target", self.options.timeout)
+        if self.options.baseline is not None:
+            await check_answers(self.options.baseline, "--baseline", self.options.timeout)
+        filtered = None
+        if self.options.allow_url or self.options.disallow_url:
+            filtered = lambda: (s for s in self.store.scan(self.options.query, limit=self.options.limit) if self._wanted(s))  # noqa: E731
+        peers = await self._store(lambda: recorded_peers(self.store, self.options.query, self.options.limit, filtered() if filtered else None))
+        check_peers(peers, self.options.mappings, self.options.bypass)
+        self.recorded_peers = peers
+
     async def run(self) -> RunSummary:
         started = time.perf_counter()
-        # Recorded connection openings of every mapped dependency, from the whole store: a
-        # new live connection's set-up is answered even when its session does not hold it.
-        await self._store(self.mock.openings.load, self.store, [str(m.recorded_peer) for m in self.options.mappings])
-        await self.mock.start()
         try:
-            await self._store(self.store.runs.put_run, self.summary)
-            sessions = self._paced()
-            workers: list[asyncio.Task[None]] = []
+            await self._preflight()
+            # Recorded connection openings of every mapped dependency, from the whole store:
+            # a new live connection's set-up is answered even when its session lacks it.
+            await self._store(self.mock.openings.load, self.store, [str(m.recorded_peer) for m in self.options.mappings])
+            await self.mock.start()
             try:
-                if self.propagate:
-                    await self._probe(sessions)
-                queue: asyncio.Queue[Session | None] = asyncio.Queue(maxsize=self.options.concurrency * 2)
-                workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.options.concurrency)]
-                async for session in sessions:
-                    await queue.put(session)
-                for _ in workers:
-                    await queue.put(None)
-                await asyncio.gather(*workers)
-            except BaseException:
-                for worker in workers:
-                    worker.cancel()
-                self.summary.status = "interrupted"
-                raise
+                await self._replay_all(started)
             finally:
-                await self._finish(time.perf_counter() - started)
+                await self.mock.stop()
         finally:
-            await self.mock.stop()
             self.store_thread.shutdown(wait=True)
         return self.summary
+
+    async def _replay_all(self, started: float) -> None:
+        await self._store(self.store.runs.put_run, self.summary)
+        sessions = self._paced()
+        workers: list[asyncio.Task[None]] = []
+        try:
+            if self.propagate and self.recorded_peers and self.options.mappings:
+                await self._probe(sessions)
+            queue: asyncio.Queue[Session | None] = asyncio.Queue(maxsize=self.options.concurrency * 2)
+            workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.options.concurrency)]
+            async for session in sessions:
+                await queue.put(session)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        except BaseException:
+            for worker in workers:
+                worker.cancel()
+            self.summary.status = "interrupted"
+            raise
+        finally:
+            await self._finish(time.perf_counter() - started)
 
     async def _sessions(self) -> AsyncIterator[Session]:
         """The store's matches in recorded order, a page at a time (bounded memory)."""
@@ -220,12 +244,19 @@ class Replay:
         target = InboundClient(self.options.target, timeout=self.options.timeout)
         baseline = InboundClient(self.options.baseline, timeout=self.options.timeout) if self.options.baseline else None
         try:
+            probed = 0
             async for session in sessions:
                 comparison = await self._replay_session(session, target, baseline)
                 if comparison is not None:
                     await self._record(comparison)
+                probed += 1
                 context = self._last_context
                 if context is None or not (context.by_header or context.without_header):
+                    if probed >= PROBE_SESSIONS:
+                        # Sessions without outbound calls go side by side safely; a later call
+                        # without the header, with several sessions in flight, is reported as
+                        # unattributed rather than guessed.
+                        return
                     continue  # no outbound calls yet: nothing to learn from
                 if context.without_header:
                     kinds = sorted(set(context.without_header))

@@ -25,6 +25,15 @@ def as_tree(query: Query) -> ir.Node:
     return parse(query) if isinstance(query, str) else query
 
 
+def peers_by_scan(sessions: Iterable[Session]) -> dict[str, int]:
+    """`outbound_peers` the slow way, for stores or queries an index cannot aggregate."""
+    counts: dict[str, int] = {}
+    for session in sessions:
+        for peer in {call.peer.address for call in session.outbound_calls}:
+            counts[peer] = counts.get(peer, 0) + 1
+    return counts
+
+
 class Rejected(Struct):
     """One session a store would not keep, and why."""
 
@@ -59,6 +68,11 @@ class SessionStore(Protocol):
 
     def scan(self, query: Query = "*", *, limit: int | None = None) -> Iterator[Session]:
         """Matching sessions in recorded order (recorded_at, then session_id), streamed."""
+        ...
+
+    def outbound_peers(self, query: Query = "*") -> dict[str, int]:
+        """The recorded outbound peers (`ip:port`) of the matching sessions, each with how
+        many of those sessions called it (what a replay of them must mock)."""
         ...
 
     def delete(self, query: Query) -> int:

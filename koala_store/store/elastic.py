@@ -42,7 +42,7 @@ from ..query.fields import FIELDS
 from ..query.evaluate import matches
 from ..query.text import token_text
 from ..summary import summarize
-from .base import PutResult, Query, Rejected, as_tree
+from .base import PutResult, Query, Rejected, as_tree, peers_by_scan
 from .elastic_query import compile_query
 
 if TYPE_CHECKING:
@@ -575,6 +575,23 @@ class ElasticStore:
             return sum(1 for _ in self.scan(tree))
         reply = self._call(lambda: self.client.count(index=self.layout.read_target, query=dsl, ignore_unavailable=True, allow_no_indices=True))
         return reply["count"]
+
+    def outbound_peers(self, query: Query = "*") -> dict[str, int]:
+        tree, dsl, residual = self._compile(query)
+        if residual or isinstance(self.layout, RecorderLayout):
+            return peers_by_scan(self.scan(tree))
+        reply = self._call(
+            lambda: self.client.search(
+                index=self.layout.read_target,
+                query=dsl,
+                size=0,
+                aggs={"peers": {"terms": {"field": "outbound.peer", "size": 10000}}},
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+        )
+        buckets = reply.get("aggregations", {}).get("peers", {}).get("buckets", [])
+        return {bucket["key"]: bucket["doc_count"] for bucket in buckets}
 
     def _hits(self, dsl: dict[str, Any], *, source: bool | list[str] = True) -> Iterator[dict[str, Any]]:
         """Every hit, in sort order (bounded memory); failures become one StoreError."""

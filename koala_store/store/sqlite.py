@@ -360,6 +360,15 @@ class SqliteStore:
             if remaining is not None:
                 remaining -= len(rows)
 
+    def outbound_peers(self, query: Query = "*") -> dict[str, int]:
+        tree = as_tree(query)
+        self._ready_for(tree)
+        where, params = compile_where(tree)
+        rows = self.db.execute(
+            f"SELECT o.peer, count(DISTINCT o.session) FROM outbound o JOIN sessions s ON s.id = o.session WHERE {where} GROUP BY o.peer", params
+        )
+        return {peer: count for peer, count in rows if peer}
+
     def delete(self, query: Query) -> int:
         tree = as_tree(query)
         self._ready_for(tree)
