@@ -29,3 +29,7 @@ class QueryError(KoalaError):
 
 class StoreError(KoalaError):
     """A store that cannot be opened or reached."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM asked a long command to stop; like Ctrl-C, what was done so far is kept."""

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from . import es, replay, sessions, store
+from ..errors import Terminated
 from .common import EXIT_USER_ERROR
 from .ingest import ingest_command
 
@@ -34,9 +35,9 @@ def main(argv: list[str] | None = None) -> None:
         result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt) as exc:
         sys.stderr.write("interrupted; what was stored or written so far is kept\n")
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)  # 128 + the signal, as shells report
     except typer.TyperException as exc:
         show = getattr(exc, "show", None)
         if show is None:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import KoalaError
+from ..errors import KoalaError, Terminated
 from ..store import ENV_VAR, SessionStore, open_store
 
 EXIT_OK = 0
@@ -59,7 +59,8 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
 
 
 def user_errors(command: F) -> F:
-    """Turn KoalaError (and unreadable output paths) into one message and exit code 1."""
+    """Turn KoalaError (and unreadable output paths) into one message and exit code 1, and
+    Ctrl-C or SIGTERM into one line and 130 or 143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -70,6 +71,10 @@ def user_errors(command: F) -> F:
         except BrokenPipeError:
             sys.stderr.close()  # output piped into `head`: stop quietly
             raise typer.Exit(EXIT_OK) from None
+        except KeyboardInterrupt as exc:
+            # Caught here: typer would turn it into a silent exit 130.
+            note("interrupted; what was stored or written so far is kept")
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None  # 128 + signal
 
     return wrapper  # type: ignore[return-value]
 

@@ -23,6 +23,7 @@ from .targets import Address
 
 READ_SIZE = 1 << 16
 NON_HTTP_IDLE_S = 0.05
+MAX_HEAD = 1 << 20  # a response head longer than this is not a working HTTP server
 
 
 class Rewrite(Struct, frozen=True):
@@ -132,6 +133,9 @@ class InboundClient:
                 if reused and attempt == 0:
                     continue  # a kept-alive connection the target had closed: try a new one
                 return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} dropped the connection: {_why(exc)}")
+            except ResponseError as exc:
+                _close(writer)
+                return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} {exc}")
             if not response:
                 _close(writer)
                 if reused and attempt == 0:
@@ -146,30 +150,102 @@ class InboundClient:
 
     @staticmethod
     async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[bytes, bool]:
-        """The response bytes, and whether the connection may be reused."""
+        """The response bytes, and whether the connection may be reused.
+
+        Bytes are appended to one buffer and only the new part is examined, so a large
+        answer costs linear time. A connection closed before the announced body is complete
+        raises ResponseError (an error, not a difference)."""
         buffer = bytearray()
-        while True:
-            if buffer and not method:
-                # Not HTTP: the answer is the burst that ends with an idle gap.
-                try:
-                    chunk = await asyncio.wait_for(reader.read(READ_SIZE), NON_HTTP_IDLE_S)
-                except asyncio.TimeoutError:
-                    return bytes(buffer), False
-            else:
-                chunk = await reader.read(READ_SIZE)
+        if not method:
+            return await _read_burst(reader, buffer), False
+        end = -1
+        while end < 0:
+            chunk = await reader.read(READ_SIZE)
             if not chunk:
-                return bytes(buffer), False  # closed: the response ends here
+                if buffer:
+                    raise ResponseError(f"closed the connection in the middle of the response head ({len(buffer)} bytes)")
+                return b"", False
+            searched = max(len(buffer) - 3, 0)
             buffer += chunk
-            end = http1.message_length(bytes(buffer), is_response=True, request_method=method) if method else None
-            if end is not None:
-                head = http1.parse_response_head(bytes(buffer))
-                keep = head is not None and head.version != "1.0" and (head.header("Connection") or "").lower() != "close"
-                return bytes(buffer[:end]), keep and end == len(buffer)
+            end = buffer.find(http1.HEAD_END, searched)
+            if end < 0 and len(buffer) > MAX_HEAD:
+                raise ResponseError(f"sent a response head longer than {MAX_HEAD} bytes")
+        body_start = end + len(http1.HEAD_END)
+        head = http1.parse_response_head(bytes(buffer[:body_start]))
+        if head is None:
+            raise ResponseError(f"answered with something that is not an HTTP response: {bytes(buffer[:60])!r}")
+        keep = head.version != "1.0" and (head.header("Connection") or "").lower() != "close"
+        if method == "HEAD" or head.status in (204, 304) or 100 <= head.status < 200:
+            total = body_start
+        elif "chunked" in (head.header("Transfer-Encoding") or "").lower():
+            total = await _read_chunked(reader, buffer, body_start)
+        elif (length := head.header("Content-Length")) is not None:
+            try:
+                total = body_start + int(length)
+            except ValueError:
+                raise ResponseError(f"sent Content-Length {length!r}, which is not a number") from None
+            while len(buffer) < total:
+                chunk = await reader.read(min(READ_SIZE, total - len(buffer)))
+                if not chunk:
+                    raise ResponseError(f"closed the connection after {len(buffer) - body_start} of {int(length)} body bytes")
+                buffer += chunk
+        else:
+            while chunk := await reader.read(READ_SIZE):  # the body runs until the connection closes
+                buffer += chunk
+            return bytes(buffer), False
+        return bytes(buffer[:total]), keep and total == len(buffer)
 
     async def close(self) -> None:
         while self._idle:
             _, writer = self._idle.pop()
             _close(writer)
+
+
+class ResponseError(Exception):
+    """The target's answer is broken (cut short, not HTTP): the session is an error."""
+
+
+async def _read_burst(reader: asyncio.StreamReader, buffer: bytearray) -> bytes:
+    """Not HTTP: the answer is the burst that ends with an idle gap."""
+    chunk = await reader.read(READ_SIZE)
+    while chunk:
+        buffer += chunk
+        try:
+            chunk = await asyncio.wait_for(reader.read(READ_SIZE), NON_HTTP_IDLE_S)
+        except asyncio.TimeoutError:
+            break
+    return bytes(buffer)
+
+
+async def _read_chunked(reader: asyncio.StreamReader, buffer: bytearray, pos: int) -> int:
+    """Read a chunked body into `buffer` (from `pos`); the end offset of the message."""
+
+    async def more() -> None:
+        chunk = await reader.read(READ_SIZE)
+        if not chunk:
+            raise ResponseError("closed the connection in the middle of a chunked body")
+        buffer.extend(chunk)
+
+    while True:
+        while (line_end := buffer.find(b"\r\n", pos)) < 0:
+            await more()
+        size_text = bytes(buffer[pos:line_end]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise ResponseError(f"sent a chunk size {size_text[:20]!r} that is not hexadecimal") from None
+        pos = line_end + 2
+        if size == 0:
+            # Trailers, then the empty line that ends the message.
+            while True:
+                while (line_end := buffer.find(b"\r\n", pos)) < 0:
+                    await more()
+                if line_end == pos:
+                    return pos + 2
+                pos = line_end + 2
+        while len(buffer) < pos + size + 2:
+            await more()
+        pos += size + 2
 
 
 def _close(writer: asyncio.StreamWriter) -> None:

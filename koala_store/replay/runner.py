@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any
@@ -25,7 +26,7 @@ import msgspec
 import matchers
 
 from .. import diff
-from ..errors import KoalaError
+from ..errors import KoalaError, Terminated
 from ..formats import escaped
 from ..model import Session
 from ..store.base import SessionStore
@@ -455,5 +456,35 @@ async def _sleep_until(moment: float) -> None:
 
 
 def replay(store: SessionStore, options: ReplayOptions, progress: Callable[[Counts], None] | None = None) -> RunSummary:
-    """Run a replay to the end (the library entry point behind `koala replay`)."""
-    return asyncio.run(Replay(store, options, progress).run())
+    """Run a replay to the end (the library entry point behind `koala replay`).
+
+    SIGTERM stops it as Ctrl-C does: the sessions under way are cancelled, the run is
+    written as "interrupted" with what was compared so far, and `Terminated` is raised."""
+    return asyncio.run(_stopping_on_sigterm(Replay(store, options, progress).run()))
+
+
+async def _stopping_on_sigterm(run: Coroutine[Any, Any, RunSummary]) -> RunSummary:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def stop() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):
+        installed = False  # not the main thread (a library caller's worker): leave signals alone
+    try:
+        return await run
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated("replay stopped by SIGTERM") from None
+        raise
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
