@@ -360,7 +360,7 @@ def test_cli_exit_codes_junit_json_and_runs(capsys, tmp_path: Path) -> None:
         (["--target", "127.0.0.1:1", "--ignore", "re:("], "re:("),
         (["--target", "127.0.0.1:1", "--set-header", "nocolon"], "--set-header 'nocolon' is not 'Name: value'"),
         (["--target", "127.0.0.1:1", "--outbound", "127.0.0.1:1=10.0.0.1:80"], "is the target's own address"),
-        (["--target", "127.0.0.1:1", "--limit", "0"], "Invalid value for '--limit'"),
+        (["--target", "127.0.0.1:1", "--limit", "0"], "--limit 0: give 1 or more"),
         (["--target", "127.0.0.1:1", "--timeout", "0"], "--timeout 0: give the seconds to wait for an answer"),
         (["--target", "127.0.0.1:1", "--concurrency", "0"], "--concurrency 0: give 1 or more"),
     ],

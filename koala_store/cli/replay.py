@@ -2,109 +2,54 @@
 
 from __future__ import annotations
 
-import re
+import inspect
 import sys
-from typing import Optional
+from types import UnionType
+from typing import Any, Optional, Union, get_args, get_origin
 
 import msgspec
 import typer
 
-from ..diff import options_from_cli
 from ..errors import KoalaError
-from ..replay.inbound import RequestEdits
+from ..replay.config import Panel, build, from_mapping, load_file, option_specs, project_file, to_options
 from ..replay.junit import write_junit
 from ..replay.report import render
 from ..replay.results import Comparison
-from ..replay.runner import Counts, ReplayOptions, replay
-from ..replay.targets import parse_address, parse_mapping
+from ..replay.runner import Counts, replay
 from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
 
 EXIT_DIFFERENT = 3
 runs_app = typer.Typer(help="Replay runs kept in the store.", no_args_is_help=True)
 
 
-def _rate(text: str | None) -> float | None:
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/s)?\s*", text)
-    if not match:
-        raise KoalaError(f"--rate {text!r} is not a rate; write e.g. 100/s")
-    return float(match.group(1))
-
-
-def _speed(text: str | None) -> float | None:
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(x|%)?\s*", text)
-    if not match:
-        raise KoalaError(f"--speed {text!r} is not a speed; write e.g. 2x (twice the recorded pace) or 200%")
-    value = float(match.group(1))
-    return value / 100 if match.group(2) == "%" else value
-
-
-@user_errors
-def replay_command(
-    query: str = typer.Argument(..., help="Lucene query choosing the sessions ('*' for all)."),
-    target: str = typer.Option(..., "--target", "-t", help="HOST:PORT of the build under test."),
-    outbound: list[str] = typer.Option([], "--outbound", "-o", help="LISTEN=RECORDED_PEER: the mock listens on LISTEN for the dependency the recording shows at RECORDED_PEER (repeatable)."),
-    match: str = typer.Option("fuzzy", "--match", envvar="KOALA_REPLAYING_MATCH_STRATEGY", help="Outbound matcher: chunk, sim (Koala's) or fuzzy (ours), or a plugin."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", envvar="KOALA_REPLAYING_MATCH_THRESHOLD", help="Matcher threshold (sim: 0.7, fuzzy: 0.8 by default)."),
-    concurrency: int = typer.Option(1, "--concurrency", "-c", help="Sessions in flight. Above 1 the SUT must pass X-Koala-Session or traceparent on to its outbound HTTP calls."),
-    rate: Optional[str] = typer.Option(None, "--rate", help="At most this many sessions per second, e.g. 100/s."),
-    speed: Optional[str] = typer.Option(None, "--speed", help="Replay at the recorded pace times this, e.g. 2x."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Replay at most this many sessions."),
-    bypass: list[str] = typer.Option([], "--bypass", help="RECORDED_PEER whose unmatched calls may reach the real dependency (repeatable)."),
-    ignore: list[str] = typer.Option([], "--ignore", help="Difference to ignore: a key name at any depth, a path (body.user.ts, body.items[*].id) or re:REGEX (repeatable)."),
-    ignore_header: list[str] = typer.Option([], "--ignore-header", help="Response header to ignore besides Date, Server, Content-Length, X-Request-Id... (repeatable)."),
-    compare_header: list[str] = typer.Option([], "--compare-header", help="A header ignored by default to compare anyway (repeatable)."),
-    ignore_order: bool = typer.Option(False, "--ignore-order", help="Compare JSON arrays as unordered."),
-    float_tolerance: float = typer.Option(0.0, "--float-tolerance", help="Floats this close are equal."),
-    timestamp_window: float = typer.Option(120.0, "--timestamp-window", help="Seconds within which timestamp-like values are equal (rdebug: 120; 0 turns it off)."),
-    noise_runs: int = typer.Option(0, "--noise-runs", help="Replay each session N more times; what varies among them is noise."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="HOST:PORT of a build of the old code: Diffy's three-way noise rule."),
-    run_name: Optional[str] = typer.Option(None, "--run-name", help="A name for this run (koala runs show NAME)."),
-    junit: Optional[str] = typer.Option(None, "--junit", help="Also write the run as JUnit XML to this file."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
-    rewrite_url: list[str] = typer.Option([], "--rewrite-url", help="REGEX:REPLACEMENT on the request target, as GoReplay's (repeatable)."),
-    set_header: list[str] = typer.Option([], "--set-header", help="'Name: value' set on every inbound request (repeatable)."),
-    allow_url: list[str] = typer.Option([], "--allow-url", help="Replay only requests whose target matches (repeatable)."),
-    disallow_url: list[str] = typer.Option([], "--disallow-url", help="Skip requests whose target matches (repeatable)."),
-    timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for the target's answer (GoReplay: 5)."),
-    store_url: Optional[str] = StoreOption,
-    index: Optional[str] = IndexOption,
+def _run_replay(
+    query: str | None,
+    flags: dict[str, Any],
+    config_file: str | None,
+    rerun: str | None,
+    store_url: str | None,
+    index: str | None,
 ) -> None:
-    """Replay recorded sessions against a build, answer its outbound calls from the recording,
-    and report what changed. Exit 0 when every session is the same, 3 when some differ or fail."""
-    options = ReplayOptions(
-        target=parse_address(target, "--target"),
-        query=query,
-        mappings=[parse_mapping(m) for m in outbound],
-        matcher=match,
-        threshold=threshold,
-        concurrency=concurrency,
-        rate=_rate(rate),
-        speed=_speed(speed),
-        limit=limit,
-        bypass=[parse_address(b, "--bypass") for b in bypass],
-        diff=options_from_cli(
-            ignore,
-            ignore_headers=ignore_header,
-            compare_headers=compare_header,
-            ignore_order=ignore_order,
-            float_tolerance=float_tolerance,
-            timestamp_window_s=timestamp_window,
-        ),
-        noise_runs=noise_runs,
-        baseline=parse_address(baseline, "--baseline") if baseline else None,
-        run_name=run_name,
-        edits=RequestEdits.parse(rewrite_url, set_header),
-        allow_url=allow_url,
-        disallow_url=disallow_url,
-        timeout=timeout,
-    )
+    """`koala replay`: the configuration from its layers (see replay.config), then the run."""
+    layers: list[dict[str, Any]] = []
+    path = project_file(config_file)
+    if path is not None:
+        layers.append(load_file(path))
     store = store_from(store_url, index)
     try:
-        total = store.count(query)
+        if rerun is not None:
+            previous = store.runs.run(rerun)
+            if previous is None:
+                raise KoalaError(f"--rerun {rerun}: no replay run {rerun!r} in {store.url}; list them with koala runs list")
+            if previous.config is None:
+                raise KoalaError(f"--rerun {rerun}: run {previous.run_id} kept no configuration (it was started from Python, not koala replay); give its options again")
+            layers.append(from_mapping({k: v for k, v in previous.config.items() if k != "run_name"}, f"run {previous.run_id}"))
+        layers.append({**flags, "query": query})
+        config = build(*layers)
+        if rerun is None and query is None and not any("query" in layer for layer in layers[:-1]):
+            raise KoalaError("no query: give the sessions to replay, e.g. koala replay '*' --target HOST:PORT (or --rerun RUN)")
+        options = to_options(config)
+        total = store.count(config.query)
         if options.limit is not None:
             total = min(total, options.limit)
         # The bar appears with the first session, so a run stopped by its pre-flight checks
@@ -125,17 +70,73 @@ def replay_command(
         finally:
             if bar.live.is_started:
                 bar.stop()
-        comparisons = list(store.runs.comparisons(summary.run_id)) if (junit or not as_json) else []
+        comparisons = list(store.runs.comparisons(summary.run_id)) if (config.junit or not config.json) else []
     finally:
         store.close()
-    if junit:
-        write_junit(junit, summary, comparisons)
-    if as_json:
+    if config.junit:
+        write_junit(config.junit, summary, comparisons)
+    if config.json:
         sys.stdout.buffer.write(msgspec.json.encode(summary) + b"\n")
     else:
         say(render(summary, comparisons))
     if summary.failed:
         raise typer.Exit(EXIT_DIFFERENT)
+
+
+def _replay_signature() -> inspect.Signature:
+    """The command's parameters: one option per ReplayConfig field (help panels, env vars),
+    every default None so only what the user gave overrides the other layers."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter(
+            "query", keyword, default=typer.Argument(None, help="Lucene query choosing the sessions ('*' for all); optional with --rerun.", show_default=False), annotation=Optional[str]
+        )
+    ]
+    for name, kind, default, spec in option_specs():
+        shown = default if default not in (None, [], False) else None
+        option = typer.Option(
+            None, *spec.flags, help=spec.help + (f" \\[default: {shown}]" if shown is not None else ""), rich_help_panel=spec.panel.value, envvar=spec.envvar, show_default=False
+        )
+        params.append(inspect.Parameter(name, keyword, default=option, annotation=_optional(kind)))
+    params += [
+        inspect.Parameter(
+            "config_file",
+            keyword,
+            default=typer.Option(None, "--config", help="Read options from this koala.toml (its \\[replay] table); ./koala.toml is read when present.", rich_help_panel=Panel.OUTPUT.value),
+            annotation=Optional[str],
+        ),
+        inspect.Parameter(
+            "rerun",
+            keyword,
+            default=typer.Option(None, "--rerun", help="Repeat a stored run (id or name) with the configuration it ran with; flags given here override it.", rich_help_panel=Panel.OUTPUT.value),
+            annotation=Optional[str],
+        ),
+        inspect.Parameter("store_url", keyword, default=StoreOption, annotation=Optional[str]),
+        inspect.Parameter("index", keyword, default=IndexOption, annotation=Optional[str]),
+    ]
+    return inspect.Signature(params)
+
+
+def _optional(kind: Any) -> Any:
+    args = [a for a in get_args(kind) if a is not type(None)]
+    base = args[0] if args and get_origin(kind) in (Union, UnionType) else kind
+    return Optional[base]
+
+
+@user_errors
+def replay_command(**values: Any) -> None:
+    """Replay recorded sessions against a build, answer its outbound calls from the recording,
+    and report what changed. Exit 0 when every session is the same, 3 when some differ or fail.
+
+    Options also come from ./koala.toml or --config FILE (its \\[replay] table, the same
+    names), and --rerun RUN repeats a stored run; flags given here win."""
+    query = values.pop("query")
+    config_file, rerun = values.pop("config_file"), values.pop("rerun")
+    store_url, index = values.pop("store_url"), values.pop("index")
+    _run_replay(query, values, config_file, rerun, store_url, index)
+
+
+replay_command.__signature__ = _replay_signature()  # type: ignore[attr-defined]
 
 
 @runs_app.command("list")

@@ -78,7 +78,8 @@ class RunSummary(msgspec.Struct, omit_defaults=True):
     unattributed_talks: list[UnattributedNote] = msgspec.field(default_factory=list)
     differing_paths: list[PathCount] = msgspec.field(default_factory=list)
     sessions_per_second: float | None = None
-    options: dict[str, Any] = msgspec.field(default_factory=dict)
+    # The run's whole ReplayConfig (koala_store.replay.config): `koala replay --rerun` reads it.
+    config: dict[str, Any] | None = None
 
     @property
     def failed(self) -> bool:

@@ -65,6 +65,9 @@ class ReplayOptions(msgspec.Struct, kw_only=True):
     disallow_url: list[str] = msgspec.field(default_factory=list)
     timeout: float = 5.0
     settle: float = 0.002  # grace after a response for calls the SUT makes just after it
+    # The ReplayConfig these options came from (koala_store.replay.config), kept whole in the
+    # run so `koala replay --rerun RUN` repeats it; None when built directly by a library user.
+    config: dict[str, Any] | None = None
 
 
 class Counts(msgspec.Struct):
@@ -139,14 +142,7 @@ class Replay:
             concurrency=options.concurrency,
             noise_runs=options.noise_runs,
             baseline=str(options.baseline) if options.baseline else None,
-            options={
-                "outbound": [f"{m.listen}={m.recorded_peer}" for m in options.mappings],
-                "bypass": [str(a) for a in options.bypass],
-                "ignore": list(options.diff.ignore),
-                "rate": options.rate,
-                "speed": options.speed,
-                "limit": options.limit,
-            },
+            config=options.config,
         )
 
     async def _store(self, call: Callable[..., Any], *args: Any) -> Any:
