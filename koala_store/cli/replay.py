@@ -13,7 +13,7 @@ from ..diff import options_from_cli
 from ..errors import KoalaError
 from ..replay.inbound import RequestEdits
 from ..replay.junit import write_junit
-from ..replay.report import render
+from ..replay.report import render_rich
 from ..replay.results import Comparison
 from ..replay.runner import Counts, ReplayOptions, replay
 from ..replay.targets import parse_address, parse_mapping
@@ -126,7 +126,7 @@ def replay_command(
     if as_json:
         sys.stdout.buffer.write(msgspec.json.encode(summary) + b"\n")
     else:
-        say(render(summary, comparisons))
+        console.print(render_rich(summary, comparisons), highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(EXIT_DIFFERENT)
 
@@ -161,6 +161,7 @@ def runs_show(
     run: str = typer.Argument(..., help="A run id or name (the newest run of that name)."),
     as_json: bool = typer.Option(False, "--json", help="The summary, then one comparison per line, as JSON."),
     verdict: Optional[str] = typer.Option(None, "--verdict", help="Only sessions with this verdict: same, different or error."),
+    diff: bool = typer.Option(False, "--diff", help="Also a unified diff of the recorded and replayed bodies of each differing session."),
     store_url: Optional[str] = StoreOption,
 ) -> None:
     """A run's summary and the sessions that differ."""
@@ -180,4 +181,4 @@ def runs_show(
         for comparison in comparisons:
             out.write(msgspec.json.encode(comparison) + b"\n")
         return
-    console.print(render(summary, comparisons), markup=False, highlight=False, soft_wrap=True)
+    console.print(render_rich(summary, comparisons, diff=diff), highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..diff import Difference, OutboundReport
+from ..diff.exchange import Exchange
 
 SAME, DIFFERENT, ERROR = "same", "different", "error"
 VERDICTS = (SAME, DIFFERENT, ERROR)
@@ -39,6 +40,7 @@ class Comparison(msgspec.Struct, omit_defaults=True):
     recorded_latency_ms: float | None = None
     replayed_latency_ms: float | None = None
     bypassed: int = 0  # unmatched talks let through to the real dependency (--bypass)
+    exchange: Exchange | None = None  # both responses, bounded; differing sessions only
 
 
 class PathCount(msgspec.Struct):
