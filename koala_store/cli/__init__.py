@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from . import es, replay, sessions, store
+from . import es, kibana, replay, sessions, store
 from .common import EXIT_USER_ERROR
 from .ingest import ingest_command
 
@@ -26,6 +26,7 @@ app.add_typer(replay.runs_app, name="runs")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(store.app, name="store")
 app.add_typer(es.app, name="es")
+app.add_typer(kibana.app, name="kibana")
 
 
 def main(argv: list[str] | None = None) -> None:
