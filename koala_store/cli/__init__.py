@@ -11,6 +11,7 @@ import sys
 import typer
 
 from . import es, kibana, replay, sessions, store
+from .report import report_command
 from .common import EXIT_USER_ERROR
 from .ingest import ingest_command
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.command("ingest")(ingest_command)
 app.command("replay")(replay.replay_command)
+app.command("report")(report_command)
 app.add_typer(replay.runs_app, name="runs")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(store.app, name="store")
