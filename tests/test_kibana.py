@@ -322,6 +322,15 @@ def test_a_wrong_url_is_one_clear_error(capsys) -> None:
     assert run.code == 1 and "is not a Kibana space id" in run.err
 
 
+def test_tls_options_are_checked_before_anything_is_sent(capsys, tmp_path: Path) -> None:
+    run = koala(capsys, "kibana", "install", "--kibana", "https://127.0.0.1:5601", "--ca-certs", str(tmp_path / "none.pem"))
+    assert run.code == 1 and f"CA certificate {tmp_path / 'none.pem'} does not exist" in run.err
+    with FakeKibana() as plain:  # an https URL to a server speaking plain HTTP: the TLS handshake fails
+        run = koala(capsys, "kibana", "install", "--kibana", plain.url.replace("http://", "https://"))
+    assert run.code == 1 and "Traceback" not in run.err and len(run.err.strip().splitlines()) == 1
+    assert "TLS with Kibana" in run.err or "cannot reach Kibana" in run.err
+
+
 def test_dashboards_name_every_panel_once() -> None:
     known = {v.id for v in VISUALIZATIONS} | {s.id for s in SEARCHES}
     for dashboard in DASHBOARDS:
