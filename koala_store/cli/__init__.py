@@ -10,8 +10,9 @@ import sys
 
 import typer
 
-from . import es, replay, sessions, store
+from . import es, kibana, replay, sessions, store
 from ..errors import Terminated
+from .report import report_command
 from .common import EXIT_USER_ERROR
 from .ingest import ingest_command
 
@@ -23,10 +24,12 @@ app = typer.Typer(
 )
 app.command("ingest")(ingest_command)
 app.command("replay")(replay.replay_command)
+app.command("report")(report_command)
 app.add_typer(replay.runs_app, name="runs")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(store.app, name="store")
 app.add_typer(es.app, name="es")
+app.add_typer(kibana.app, name="kibana")
 
 
 def main(argv: list[str] | None = None) -> None:

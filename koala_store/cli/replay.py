@@ -13,7 +13,7 @@ import typer
 from ..errors import KoalaError
 from ..replay.config import Panel, build, from_mapping, load_file, option_specs, project_file, to_options
 from ..replay.junit import write_junit
-from ..replay.report import render
+from ..replay.report import render_rich
 from ..replay.results import Comparison
 from ..replay.runner import Counts, replay
 from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
@@ -78,7 +78,7 @@ def _run_replay(
     if config.json:
         sys.stdout.buffer.write(msgspec.json.encode(summary) + b"\n")
     else:
-        say(render(summary, comparisons))
+        console.print(render_rich(summary, comparisons), highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(EXIT_DIFFERENT)
 
@@ -169,6 +169,7 @@ def runs_show(
     run: str = typer.Argument(..., help="A run id or name (the newest run of that name)."),
     as_json: bool = typer.Option(False, "--json", help="The summary, then one comparison per line, as JSON."),
     verdict: Optional[str] = typer.Option(None, "--verdict", help="Only sessions with this verdict: same, different or error."),
+    diff: bool = typer.Option(False, "--diff", help="Also a unified diff of the recorded and replayed bodies of each differing session."),
     store_url: Optional[str] = StoreOption,
 ) -> None:
     """A run's summary and the sessions that differ."""
@@ -188,4 +189,4 @@ def runs_show(
         for comparison in comparisons:
             out.write(msgspec.json.encode(comparison) + b"\n")
         return
-    console.print(render(summary, comparisons), markup=False, highlight=False, soft_wrap=True)
+    console.print(render_rich(summary, comparisons, diff=diff), highlight=False, soft_wrap=True)

@@ -7,11 +7,13 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from ..errors import KoalaError
+from ..formats.document import ns_to_iso
+from ..report.notation import json_notation
 from .results import DIFFERENT, ERROR, Comparison, RunSummary
 
 
 def _describe(comparison: Comparison, limit: int = 20) -> str:
-    lines = [f"{d.kind} {d.path}: expected {d.expected!r}, got {d.actual!r}" for d in comparison.differences[:limit]]
+    lines = [f"{d.kind} {d.path}: expected {json_notation(d.expected)}, got {json_notation(d.actual)}" for d in comparison.differences[:limit]]
     more = len(comparison.differences) - limit
     return "\n".join(lines + ([f"... and {more} more"] if more > 0 else []))
 
@@ -23,7 +25,7 @@ def write_junit(path: str, summary: RunSummary, comparisons: Iterable[Comparison
         tests=str(summary.total),
         failures=str(summary.different),
         errors=str(summary.error),
-        timestamp=str(summary.started_at),
+        timestamp=ns_to_iso(summary.started_at)[:19],  # the JUnit schema's form: ISO 8601, UTC, no zone
     )
     for comparison in comparisons:
         case = ET.SubElement(suite, "testcase", classname=comparison.endpoint, name=comparison.session_id)

@@ -1,19 +1,27 @@
-"""A replay run as text for the terminal: the counts, then each session that differs."""
+"""A replay run as text for the terminal: the counts, then each session that differs.
+
+Values show in JSON notation; `render_rich` adds verdict colours (rich prints them only on a
+terminal and honours NO_COLOR; piped output is the plain text of `render`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+from rich.text import Text
+
 from ..formats.document import ns_to_iso
-from .results import DIFFERENT, ERROR, Comparison, RunSummary
+from ..report.bodydiff import body_diff
+from ..report.notation import json_notation
+from .results import DIFFERENT, ERROR, SAME, Comparison, RunSummary
 
 MAX_SHOWN = 60  # characters of an expected or actual value
+VERDICT_STYLES = {SAME: "green", DIFFERENT: "bold yellow", ERROR: "bold red"}
+DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
 
 
 def _value(value: Any) -> str:
-    text = repr(value)  # one line: control characters show as escapes
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+    return json_notation(value, MAX_SHOWN)  # one line: control characters show as escapes
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
@@ -37,7 +45,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
-def comparison_lines(comparison: Comparison, limit: int = 8) -> list[str]:
+def comparison_lines(comparison: Comparison, limit: int = 8, diff: bool = False) -> list[str]:
     head = f"{comparison.verdict.upper():9} {comparison.session_id}  {comparison.endpoint}"
     if comparison.recorded_status != comparison.replayed_status and comparison.replayed_status is not None:
         head += f"  status {comparison.recorded_status} -> {comparison.replayed_status}"
@@ -57,14 +65,47 @@ def comparison_lines(comparison: Comparison, limit: int = 8) -> list[str]:
             lines.append(f"    connection set-up: {outbound.setup} talks answered from session {', '.join(sources)}")
         for talk in outbound.unmatched_talks[:3]:
             misses = ", ".join(f"#{m.action_index} {m.score:.2f} ({m.reason})" for m in talk.near_misses[:3]) or "none"
-            lines.append(f"    unmatched call to {talk.peer}: {talk.request[:70]!r}; near misses: {misses}")
+            lines.append(f"    unmatched call to {talk.peer}: {json_notation(talk.request, 72)}; near misses: {misses}")
     if comparison.suppressed:
         lines.append(f"    ({len(comparison.suppressed)} differences suppressed as noise: {', '.join(sorted({s.difference.path for s in comparison.suppressed})[:5])})")
+    if diff:
+        if comparison.exchange is not None:
+            lines += [f"    {line}" for line in body_diff(comparison.exchange)]
+        elif comparison.verdict == DIFFERENT:
+            lines.append("    (no bodies kept for this session: it was replayed before koala-store kept them)")
     return lines
 
 
-def render(summary: RunSummary, comparisons: Iterable[Comparison], limit: int = 50) -> str:
-    """The run summary and up to `limit` sessions that differ or failed."""
+def render(summary: RunSummary, comparisons: Iterable[Comparison], limit: int = 50, diff: bool = False) -> str:
+    """The run summary and up to `limit` sessions that differ or failed (`diff`: with a
+    unified diff of their bodies)."""
+    return "\n".join(_lines(summary, comparisons, limit, diff))
+
+
+def render_rich(summary: RunSummary, comparisons: Iterable[Comparison], limit: int = 50, diff: bool = False) -> Text:
+    """`render` with verdicts and diff lines coloured, for rich to print."""
+    text = Text()
+    for n, line in enumerate(_lines(summary, comparisons, limit, diff)):
+        if n:
+            text.append("\n")
+        word = line.split(" ", 1)[0].lower()
+        stripped = line.lstrip()
+        if n == 1:  # the counts line: colour each non-zero count by its verdict
+            counts = Text(line)
+            for verdict, style in VERDICT_STYLES.items():
+                counts.highlight_regex(rf"\b{verdict} [1-9]\d*", style)
+            text.append_text(counts)
+        elif word in VERDICT_STYLES:
+            text.append(line[: len(word)], VERDICT_STYLES[word])
+            text.append(line[len(word) :])
+        elif diff and line.startswith("    ") and stripped[:1] in DIFF_STYLES and not stripped.startswith(("---", "+++")):
+            text.append(line, DIFF_STYLES[stripped[0]])
+        else:
+            text.append(line)
+    return text
+
+
+def _lines(summary: RunSummary, comparisons: Iterable[Comparison], limit: int, diff: bool) -> list[str]:
     lines = summary_lines(summary)
     shown = 0
     for comparison in comparisons:
@@ -74,6 +115,6 @@ def render(summary: RunSummary, comparisons: Iterable[Comparison], limit: int = 
             lines.append(f"... more sessions differ: koala runs show {summary.run_id} --json")
             break
         lines.append("")
-        lines += comparison_lines(comparison)
+        lines += comparison_lines(comparison, diff=diff)
         shown += 1
-    return "\n".join(lines)
+    return lines

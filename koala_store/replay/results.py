@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..diff import Difference, OutboundReport
+from ..diff.exchange import Exchange
 
 SAME, DIFFERENT, ERROR = "same", "different", "error"
 VERDICTS = (SAME, DIFFERENT, ERROR)
@@ -40,6 +41,7 @@ class Comparison(msgspec.Struct, omit_defaults=True):
     replayed_latency_ms: float | None = None
     bypassed: int = 0  # unmatched talks let through to the real dependency (--bypass)
     notes: list[str] = msgspec.field(default_factory=list)  # what could not be compared, and why
+    exchange: Exchange | None = None  # both responses, bounded; differing sessions only
 
 
 class PathCount(msgspec.Struct):

@@ -26,6 +26,7 @@ import msgspec
 import matchers
 
 from .. import diff
+from ..diff.exchange import exchange_of
 from ..errors import KoalaError, Terminated
 from ..formats import escaped
 from ..model import Session
@@ -387,10 +388,14 @@ class Replay:
                 noise_paths = {d.path for d in diff.compare_responses(recorded, old.response, options)}
                 noise_paths |= {d.path for d in diff.compare_outbound(session.outbound_calls, old_talks, options).differences}
             self.noise.add(comparison.endpoint, {d.path for d in primary}, noise_paths)
+            if primary:
+                comparison.exchange = exchange_of(recorded, first.response)
             self.held.append((comparison, primary))  # judged when every session has counted
             return None
         comparison.differences = primary
         comparison.verdict = DIFFERENT if comparison.differences else SAME
+        if comparison.verdict == DIFFERENT:
+            comparison.exchange = exchange_of(recorded, first.response)
         return comparison
 
     # --- bookkeeping -------------------------------------------------------------------
@@ -416,6 +421,8 @@ class Replay:
                 if comparison.outbound is not None:
                     comparison.outbound = comparison.outbound.keep_only(real)
                 comparison.verdict = DIFFERENT if real else SAME
+                if not real:
+                    comparison.exchange = None
                 await self._record(comparison)
             self.held = []
         if self.pending:

@@ -42,6 +42,8 @@ def replays_template(prefix: str) -> dict[str, Any]:
                 "differences": difference,
                 "suppressed": {"properties": {"why": KEYWORD, "difference": difference}},
                 "outbound": {"properties": {k: COUNT for k in ("matched", "unmatched", "missed", "reordered", "repeated", "request_changed")}},
+                "unmatched_peers": KEYWORD,  # recorded peers of the unmatched talks (Kibana: per peer)
+                "missed_peers": KEYWORD,  # recorded peers of the calls never made
             },
         },
     )
@@ -64,7 +66,7 @@ RUNS_MAPPING = {
         "sessions_per_second": {"type": "double"},
     },
 }
-_EXTRA = ("run_name", "recorded_time", "replayed_time", "started_time", "finished_time")
+_EXTRA = ("run_name", "recorded_time", "replayed_time", "started_time", "finished_time", "unmatched_peers", "missed_peers")
 
 
 def _strip(source: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +101,9 @@ class ElasticRunStore:
             doc["run_name"] = self._names.get(comparison.run_id, "")
             doc["recorded_time"] = ns_to_iso(comparison.recorded_at)
             doc["replayed_time"] = replayed = ns_to_iso(comparison.replayed_at)
+            if comparison.outbound is not None:
+                doc["unmatched_peers"] = sorted({t.peer for t in comparison.outbound.unmatched_talks})
+                doc["missed_peers"] = sorted({m.peer for m in comparison.outbound.missed_calls})
             index = f"{self.alias}-{replayed[:10].replace('-', '.')}"
             actions.append({"_index": index, "_id": f"{comparison.run_id}:{comparison.session_id}", "_source": doc})
         if actions:
