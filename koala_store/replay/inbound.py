@@ -19,6 +19,7 @@ from msgspec import Struct
 from ..errors import KoalaError
 from ..wire import http1
 from .mock import SESSION_HEADER
+from .sockets import quickack
 from .targets import Address
 
 READ_SIZE = 1 << 16
@@ -124,6 +125,7 @@ class InboundClient:
                 async with asyncio.timeout(self.timeout):  # no extra task per request, unlike wait_for
                     writer.write(request)
                     await writer.drain()
+                    quickack(writer)
                     response, keep = await self._read_response(reader, method)
             except TimeoutError:
                 _close(writer)

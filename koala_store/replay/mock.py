@@ -31,6 +31,7 @@ from ..wire import HTTP, UNKNOWN, http1
 from ..wire.setup import is_setup_request, opening_positions, peer_protocols
 from .framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
 from .openings import LiveOpening, OpeningLibrary
+from .sockets import quickack
 from .targets import Address, OutboundMapping
 
 SESSION_HEADER = "X-Koala-Session"
@@ -212,6 +213,7 @@ class OutboundMock:
         opening: Opening | None = Opening(self.openings.connection(peer))
         try:
             while True:
+                quickack(writer)
                 data = await self._first_read(reader, fresh)
                 fresh = False
                 if data is None:  # silent new connection: a greeting may be due
