@@ -152,3 +152,14 @@ def test_subprocess_end_to_end(tmp_path: Path, example_path: Path) -> None:
     assert run.code == 1
     assert "error: unknown field 'inbound.stauts'; did you mean inbound.status?" in run.err
     assert "  inbound.stauts:200\n  ^" in run.err
+
+
+def test_version_and_usage_errors_in_the_one_error_style(capsys) -> None:
+    from koala_store import __version__
+
+    run = koala(capsys, "--version")
+    assert run.code == 0 and run.out.strip() == f"koala-store {__version__}"
+    run = koala(capsys, "sessions", "export", "*")
+    assert run.code == 1 and run.err.strip() == "error: missing option '--format' / '-f'; see koala sessions export --help"
+    run = koala(capsys, "sesions", "search")
+    assert run.code == 1 and run.err.strip().startswith("error: no such command 'sesions'")

@@ -10,18 +10,32 @@ import sys
 
 import typer
 
-from . import es, kibana, replay, sessions, store
+from .. import __version__
 from ..errors import Terminated
-from .report import report_command
-from .common import EXIT_USER_ERROR
+from . import es, kibana, replay, sessions, store
+from .common import EXIT_USER_ERROR, fail, say
 from .ingest import ingest_command
+from .report import report_command
 
 app = typer.Typer(
     help="koala-store: record, store, replay and diff backend traffic (Koala and GoReplay compatible).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        say(f"koala-store {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print koala-store's version and exit."),
+) -> None:
+    """koala-store: record, store, replay and diff backend traffic (Koala and GoReplay compatible)."""
+
 app.command("ingest")(ingest_command)
 app.command("replay")(replay.replay_command)
 app.command("report")(report_command)
@@ -35,7 +49,7 @@ app.add_typer(kibana.app, name="kibana")
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; usage errors exit 1 (click's usual 2 is our 'partial')."""
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False, prog_name="koala")
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt) as exc:
@@ -45,7 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         show = getattr(exc, "show", None)
         if show is None:
             raise
-        show()
-        # `koala` or `koala sessions` alone print help; that is not an error.
-        sys.exit(0 if type(exc).__name__ == "NoArgsIsHelpError" else EXIT_USER_ERROR)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            show()  # `koala` or `koala sessions` alone print help; that is not an error
+            sys.exit(0)
+        # A usage error (missing or bad option) in the style of every other error: one line.
+        ctx = getattr(exc, "ctx", None)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = message.strip().rstrip(".")
+        message = message[:1].lower() + message[1:]
+        fail(f"{message}; see {ctx.command_path if ctx is not None else 'koala'} --help")
+        sys.exit(EXIT_USER_ERROR)
     sys.exit(result if isinstance(result, int) else 0)
