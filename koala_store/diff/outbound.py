@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from koala_store.matching import MatchResult, NearMiss
 from koala_store.model import CallOutbound
-from matchers import MatchResult, NearMiss
 
 from koala_store.wire import http1, mysql, resp
 
