@@ -14,9 +14,9 @@ from ..errors import KoalaError
 from ..replay.inbound import RequestEdits
 from ..replay.junit import write_junit
 from ..replay.report import render
-from ..replay.results import Comparison
 from ..replay.runner import Counts, ReplayOptions, replay
 from ..replay.targets import parse_address, parse_mapping
+from ..results import Comparison, Verdict
 from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
 
 EXIT_DIFFERENT = 3
@@ -164,8 +164,8 @@ def runs_show(
     store_url: Optional[str] = StoreOption,
 ) -> None:
     """A run's summary and the sessions that differ."""
-    if verdict is not None and verdict not in ("same", "different", "error"):
-        raise fail(f"--verdict {verdict!r} is not one of same, different, error")
+    if verdict is not None and verdict not in tuple(Verdict):
+        raise fail(f"--verdict {verdict!r} is not one of {', '.join(Verdict)}")
     store = store_from(store_url)
     try:
         summary = store.runs.run(run)

@@ -7,7 +7,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from ..errors import KoalaError
-from .results import DIFFERENT, ERROR, Comparison, RunSummary
+from ..results import DIFFERENT, ERROR, Comparison, RunSummary
 
 
 def _describe(comparison: Comparison, limit: int = 20) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..formats.document import ns_to_iso
-from .results import DIFFERENT, ERROR, Comparison, RunSummary
+from ..results import DIFFERENT, ERROR, Comparison, RunSummary
 
 MAX_SHOWN = 60  # characters of an expected or actual value
 

@@ -28,11 +28,11 @@ from .. import diff
 from ..errors import KoalaError
 from ..formats import escaped
 from ..model import Session
+from ..results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote, Verdict
 from ..store.base import SessionStore
 from ..wire import http1
 from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request, request_path
 from .mock import SESSION_HEADER, OutboundMock, SessionContext
-from .results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote
 from .targets import Address, OutboundMapping
 
 FLUSH_EVERY = 200  # comparisons written to the store per batch
@@ -67,6 +67,15 @@ class Counts(msgspec.Struct):
     different: int = 0
     error: int = 0
     skipped: int = 0
+
+    def add(self, verdict: Verdict) -> None:
+        match verdict:
+            case Verdict.SAME:
+                self.same += 1
+            case Verdict.DIFFERENT:
+                self.different += 1
+            case Verdict.ERROR:
+                self.error += 1
 
 
 def check_options(options: ReplayOptions) -> None:
@@ -359,7 +368,7 @@ class Replay:
     # --- bookkeeping -------------------------------------------------------------------
 
     async def _record(self, comparison: Comparison) -> None:
-        setattr(self.counts, comparison.verdict, getattr(self.counts, comparison.verdict) + 1)
+        self.counts.add(comparison.verdict)
         self.suppressed += len(comparison.suppressed)
         for difference in comparison.differences:
             self.paths[(comparison.endpoint, difference.path, difference.kind)] += 1
