@@ -18,3 +18,13 @@ def loaded_after(module: str) -> set[str]:
 @pytest.mark.parametrize("store", ["koala_store.store.sqlite", "koala_store.store.elastic"])
 def test_stores_do_not_import_the_replay(store: str) -> None:
     assert not {m for m in loaded_after(store) if m.startswith("koala_store.replay")}
+
+
+def test_diff_does_not_import_matchers() -> None:
+    assert not {m for m in loaded_after("koala_store.diff") if m.split(".")[0] == "matchers"}
+
+
+def test_wire_stands_alone() -> None:
+    """Protocol knowledge sits below everything that uses it: summary, matchers, diff, replay."""
+    loaded = loaded_after("koala_store.wire")
+    assert not {m for m in loaded if m.split(".")[0] == "matchers" or m.startswith(("koala_store.diff", "koala_store.replay", "koala_store.store"))}

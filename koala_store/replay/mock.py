@@ -27,9 +27,8 @@ from matchers import ConnectionState, SessionMatcher
 
 from ..diff import Talk
 from ..model import Session
-from ..summary import summarize_outbound
-from ..wire import HTTP, UNKNOWN, http1
-from .framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
+from ..wire import HTTP, UNKNOWN, guess_protocol, http1
+from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
 from .targets import Address, OutboundMapping
 
 SESSION_HEADER = "X-Koala-Session"
@@ -118,7 +117,7 @@ class OutboundMock:
         for call in session.outbound_calls:
             peer = call.peer.address
             if self._protocols.get(peer, UNKNOWN) == UNKNOWN:
-                self._protocols[peer] = summarize_outbound(call).protocol
+                self._protocols[peer] = guess_protocol(call.request, call.response, call.peer.port)
         return context
 
     async def settle(self, context: SessionContext, grace: float = 0.002, limit: float = 0.5) -> None:

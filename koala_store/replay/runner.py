@@ -30,7 +30,7 @@ from ..formats import escaped
 from ..model import Session
 from ..results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote, Verdict
 from ..store.base import SessionStore
-from ..wire import http1
+from ..wire import response_status
 from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request, request_path
 from .mock import SESSION_HEADER, OutboundMock, SessionContext
 from .targets import Address, OutboundMapping
@@ -329,8 +329,8 @@ class Replay:
             verdict=SAME,
             recorded_at=session.recorded_at,
             replayed_at=time.time_ns(),
-            recorded_status=http1.status_code(recorded),
-            replayed_status=http1.status_code(first.response) if first.response else None,
+            recorded_status=response_status(recorded),
+            replayed_status=response_status(first.response) if first.response else None,
             recorded_latency_ms=_recorded_latency(session),
             replayed_latency_ms=round(first.latency_ms, 3),
             bypassed=context.bypassed,
