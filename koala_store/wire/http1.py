@@ -183,6 +183,18 @@ def response(data: bytes) -> HttpResponse | None:
     return HttpResponse(head.status, head.reason, head.headers, message_body(data, head))
 
 
+def render_request(view: HttpRequest) -> bytes:
+    """A request view written as HTTP/1.1 (to show a FastCGI request the way people read HTTP)."""
+    lines = [f"{view.method} {view.target} HTTP/1.1", *(f"{name}: {value}" for name, value in view.headers)]
+    return "\r\n".join(lines).encode("latin-1", "replace") + HEAD_END + view.body
+
+
+def render_response(view: HttpResponse) -> bytes:
+    """A response view written as HTTP/1.1."""
+    lines = [f"HTTP/1.1 {view.status} {view.reason}".rstrip(), *(f"{name}: {value}" for name, value in view.headers)]
+    return "\r\n".join(lines).encode("latin-1", "replace") + HEAD_END + view.body
+
+
 def final_response(data: bytes) -> bytes:
     """The response after any interim 1xx responses (`100 Continue` recorded before the answer)."""
     while data.startswith(b"HTTP/1.") and data[9:10] == b"1":
