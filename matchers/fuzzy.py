@@ -24,6 +24,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
 from koala_store.model import CallOutbound
+from koala_store.wire import FASTCGI, HTTP, MYSQL, REDIS
 from koala_store.wire.normalize import DEFAULT_VOLATILE_HEADERS, Normalized, Normalizer
 
 from .base import (
@@ -45,7 +46,7 @@ _LEXEME = re.compile(r"<(?:time|uuid|num|date|hex)>|\w+|[^\w\s]")
 _UNKNOWN = "\U0010ffff"  # never assigned: a lexeme no candidate has
 _FIRST_CODE = 0x100
 _LAST_CODE = 0x10FFFE
-_KIND_LABEL = {"http": "method", "fastcgi": "method", "redis": "command", "mysql": "command"}
+_KIND_LABEL = {HTTP: "method", FASTCGI: "method", REDIS: "command", MYSQL: "command"}
 
 
 def _weight(lexeme: str) -> int:

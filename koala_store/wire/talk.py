@@ -30,12 +30,10 @@ from .request import Message, parse_other, parse_request
 
 MYSQL_PORT = 3306
 _DEFAULT_NORMALIZER = Normalizer()
+_UNSET: object = object()  # not parsed yet
 
 
-_UNSET: object = object()
-
-
-class ParsedTalk(Struct, repr_omit_defaults=True):
+class ParsedTalk(Struct, eq=False):
     """A talk and what parsing it gave; build it with `parse_talk`. What the properties
     return is parsed on first use and kept in the private fields (a Struct, so that making
     one costs little: summaries make one per call on the ingest path)."""
