@@ -156,8 +156,8 @@ class OutboundSummary(msgspec.Struct, omit_defaults=True):
     """The queryable facts of one outbound call."""
 
     peer: str
-    protocol: str  # http | redis | mysql | unknown
-    method: str = ""  # HTTP method, Redis command or MySQL statement verb
+    protocol: str  # wire.Protocol: http | redis | mysql | fastcgi | unknown
+    method: str = ""  # HTTP (FastCGI) method, Redis command or MySQL statement verb
     path: str = ""  # HTTP path; first key for Redis
 
 

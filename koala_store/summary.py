@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .model import CallOutbound, OutboundSummary, Session, SessionSummary
-from .wire import HTTP, MYSQL, REDIS, http1, identify, mysql
+from .wire import parse_talk
+from .wire.http import split_target
 
 
 def summarize(session: Session) -> SessionSummary:
@@ -13,16 +14,17 @@ def summarize(session: Session) -> SessionSummary:
         recorded_at=inbound.occurred_at,
         outbound=[summarize_outbound(call) for call in session.outbound_calls],
     )
-    # Only a few facts are needed, so read them without parsing whole heads (ingest hot path).
-    line = http1.request_line(inbound.request)
+    # HTTP/1.x or FastCGI (PHP-FPM). Only a few facts are needed, and the talk parses no more
+    # than they take (for HTTP/1.x: the request line and two headers; ingest hot path).
+    talk = parse_talk(inbound.request, session.response)
+    line = talk.line
     if line is not None:
         summary.method = line[0]
-        summary.path, summary.query = http1.split_target(line[1])
-        summary.host = http1.find_header(inbound.request, b"host") or ""
-    response = session.response
-    summary.status = http1.status_code(response)
+        summary.path, summary.query = split_target(line[1])
+        summary.host = talk.host
+    summary.status = talk.status
     if summary.status is not None:
-        summary.content_type = (http1.find_header(response, b"content-type") or "").split(";", 1)[0].strip()
+        summary.content_type = talk.content_type
     finished = session.return_inbound.occurred_at if session.return_inbound is not None else 0
     if finished and inbound.occurred_at and finished >= inbound.occurred_at:
         summary.latency_ms = (finished - inbound.occurred_at) / 1e6
@@ -30,16 +32,5 @@ def summarize(session: Session) -> SessionSummary:
 
 
 def summarize_outbound(call: CallOutbound) -> OutboundSummary:
-    protocol, parsed = identify(call.request, call.response, call.peer.port)
-    out = OutboundSummary(peer=call.peer.address, protocol=protocol)
-    if protocol == HTTP and isinstance(parsed, tuple):
-        out.method, out.path = parsed[0], http1.split_target(parsed[1])[0]
-    elif protocol == REDIS and isinstance(parsed, list):
-        out.method = parsed[0].decode("latin-1").upper()
-        if len(parsed) > 1:
-            out.path = parsed[1].decode("utf-8", "replace")
-    elif protocol == MYSQL and isinstance(parsed, tuple) and parsed[0] == mysql.COM_QUERY:
-        words = parsed[1].split(None, 1)
-        if words:
-            out.method = words[0].decode("latin-1").upper()
-    return out
+    talk = parse_talk(call.request, call.response, call.peer.port)
+    return OutboundSummary(peer=call.peer.address, protocol=talk.protocol, method=talk.verb, path=talk.resource)

@@ -31,6 +31,7 @@ from .base import (
     Strategy,
     UnknownStrategyError,
 )
+from . import normalize  # noqa: F401  (matchers.normalize stays reachable as an attribute)
 from .chunk import ChunkStrategy
 from .fuzzy import FuzzyStrategy
 from .sim import SimStrategy

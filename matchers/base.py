@@ -1,4 +1,5 @@
-"""What every strategy shares: results, per-connection and per-session state, candidate lists.
+"""What every strategy shares: per-connection and per-session state, candidate lists (results,
+MatchResult and NearMiss, live in koala_store.matching and are re-exported here).
 
 A `Strategy` is configuration only. `Strategy.for_session(calls)` returns a `SessionMatcher`
 holding one session's state (`outs_last`, how often each recorded call was used) and the
@@ -20,9 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import msgspec
-
 from koala_store.errors import KoalaError
+from koala_store.matching import MatchResult, NearMiss
 from koala_store.model import CallOutbound
 
 NEAR_MISSES = 3
@@ -34,35 +34,6 @@ class MatcherError(KoalaError, ValueError):
 
 class UnknownStrategyError(MatcherError, LookupError):
     """No built-in or installed strategy has that name."""
-
-
-class NearMiss(msgspec.Struct, frozen=True):
-    """A candidate that lost, with its score and a sentence saying why."""
-
-    position: int
-    action_index: int
-    score: float
-    reason: str
-
-
-class MatchResult(msgspec.Struct, frozen=True):
-    """The outcome of one `match` or `greeting`.
-
-    `score` is the strategy's own figure: chunk's mark (it can exceed 1), sim's cosine,
-    fuzzy's similarity. For an unmatched call it is the best score that fell short (0 when
-    nothing scored). `reason` says in one sentence how the decision was made.
-    """
-
-    call: CallOutbound | None
-    position: int | None
-    score: float
-    strategy: str
-    near_misses: tuple[NearMiss, ...] = ()
-    reason: str = ""
-
-    @property
-    def matched(self) -> bool:
-        return self.call is not None
 
 
 _owners = itertools.count(1)

@@ -1,6 +1,6 @@
 """`fuzzy`, ours: protocol-aware normalisation, then rapidfuzz similarity over lexemes.
 
-Each request is normalised (matchers.normalize), its key split into lexemes (words,
+Each request is normalised (koala_store.wire.normalize), its key split into lexemes (words,
 punctuation, placeholders of masked values) and each lexeme mapped to one character of a
 per-session alphabet, repeated by its length class (1-3 chars: 1, 4-7: 2, 8-11: 3, 12+: 4)
 so a long word counts more than a comma. The score is rapidfuzz's normalized Indel
@@ -24,6 +24,8 @@ from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
 from koala_store.model import CallOutbound
+from koala_store.wire import FASTCGI, HTTP, MYSQL, REDIS
+from koala_store.wire.normalize import DEFAULT_VOLATILE_HEADERS, Normalized, Normalizer
 
 from .base import (
     NEAR_MISSES,
@@ -36,7 +38,6 @@ from .base import (
     check_threshold,
     fmt,
 )
-from .normalize import DEFAULT_VOLATILE_HEADERS, Normalized, Normalizer
 
 DEFAULT_THRESHOLD = 0.8
 TIE_EPSILON = 1e-9
@@ -45,7 +46,7 @@ _LEXEME = re.compile(r"<(?:time|uuid|num|date|hex)>|\w+|[^\w\s]")
 _UNKNOWN = "\U0010ffff"  # never assigned: a lexeme no candidate has
 _FIRST_CODE = 0x100
 _LAST_CODE = 0x10FFFE
-_KIND_LABEL = {"http": "method", "redis": "command", "mysql": "command"}
+_KIND_LABEL = {HTTP: "method", FASTCGI: "method", REDIS: "command", MYSQL: "command"}
 
 
 def _weight(lexeme: str) -> int:

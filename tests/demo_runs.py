@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from koala_store.ingest import ingest
-from koala_store.replay.results import RunSummary
+from koala_store.results import RunSummary
 from koala_store.replay.runner import ReplayOptions, replay
 from koala_store.replay.targets import Address, OutboundMapping
 from koala_store.store.base import SessionStore

@@ -10,7 +10,7 @@ from factories import BASE_NS, http_response
 from koala_store import diff
 from koala_store.diff.exchange import exchange_of
 from koala_store.diff.outbound import MissedCall, OutboundReport
-from koala_store.replay.results import Comparison, RunSummary, Suppressed
+from koala_store.results import Comparison, RunSummary, Suppressed
 
 ENDPOINTS = ["GET /users/{id}", "GET /orders/{id}", "POST /orders", "GET /quote", "GET /search", "PUT /users/{id}", "GET /health", "DELETE /orders/{id}"]
 

@@ -18,7 +18,7 @@ from factories import http_response
 from koala_store.diff import Difference
 from koala_store.diff.exchange import MAX_BODY, exchange_of
 from koala_store.replay.report import render
-from koala_store.replay.results import Comparison, RunSummary
+from koala_store.results import Comparison, RunSummary
 from koala_store.report.bodydiff import body_diff
 from koala_store.report.notation import json_notation
 from koala_store.store.sqlite import SqliteStore

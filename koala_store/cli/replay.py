@@ -14,8 +14,8 @@ from ..errors import KoalaError
 from ..replay.config import Panel, build, from_mapping, load_file, option_specs, project_file, to_options
 from ..replay.junit import write_junit
 from ..replay.report import render_rich
-from ..replay.results import Comparison
 from ..replay.runner import Counts, replay
+from ..results import Comparison, Verdict
 from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
 
 EXIT_DIFFERENT = 3
@@ -173,8 +173,8 @@ def runs_show(
     store_url: Optional[str] = StoreOption,
 ) -> None:
     """A run's summary and the sessions that differ."""
-    if verdict is not None and verdict not in ("same", "different", "error"):
-        raise fail(f"--verdict {verdict!r} is not one of same, different, error")
+    if verdict is not None and verdict not in tuple(Verdict):
+        raise fail(f"--verdict {verdict!r} is not one of {', '.join(Verdict)}")
     store = store_from(store_url)
     try:
         summary = store.runs.run(run)

@@ -14,7 +14,7 @@ from ..formats import escaped, koala
 from ..formats.document import derived_fields, ns_to_iso
 from ..model import AppendFile, CallOutbound, ReadStorage, ReturnInbound, SendUDP, Session
 from ..summary import summarize
-from ..wire import guess_protocol
+from ..wire import FASTCGI, ParsedTalk, fastcgi, http1, parse_talk
 from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
 
 app = typer.Typer(help="Search, show, export and delete stored sessions.", no_args_is_help=True)
@@ -72,30 +72,45 @@ def _shown(data: bytes, limit: int = 2000) -> str:
     return text + (f"... ({len(data) - limit} more bytes)" if len(data) > limit else "")
 
 
+def _as_read(talk: ParsedTalk) -> tuple[bytes, bytes]:
+    """A talk's request and response as people read them: a FastCGI talk as the HTTP it
+    carries (records, padding and CGI-only params left out), anything else as recorded."""
+    if talk.protocol is not FASTCGI or talk.http is None:
+        return talk.request, talk.response
+    answer = talk.http_response
+    return http1.render_request(talk.http), http1.render_response(answer) if answer is not None else talk.response
+
+
 def describe(session: Session) -> str:
     """A readable account of a session: inbound, then each action in order."""
     s = summarize(session)
     cfi = session.call_from_inbound
+    inbound = parse_talk(cfi.request, session.response)
+    request, response = _as_read(inbound)
+    framing = " (FastCGI, shown as HTTP)" if inbound.protocol is FASTCGI else ""
     lines = [
         f"session     {session.session_id}",
         f"recorded at {ns_to_iso(s.recorded_at)}" + ("" if s.latency_ms is None else f"   latency {s.latency_ms:.3f} ms"),
         f"inbound     {s.method or '?'} {s.path}{'?' + s.query if s.query else ''} from {cfi.peer.address}"
         + ("" if s.status is None else f" -> {s.status} {s.content_type}"),
         "",
-        "--- inbound request ---",
-        _shown(cfi.request),
-        "--- inbound response ---",
-        _shown(session.response) if session.answered else "(none recorded: the service never answered; Koala's ReturnInbound is null)",
-        "",
-        f"--- actions ({len(session.actions)}) ---",
+        f"--- inbound request{framing} ---",
+        _shown(request),
+        f"--- inbound response{framing} ---",
+        _shown(response) if session.answered else "(none recorded: the service never answered; Koala's ReturnInbound is null)",
     ]
+    answer = fastcgi.parse_response(session.response) if framing else None
+    if answer is not None and answer.stderr:
+        lines += ["--- inbound stderr (FastCGI) ---", _shown(answer.stderr)]
+    lines += ["", f"--- actions ({len(session.actions)}) ---"]
     for action in session.actions:
         head = f"[{action.action_index}] {type(action).__name__}"
         if isinstance(action, CallOutbound):
-            protocol = guess_protocol(action.request, action.response, action.peer.port)
-            lines.append(f"{head} {action.connection} {protocol} ({len(action.request)} B out, {len(action.response)} B back)")
-            lines.append(f"    > {_shown(action.request, 300)}")
-            lines.append(f"    < {_shown(action.response, 300)}")
+            talk = parse_talk(action.request, action.response, action.peer.port)
+            out, back = _as_read(talk)
+            lines.append(f"{head} {action.connection} {talk.protocol} ({len(action.request)} B out, {len(action.response)} B back)")
+            lines.append(f"    > {_shown(out, 300)}")
+            lines.append(f"    < {_shown(back, 300)}")
         elif isinstance(action, AppendFile):
             lines.append(f"{head} {action.file_name}: {_shown(action.content, 300)}")
         elif isinstance(action, SendUDP):

@@ -6,7 +6,7 @@
     report = diff.compare_outbound(session.outbound_calls, talks, options)   # side effects
     kept, noise = diff.suppress_repeated(diffs + report.differences, among_runs)
 
-- Responses (koala_store.diff.response): HTTP status, headers (DEFAULT_IGNORED_HEADERS
+- Responses (koala_store.diff.response, HTTP/1.x or FastCGI): HTTP status, headers (DEFAULT_IGNORED_HEADERS
   skipped), body as JSON (deepdiff on the parts that differ; JSONP unwrapped), text or
   bytes; other protocols as one difference at `response`.
 - Side effects (koala_store.diff.outbound): unmatched, missing, repeated and reordered calls,

@@ -12,11 +12,11 @@ from __future__ import annotations
 import msgspec
 
 from koala_store.formats import escaped
-from koala_store.wire import http1
+from koala_store.wire import http_response
 from koala_store.wire.jsonbody import loads
 
 from .body import decode_text
-from .response import decoded_body, final_response
+from .response import decoded_body
 
 MAX_BODY = 64 * 1024  # bytes of each body kept
 
@@ -41,12 +41,12 @@ class Exchange(msgspec.Struct, omit_defaults=True):
 
 
 def response_of(message: bytes) -> Response:
-    message = final_response(message)
-    head = http1.parse_response_head(message)
-    if head is None:
+    """One side as a person reads it: the HTTP answer (FastCGI's as the HTTP it carries), else
+    the bytes."""
+    view = http_response(message)
+    if view is None:
         return _body(message, "", Response())
-    body = decoded_body(message, head)
-    return _body(body, head.header("Content-Type") or "", Response(status=head.status, reason=head.reason, headers=list(head.headers)))
+    return _body(decoded_body(view), view.header("Content-Type") or "", Response(status=view.status, reason=view.reason, headers=list(view.headers)))
 
 
 def _body(data: bytes, content_type: str, response: Response) -> Response:

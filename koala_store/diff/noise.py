@@ -28,7 +28,8 @@ from collections import Counter
 from fractions import Fraction
 from collections.abc import Iterable, Sequence
 
-from koala_store.wire import http1
+from koala_store.wire import parse_talk
+from koala_store.wire.http import split_target
 
 from .difference import Difference
 from .paths import generalized_prefixes
@@ -107,11 +108,11 @@ _ID_SEGMENT = re.compile(r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 
 def endpoint_of(request: bytes) -> str:
     """An endpoint name for Diffy's statistics: `GET /v1/item/{id}` (numeric, UUID and long
-    hex path segments become {id}); `unknown` when the request is not HTTP."""
-    line = http1.request_line(request)
+    hex path segments become {id}); `unknown` when the request is neither HTTP nor FastCGI."""
+    line = parse_talk(request).line
     if line is None:
         return "unknown"
     method, target = line
-    path = http1.split_target(target)[0] or "/"
+    path = split_target(target)[0] or "/"
     segments = ["{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/")]
     return f"{method} {'/'.join(segments)}"

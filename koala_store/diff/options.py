@@ -31,46 +31,16 @@ from dataclasses import dataclass
 import msgspec
 
 from koala_store.errors import KoalaError
+from koala_store.wire.http import VOLATILE_HEADERS
 
 from .paths import ROOTS, PathSyntaxError, format_path, is_header_segment, matches_prefix, parse_path
 
-# Response headers that differ between two runs of the same build: clocks, request and trace
-# ids, framing and hop-by-hop headers, server software versions, caching validators derived
-# from the body or the file system. Set-Cookie is not here: it is compared by cookie name and
-# attributes (a lost HttpOnly flag or a cookie no longer set is a regression), never by value.
-DEFAULT_IGNORED_HEADERS: tuple[str, ...] = (
-    "age",
-    "b3",
-    "connection",
-    "content-length",
-    "date",
-    "didi-header-rid",
-    "didi-header-spanid",
-    "etag",
-    "expires",
-    "keep-alive",
-    "last-modified",
-    "request-id",
-    "server",
-    "server-timing",
-    "traceparent",
-    "tracestate",
-    "transfer-encoding",
-    "uber-trace-id",
-    "via",
-    "x-amzn-trace-id",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-spanid",
-    "x-b3-traceid",
-    "x-correlation-id",
-    "x-koala-session",
-    "x-powered-by",
-    "x-request-id",
-    "x-response-time",
-    "x-runtime",
-    "x-trace-id",
-)
+# Headers never compared unless --compare-header takes one back: wire.http.VOLATILE_HEADERS,
+# the one list of headers that differ between two runs of the same build (clocks, request and
+# trace ids, framing and hop-by-hop headers, server software, caching validators, what proxies
+# add). Set-Cookie is not among them: it is compared by cookie name and attributes (a lost
+# HttpOnly flag or a cookie no longer set is a regression), never by value.
+DEFAULT_IGNORED_HEADERS: tuple[str, ...] = tuple(sorted(VOLATILE_HEADERS))
 
 
 class DiffOptionsError(KoalaError, ValueError):
@@ -81,9 +51,9 @@ class DiffOptions(msgspec.Struct, frozen=True, kw_only=True):
     """How responses and side effects are compared.
 
     - `ignore`: `--ignore` entries (key names, paths, `re:` regexes; see the module doc).
-    - `ignored_headers`: response and outbound-request headers never compared (any case).
-      Outbound requests also skip matchers.normalize.DEFAULT_VOLATILE_HEADERS (Host,
-      User-Agent, X-Forwarded-For...).
+    - `ignored_headers`: response and outbound-request headers never compared (any case);
+      by default DEFAULT_IGNORED_HEADERS (wire.http.VOLATILE_HEADERS: Date, Server, Host,
+      User-Agent, X-Request-Id, trace headers...).
     - `ignore_order`: JSON arrays compare as multisets (deepdiff's ignore_order).
     - `float_places`: floats are equal when equal once rounded to this many decimal places
       (rdebug rounds to 10); None compares them exactly.

@@ -31,10 +31,9 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from koala_store.matching import MatchResult, NearMiss
 from koala_store.model import CallOutbound
-from matchers import MatchResult, NearMiss
-
-from koala_store.wire import http1, mysql, resp
+from koala_store.wire import parse_talk
 from koala_store.wire.setup import opening_positions
 
 from .difference import CHANGED, MISSING_CALL, REORDERED, REPEATED_CALL, UNMATCHED_CALL, Difference, shown
@@ -240,8 +239,8 @@ def compare_outbound(recorded: Sequence[CallOutbound], talks: Sequence[Talk], op
         ai = call.action_index
         uses.setdefault(q, []).append(t)
         if talk.opening or q in openings:
-            continue  # set-up: neither repeated, reordered nor a changed request
-        if len(uses[q]) > 1:
+            pass  # set-up: a pooled connection may open in any session, so neither repeated nor reordered
+        elif len(uses[q]) > 1:
             outcome.repeated = True
         else:
             made = last_on_peer.setdefault(call.peer.address, [])
@@ -323,25 +322,12 @@ def _port(address: str) -> int:
 
 def _excerpt(request: bytes) -> str:
     """A request as a person reads it: the Redis command line, the SQL, the HTTP request
-    line; other bytes as escaped text."""
-    readable = _readable(request)
+    line (wire's readable form); other bytes as escaped text."""
+    readable = parse_talk(request).readable()
     if readable is not None:
         return readable if len(readable) <= EXCERPT else readable[:EXCERPT] + "…"
     text = shown(request[:EXCERPT])
     return text + (f"… ({len(request)} bytes)" if len(request) > EXCERPT else "")
-
-
-def _readable(request: bytes) -> str | None:
-    commands = resp.parse_commands(request)
-    if commands:
-        return "; ".join(" ".join(shown(arg) for arg in args) for args in commands)
-    sql = mysql.query_text(request)
-    if sql is not None:
-        return shown(sql)
-    line = http1.request_line(request)
-    if line is not None:
-        return f"{line[0]} {line[1]}"
-    return None
 
 
 def compare_talks(recorded: Sequence[CallOutbound], first: Sequence[Talk], other: Sequence[Talk], options: DiffOptions | None = None) -> list[Difference]:

@@ -3,11 +3,12 @@
 The matcher found the recorded call that answers a live request; the request bytes may still
 differ. Parts that carry meaning are compared with the diff's rules, noise is not:
 
-- HTTP (`request.method`, `request.path`, `request.query.<name>`, `request.headers.<name>`,
-  `request.body...`): query parameters as a multiset (order is not meaning); headers except
-  the ignored ones and matchers.normalize.DEFAULT_VOLATILE_HEADERS (Host, User-Agent, trace
-  ids...); the body as JSON with the same options as responses, form fields like query
-  parameters, otherwise text or bytes.
+- HTTP, and FastCGI through the HTTP request it carries (`request.method`, `request.path`,
+  `request.query.<name>`, `request.headers.<name>`, `request.body...`): query parameters as
+  a multiset (order is not meaning); headers except the ignored ones (by default
+  wire.http.VOLATILE_HEADERS: Host, User-Agent, trace ids...); the body as JSON with the same
+  options as responses, form fields like query parameters, otherwise text or bytes.
+  FastCGI's records, padding and CGI-only params are framing, not compared.
 - Redis (`request.args[i]`, pipelines `request.commands[k].args[i]`): every argument by
   position, command names in any case; pipelined commands aligned by name first (an added
   command is `request.commands[k]`); a JSON value is diffed as JSON below its argument,
@@ -20,6 +21,8 @@ differ. Parts that carry meaning are compared with the diff's rules, noise is no
   compares user, database and auth plugin (`request.user`...), not the scramble or
   connection attributes. Other commands compare as bytes.
 - Anything else: the bytes (`request`).
+
+Requests are parsed by wire.parse_request; the protocol comes from wire.parse_talk's rule.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ import re
 from difflib import SequenceMatcher
 from urllib.parse import parse_qsl
 
-from koala_store.wire import http1, mysql, resp
-from matchers.normalize import DEFAULT_VOLATILE_HEADERS, mysql_handshake
+from koala_store.wire import FASTCGI, HTTP, MYSQL, REDIS, HttpRequest, Message, fastcgi, guess_protocol, mysql, parse_request, resp
 
 from .body import compare_body, decode_text
 from .difference import ADDED, CHANGED, REMOVED, Difference, bytes_difference, shown, text_difference
@@ -39,35 +41,48 @@ from .paths import Path, format_path
 from .response import compare_headers
 from .values import texts_equal
 
-HTTP, REDIS, MYSQL, UNKNOWN = "http", "redis", "mysql", "unknown"
+_COMPARED = (HTTP, FASTCGI, REDIS, MYSQL)
 
 
 def protocol_of(request: bytes, response: bytes = b"", port: int = 0) -> str:
-    """The protocol of a recorded talk, as far as request comparison cares."""
-    if http1.looks_like_request(request):
-        return HTTP
-    if resp.parse_commands(request) is not None:
-        return REDIS
-    if mysql.command(request) is not None and (port == 3306 or mysql.packets(response)):
-        return MYSQL
-    if mysql_handshake(request) is not None:
-        return MYSQL
-    return UNKNOWN
+    """The protocol of a recorded talk (wire.parse_talk's rule)."""
+    return guess_protocol(request, response, port)
 
 
 def compare_request(recorded: bytes, live: bytes, path: Path, rules: Rules, protocol: str) -> list[Difference]:
-    """Meaningful differences between a recorded request and the live one, below `path`."""
+    """Meaningful differences between a recorded request and the live one, below `path`;
+    `protocol` is the recorded talk's (protocol_of)."""
     if recorded == live or rules.ignored(path):
         return []
-    if protocol == HTTP:
-        out = _http(recorded, live, path, rules)
-    elif protocol == REDIS:
-        out = _redis(recorded, live, path, rules)
-    elif protocol == MYSQL:
-        out = _mysql(recorded, live, path, rules)
-    else:
-        out = None
+    out = _messages(parse_request(recorded), parse_request(live), path, rules) if protocol in _COMPARED else None
     return _whole(recorded, live, path) if out is None else out
+
+
+def _messages(expected: Message | None, actual: Message | None, path: Path, rules: Rules) -> list[Difference] | None:
+    """Differences between two parsed requests of one kind; None when they cannot be compared
+    part by part (then the bytes are)."""
+    he, ha = _http_view(expected), _http_view(actual)
+    if he is not None and ha is not None:
+        return _http(he, ha, path, rules)
+    if isinstance(expected, resp.Commands) and isinstance(actual, resp.Commands):
+        return _redis(expected.commands, actual.commands, path, rules)
+    if isinstance(expected, mysql.Command) and isinstance(actual, mysql.Command):
+        if expected.code == actual.code and expected.sql is not None:
+            return _sql(expected.sql.decode("utf-8", "replace"), actual.argument.decode("utf-8", "replace"), path, rules)
+        return None
+    if isinstance(expected, mysql.Handshake) and isinstance(actual, mysql.Handshake):
+        out: list[Difference] = []
+        for name, e, a in zip(("user", "database", "plugin"), expected, actual, strict=True):
+            if e != a:
+                out += _leaf(path + (name,), e, a, rules)
+        return out
+    return None
+
+
+def _http_view(message: Message | None) -> HttpRequest | None:
+    if isinstance(message, HttpRequest):
+        return message
+    return message.http() if isinstance(message, fastcgi.Request) else None
 
 
 def _whole(recorded: bytes, live: bytes, path: Path) -> list[Difference]:
@@ -86,13 +101,8 @@ def _leaf(path: Path, expected: object, actual: object, rules: Rules, note: str 
 
 # --- HTTP ------------------------------------------------------------------------------
 
-_OUTBOUND_IGNORED = DEFAULT_VOLATILE_HEADERS
 
-
-def _http(recorded: bytes, live: bytes, path: Path, rules: Rules) -> list[Difference] | None:
-    he, hl = http1.parse_request_head(recorded), http1.parse_request_head(live)
-    if he is None or hl is None:
-        return None
+def _http(he: HttpRequest, hl: HttpRequest, path: Path, rules: Rules) -> list[Difference]:
     out: list[Difference] = []
     if he.method != hl.method:
         out += _leaf(path + ("method",), he.method, hl.method, rules)
@@ -100,8 +110,8 @@ def _http(recorded: bytes, live: bytes, path: Path, rules: Rules) -> list[Differ
         out += _leaf(path + ("path",), he.path, hl.path, rules)
     if he.query != hl.query:
         out += _params(he.query, hl.query, path + ("query",), rules)
-    out += compare_headers(he.headers, hl.headers, path + ("headers",), rules, rules.ignored_headers | _OUTBOUND_IGNORED)
-    be, bl = http1.message_body(recorded, he), http1.message_body(live, hl)
+    out += compare_headers(he.headers, hl.headers, path + ("headers",), rules, rules.ignored_headers)
+    be, bl = he.body, hl.body
     if be != bl:
         te, tl = he.header("Content-Type") or "", hl.header("Content-Type") or ""
         if "x-www-form-urlencoded" in te.lower() and "x-www-form-urlencoded" in tl.lower():
@@ -138,10 +148,7 @@ def _multimap(query: str) -> dict[str, list[str]]:
 # --- Redis -----------------------------------------------------------------------------
 
 
-def _redis(recorded: bytes, live: bytes, path: Path, rules: Rules) -> list[Difference] | None:
-    ce, cl = resp.parse_commands(recorded), resp.parse_commands(live)
-    if ce is None or cl is None:
-        return None
+def _redis(ce: list[list[bytes]], cl: list[list[bytes]], path: Path, rules: Rules) -> list[Difference]:
     if len(ce) == 1 and len(cl) == 1:
         return _args(ce[0], cl[0], path + ("args",), rules)
     # Pipelines: align the commands by name (a command slipped in is one addition, not a
@@ -196,7 +203,6 @@ def _value(expected: bytes, actual: bytes, path: Path, rules: Rules) -> list[Dif
 # --- MySQL -----------------------------------------------------------------------------
 
 
-
 def split_sql(sql: str) -> tuple[str, list[str]]:
     """(shape, literals): the SQL without comments, whitespace collapsed, literals as `?`;
     and the literals in order (strings unquoted)."""
@@ -221,22 +227,6 @@ def split_sql(sql: str) -> tuple[str, list[str]]:
 def _sql_text(sql: str) -> str:
     # For display: comments gone, whitespace collapsed, literals kept.
     return " ".join(mysql.SQL_TOKEN.sub(lambda m: " " if m.lastgroup in ("space", "comment") else m.group(), sql).split())
-
-
-def _mysql(recorded: bytes, live: bytes, path: Path, rules: Rules) -> list[Difference] | None:
-    ce, cl = mysql.command(recorded), mysql.command(live)
-    if ce is not None and cl is not None:
-        if ce[0] == cl[0] and ce[0] in (0x03, 0x16):
-            return _sql(ce[1].decode("utf-8", "replace"), cl[1].decode("utf-8", "replace"), path, rules)
-        return None
-    he, hl = mysql_handshake(recorded), mysql_handshake(live)
-    if he is not None and hl is not None:
-        out: list[Difference] = []
-        for name, e, a in zip(("user", "database", "plugin"), he, hl, strict=True):
-            if e != a:
-                out += _leaf(path + (name,), e, a, rules)
-        return out
-    return None
 
 
 def _sql(expected: str, actual: str, path: Path, rules: Rules) -> list[Difference]:

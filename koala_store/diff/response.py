@@ -1,4 +1,5 @@
-"""The inbound response: HTTP/1.x status, headers and body; other protocols as bytes.
+"""The inbound response: HTTP status, headers and body, of HTTP/1.x or FastCGI (the CGI response
+PHP-FPM writes; record framing, padding and STDERR are not compared); other protocols as bytes.
 
 Paths: `status` (the code; the reason phrase and HTTP version are not compared), `headers.<name>`
 (lower case), `headers.set-cookie.<cookie>`, `body...`, and `response` for a response that is
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 
-from koala_store.wire import http1
+from koala_store.wire import HttpResponse, http_response
 
 from .body import compare_body, decode_text
 from .difference import ADDED, CHANGED, REMOVED, Difference, bytes_difference, text_difference
@@ -31,9 +32,7 @@ def compare_responses(expected: bytes, actual: bytes, options: DiffOptions | Non
     if expected == actual:
         return []
     rules = compile_options(options)
-    expected, actual = final_response(expected), final_response(actual)
-    he = http1.parse_response_head(expected)
-    ha = http1.parse_response_head(actual)
+    he, ha = http_response(expected), http_response(actual)
     if he is None or ha is None:
         return _raw(expected, actual, rules)
     out: list[Difference] = []
@@ -41,21 +40,10 @@ def compare_responses(expected: bytes, actual: bytes, options: DiffOptions | Non
         note = f"{he.status} {he.reason} -> {ha.status} {ha.reason}".strip()
         out.append(Difference("status", CHANGED, he.status, ha.status, note))
     out += compare_headers(he.headers, ha.headers, HEADERS, rules, rules.ignored_headers)
-    be, ba = decoded_body(expected, he), decoded_body(actual, ha)
+    be, ba = decoded_body(he), decoded_body(ha)
     if be != ba:
         out += compare_body(be, he.header("Content-Type") or "", ba, ha.header("Content-Type") or "", BODY, rules)
     return out
-
-
-def final_response(data: bytes) -> bytes:
-    """The response after any interim 1xx responses (`100 Continue` recorded before the answer)."""
-    while data.startswith(b"HTTP/1.") and data[9:10] == b"1":
-        status = http1.status_code(data)
-        end = data.find(http1.HEAD_END)
-        if status is None or not 100 <= status < 200 or status == 101 or end < 0 or not data.startswith(b"HTTP/", end + 4):
-            break
-        data = data[end + 4 :]
-    return data
 
 
 def _raw(expected: bytes, actual: bytes, rules: Rules) -> list[Difference]:
@@ -67,10 +55,10 @@ def _raw(expected: bytes, actual: bytes, rules: Rules) -> list[Difference]:
     return [bytes_difference("response", expected, actual, "responses")]
 
 
-def decoded_body(message: bytes, head: http1.Head) -> bytes:
-    """The body with chunked transfer encoding and gzip/deflate content encoding undone."""
-    body = http1.message_body(message, head)
-    encoding = (head.header("Content-Encoding") or "").strip().lower()
+def decoded_body(response: HttpResponse) -> bytes:
+    """The body with gzip/deflate content encoding undone (wire undid transfer encoding)."""
+    body = response.body
+    encoding = (response.header("Content-Encoding") or "").strip().lower()
     if body and encoding in ("gzip", "x-gzip", "deflate"):
         try:
             # wbits 47 reads gzip and zlib; raw deflate needs -15.

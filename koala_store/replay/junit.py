@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 from ..errors import KoalaError
 from ..formats.document import ns_to_iso
 from ..report.notation import json_notation
-from .results import DIFFERENT, ERROR, Comparison, RunSummary
+from ..results import DIFFERENT, ERROR, Comparison, RunSummary
 
 
 def _describe(comparison: Comparison, limit: int = 20) -> str:

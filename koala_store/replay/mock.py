@@ -29,7 +29,7 @@ from ..diff import Talk
 from ..model import Session
 from ..wire import HTTP, UNKNOWN, http1
 from ..wire.setup import is_setup_request, opening_positions, peer_protocols
-from .framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
+from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
 from .openings import LiveOpening, OpeningLibrary
 from .sockets import quickack
 from .targets import Address, OutboundMapping

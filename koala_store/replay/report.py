@@ -13,7 +13,7 @@ from rich.text import Text
 from ..formats.document import ns_to_iso
 from ..report.bodydiff import body_diff
 from ..report.notation import json_notation
-from .results import DIFFERENT, ERROR, SAME, Comparison, RunSummary
+from ..results import DIFFERENT, ERROR, SAME, Comparison, RunSummary
 
 MAX_SHOWN = 60  # characters of an expected or actual value
 VERDICT_STYLES = {SAME: "green", DIFFERENT: "bold yellow", ERROR: "bold red"}

@@ -30,12 +30,12 @@ from ..diff.exchange import exchange_of
 from ..errors import KoalaError, Terminated
 from ..formats import escaped
 from ..model import Session
+from ..results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote, Verdict
 from ..store.base import SessionStore
-from ..wire import http1
+from ..wire import response_status
 from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request, request_path
 from .mock import SESSION_HEADER, OutboundMock, SessionContext
 from .preflight import check_answers, check_peers, recorded_peers
-from .results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote
 from .targets import Address, OutboundMapping
 
 FLUSH_EVERY = 200  # comparisons written to the store per batch
@@ -76,6 +76,15 @@ class Counts(msgspec.Struct):
     different: int = 0
     error: int = 0
     skipped: int = 0
+
+    def add(self, verdict: Verdict) -> None:
+        match verdict:
+            case Verdict.SAME:
+                self.same += 1
+            case Verdict.DIFFERENT:
+                self.different += 1
+            case Verdict.ERROR:
+                self.error += 1
 
 
 def check_options(options: ReplayOptions) -> None:
@@ -352,8 +361,8 @@ class Replay:
             verdict=SAME,
             recorded_at=session.recorded_at,
             replayed_at=time.time_ns(),
-            recorded_status=http1.status_code(recorded),
-            replayed_status=http1.status_code(first.response) if first.response else None,
+            recorded_status=response_status(recorded),
+            replayed_status=response_status(first.response) if first.response else None,
             recorded_latency_ms=_recorded_latency(session),
             replayed_latency_ms=round(first.latency_ms, 3),
             bypassed=context.bypassed,
@@ -401,7 +410,7 @@ class Replay:
     # --- bookkeeping -------------------------------------------------------------------
 
     async def _record(self, comparison: Comparison) -> None:
-        setattr(self.counts, comparison.verdict, getattr(self.counts, comparison.verdict) + 1)
+        self.counts.add(comparison.verdict)
         self.suppressed += len(comparison.suppressed)
         for difference in comparison.differences:
             self.paths[(comparison.endpoint, difference.path, difference.kind)] += 1

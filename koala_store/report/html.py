@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from ..diff import Difference
 from ..diff.exchange import Exchange, Response
 from ..formats.document import ns_to_iso
-from ..replay.results import DIFFERENT, ERROR, SAME, Comparison, RunSummary
+from ..results import DIFFERENT, ERROR, SAME, Comparison, RunSummary
 from .bodydiff import body_diff, readable_body
 from .notation import json_notation
 

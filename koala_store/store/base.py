@@ -16,7 +16,7 @@ from ..query import ir
 from ..query.parse import parse
 
 if TYPE_CHECKING:
-    from ..replay.results import RunStore
+    from ..results import RunStore
 
 Query = str | ir.Node
 

@@ -11,7 +11,7 @@ import msgspec
 from elasticsearch import Elasticsearch, helpers
 
 from ..formats.document import ns_to_iso
-from ..replay.results import Comparison, RunSummary
+from ..results import Comparison, RunSummary
 from .elastic import daily_template, point_in_time_hits
 
 KEYWORD = {"type": "keyword", "ignore_above": 1024}

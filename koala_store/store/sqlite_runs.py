@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from ..replay.results import Comparison, RunSummary
+from ..results import Comparison, RunSummary
 from .sqlite_tx import transaction
 
 SCHEMA = """

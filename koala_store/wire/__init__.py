@@ -1,40 +1,51 @@
-"""Protocol knowledge shared by summaries, matchers and the replay mock: HTTP/1.x, Redis, MySQL."""
+"""Protocol knowledge, written once and shared by summaries, matchers, the diff and the replay:
+HTTP/1.x, Redis, MySQL and FastCGI.
+
+- `parse_talk(request, response, port, hint)` -> `ParsedTalk`: a talk's protocol, what its
+  request says (`message`), the HTTP view of HTTP and FastCGI talks (`http`,
+  `http_response`), the summary facts (`verb`, `resource`, `status`...), a readable line,
+  and the normalised form the fuzzy matcher compares (`normalized`); see wire.talk.
+- `parse_request(bytes)`: a request's shape alone (wire.request); `http_response(bytes)` and
+  `response_status(bytes)`: a response's HTTP view, HTTP/1.x or FastCGI; `Normalizer`
+  (wire.normalize) for other fuzzy options.
+- per protocol: http (views, VOLATILE_HEADERS), http1, resp, mysql, fastcgi, jsonbody.
+- framing: when a live request is complete, per protocol, and Koala's timings.
+"""
 
 from __future__ import annotations
 
-from . import http1, mysql, resp
+from . import fastcgi, framing, http, http1, jsonbody, mysql, resp
+from .http import VOLATILE_HEADERS, HttpRequest, HttpResponse
+from .normalize import Normalized, Normalizer
+from .protocol import FASTCGI, HTTP, MYSQL, PROTOCOLS, REDIS, UNKNOWN, Protocol
+from .request import Message, parse_request
+from .talk import ParsedTalk, guess_protocol, http_response, parse_talk, response_status
 
-HTTP = "http"
-REDIS = "redis"
-MYSQL = "mysql"
-UNKNOWN = "unknown"
-PROTOCOLS = (HTTP, REDIS, MYSQL, UNKNOWN)
-
-
-def guess_protocol(request: bytes, response: bytes = b"", port: int = 0) -> str:
-    """Guess the protocol of one outbound talk from its bytes (the port only breaks ties)."""
-    return identify(request, response, port)[0]
-
-
-def identify(request: bytes, response: bytes = b"", port: int = 0) -> tuple[str, object]:
-    """The protocol of a talk and what parsing its request gave (the HTTP (method, target),
-    the Redis arguments, the MySQL (command, argument)), so callers need not parse twice."""
-    if request:
-        line = http1.request_line(request)
-        if line is not None:
-            return HTTP, line
-        args = resp.parse_command(request)
-        if args and args[0].isalpha():
-            return REDIS, args
-        command = mysql.command(request)
-        if command is not None and (port == 3306 or mysql.packets(response)):
-            return MYSQL, command
-        return UNKNOWN, None
-    if http1.looks_like_response(response):
-        return HTTP, None
-    if mysql.is_greeting(response):
-        return MYSQL, None
-    return UNKNOWN, None
-
-
-__all__ = ["HTTP", "MYSQL", "PROTOCOLS", "REDIS", "UNKNOWN", "guess_protocol", "http1", "identify", "mysql", "resp"]
+__all__ = [
+    "FASTCGI",
+    "HTTP",
+    "MYSQL",
+    "PROTOCOLS",
+    "REDIS",
+    "UNKNOWN",
+    "VOLATILE_HEADERS",
+    "HttpRequest",
+    "HttpResponse",
+    "Message",
+    "Normalized",
+    "Normalizer",
+    "ParsedTalk",
+    "Protocol",
+    "fastcgi",
+    "framing",
+    "guess_protocol",
+    "http",
+    "http1",
+    "http_response",
+    "jsonbody",
+    "mysql",
+    "parse_request",
+    "parse_talk",
+    "resp",
+    "response_status",
+]

@@ -10,8 +10,12 @@ import re
 
 from msgspec import Struct
 
+from .http import HttpRequest, HttpResponse, find, split_target
+
 HEAD_END = b"\r\n\r\n"
-_REQUEST_LINE = re.compile(rb"^([A-Z][A-Z0-9_-]{0,19}) (\S+) HTTP/(\d)\.(\d)\r?$")
+# A request line, matched in place: up to its CRLF, or the end of the first 8200 bytes.
+_REQUEST_LINE = re.compile(rb"([A-Z][A-Z0-9_-]{0,19}) (\S+) HTTP/(\d)\.(\d)\r?\n?(?:\r\n|\Z)")
+_LINE_LIMIT = 8200
 _STATUS_LINE = re.compile(rb"^HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\r?$")
 
 
@@ -29,11 +33,7 @@ class Head(Struct):
 
     def header(self, name: str) -> str | None:
         """The first header with this name, case-insensitive."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return find(self.headers, name)
 
     @property
     def path(self) -> str:
@@ -44,20 +44,9 @@ class Head(Struct):
         return split_target(self.target)[1]
 
 
-def split_target(target: str) -> tuple[str, str]:
-    """Split a request target into path and query string (absolute URIs lose scheme and host)."""
-    if "://" in target:
-        rest = target.split("://", 1)[1]
-        slash = rest.find("/")
-        target = rest[slash:] if slash >= 0 else "/"
-    path, _, query = target.partition("?")
-    return path.split("#", 1)[0], query
-
-
 def request_line(data: bytes) -> tuple[str, str] | None:
     """(method, target) of an HTTP/1.x request, without parsing the headers."""
-    end = data.find(b"\r\n", 0, 8200)
-    match = _REQUEST_LINE.match(data[:end] if end >= 0 else data[:8200])
+    match = _REQUEST_LINE.match(data, 0, _LINE_LIMIT)
     return (match.group(1).decode("latin-1"), match.group(2).decode("latin-1")) if match else None
 
 
@@ -65,8 +54,13 @@ def status_code(data: bytes) -> int | None:
     """The status of an HTTP/1.x response, without parsing the headers."""
     if not data.startswith(b"HTTP/"):
         return None
-    match = _STATUS_LINE.match(data.split(b"\n", 1)[0])
+    match = _STATUS_LINE.match(_first_line(data))
     return int(match.group(3)) if match else None
+
+
+def _first_line(data: bytes) -> bytes:
+    end = data.find(b"\n")
+    return data if end < 0 else data[:end]
 
 
 def find_header(data: bytes, name: bytes) -> str | None:
@@ -83,13 +77,11 @@ def find_header(data: bytes, name: bytes) -> str | None:
 
 def looks_like_request(data: bytes) -> bool:
     """True when the bytes start with an HTTP/1.x request line."""
-    end = data.find(b"\r\n", 0, 8200)
-    line = data[:end] if end >= 0 else data[:8200]
-    return _REQUEST_LINE.match(line) is not None
+    return _REQUEST_LINE.match(data, 0, _LINE_LIMIT) is not None
 
 
 def looks_like_response(data: bytes) -> bool:
-    return data.startswith(b"HTTP/") and _STATUS_LINE.match(data.split(b"\n", 1)[0]) is not None
+    return data.startswith(b"HTTP/") and _STATUS_LINE.match(_first_line(data)) is not None
 
 
 def _parse_head(data: bytes) -> tuple[str, list[tuple[str, str]], int]:
@@ -172,6 +164,46 @@ def message_body(data: bytes, head: Head) -> bytes:
         if decoded is not None:
             return decoded
     return body
+
+
+def request(data: bytes) -> HttpRequest | None:
+    """The meaning of an HTTP/1.x request, or None when the bytes are not one."""
+    head = parse_request_head(data)
+    if head is None:
+        return None
+    return HttpRequest(head.method, head.target, head.headers, message_body(data, head))
+
+
+def response(data: bytes) -> HttpResponse | None:
+    """The meaning of an HTTP/1.x response (the final one after interim 1xx), or None."""
+    data = final_response(data)
+    head = parse_response_head(data)
+    if head is None:
+        return None
+    return HttpResponse(head.status, head.reason, head.headers, message_body(data, head))
+
+
+def render_request(view: HttpRequest) -> bytes:
+    """A request view written as HTTP/1.1 (to show a FastCGI request the way people read HTTP)."""
+    lines = [f"{view.method} {view.target} HTTP/1.1", *(f"{name}: {value}" for name, value in view.headers)]
+    return "\r\n".join(lines).encode("latin-1", "replace") + HEAD_END + view.body
+
+
+def render_response(view: HttpResponse) -> bytes:
+    """A response view written as HTTP/1.1."""
+    lines = [f"HTTP/1.1 {view.status} {view.reason}".rstrip(), *(f"{name}: {value}" for name, value in view.headers)]
+    return "\r\n".join(lines).encode("latin-1", "replace") + HEAD_END + view.body
+
+
+def final_response(data: bytes) -> bytes:
+    """The response after any interim 1xx responses (`100 Continue` recorded before the answer)."""
+    while data.startswith(b"HTTP/1.") and data[9:10] == b"1":
+        status = status_code(data)
+        end = data.find(HEAD_END)
+        if status is None or not 100 <= status < 200 or status == 101 or end < 0 or not data.startswith(b"HTTP/", end + 4):
+            break
+        data = data[end + 4 :]
+    return data
 
 
 def message_length(data: bytes, *, is_response: bool = False, request_method: str = "") -> int | None:

@@ -1,10 +1,26 @@
-"""MySQL client/server protocol as recorded bytes: packets, greetings and COM_QUERY."""
+"""MySQL client/server protocol as recorded bytes: packets, greetings, client commands and
+the client's handshake response."""
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
+
+from msgspec import Struct
 
 COM_QUERY = 0x03
+COM_STMT_PREPARE = 0x16
+COMMAND_NAMES = {
+    0x01: "COM_QUIT",
+    0x02: "COM_INIT_DB",
+    0x03: "COM_QUERY",
+    0x0E: "COM_PING",
+    0x11: "COM_CHANGE_USER",
+    0x16: "COM_STMT_PREPARE",
+    0x17: "COM_STMT_EXECUTE",
+    0x19: "COM_STMT_CLOSE",
+    0x1A: "COM_STMT_RESET",
+}
 # SQL text as tokens that matter when comparing statements: string and number literals,
 # comments (/* */, -- and MySQL's #) and whitespace; everything else is the statement's shape.
 SQL_TOKEN = re.compile(
@@ -42,23 +58,88 @@ def is_greeting(data: bytes) -> bool:
     return seq == 0 and payload[:1] == b"\x0a" and b"\x00" in payload[1:64]
 
 
-def command(data: bytes) -> tuple[int, bytes] | None:
-    """The (command byte, argument) of a client command packet, or None."""
+class Command(Struct, frozen=True):
+    """A client command packet: the command byte and its argument (SQL for COM_QUERY)."""
+
+    code: int
+    argument: bytes
+
+    @property
+    def name(self) -> str:
+        return COMMAND_NAMES.get(self.code, f"COM_{self.code:#04x}")
+
+    @property
+    def sql(self) -> bytes | None:
+        """The statement of COM_QUERY and COM_STMT_PREPARE, else None."""
+        return self.argument if self.code in (COM_QUERY, COM_STMT_PREPARE) else None
+
+
+class Handshake(NamedTuple):
+    """What a client's handshake response says that is not random per connection."""
+
+    user: str
+    database: str
+    plugin: str
+
+
+def command(data: bytes) -> Command | None:
+    """The command of a client command packet (exactly one packet, sequence 0), or None."""
+    if len(data) < HEADER_SIZE + 1 or data[3] != 0 or int.from_bytes(data[:3], "little") != len(data) - HEADER_SIZE:
+        return None
+    return Command(data[4], data[5:])
+
+
+_CLIENT_CONNECT_WITH_DB = 0x8
+_CLIENT_PROTOCOL_41 = 0x200
+_CLIENT_SECURE_CONNECTION = 0x8000
+_CLIENT_PLUGIN_AUTH = 0x80000
+_CLIENT_LENENC_AUTH = 0x200000
+
+
+def _cstring(payload: bytes, pos: int) -> tuple[bytes, int]:
+    end = payload.find(b"\0", pos)
+    if end < 0:
+        return payload[pos:], len(payload)
+    return payload[pos:end], end + 1
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def handshake(data: bytes) -> Handshake | None:
+    """User, database and auth plugin of a HandshakeResponse41 packet, or None."""
     split = packets(data)
     if not split or len(split) != 1:
         return None
     seq, payload = split[0]
-    if seq != 0 or not payload:
+    if seq not in (1, 2) or len(payload) < 33 or payload[9:32] != bytes(23):
         return None
-    return payload[0], payload[1:]
+    caps = int.from_bytes(payload[:4], "little")
+    if not caps & _CLIENT_PROTOCOL_41:
+        return None
+    user, pos = _cstring(payload, 32)
+    # The scramble is random per connection: skip it.
+    if caps & _CLIENT_LENENC_AUTH and pos < len(payload) and payload[pos] < 0xFB:
+        pos += 1 + payload[pos]
+    elif caps & _CLIENT_SECURE_CONNECTION and pos < len(payload):
+        pos += 1 + payload[pos]
+    else:
+        _, pos = _cstring(payload, pos)
+    db = plugin = b""
+    if caps & _CLIENT_CONNECT_WITH_DB:
+        db, pos = _cstring(payload, pos)
+    if caps & _CLIENT_PLUGIN_AUTH:
+        plugin, pos = _cstring(payload, pos)
+    return Handshake(_text(user), _text(db), _text(plugin))
 
 
 def query_text(data: bytes) -> bytes | None:
     """The SQL of a COM_QUERY packet, or None when the bytes are not one."""
     cmd = command(data)
-    if cmd is None or cmd[0] != COM_QUERY:
+    if cmd is None or cmd.code != COM_QUERY:
         return None
-    return cmd[1]
+    return cmd.argument
 
 
 def complete_packets_length(data: bytes) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from msgspec import Struct
+
 _SIMPLE = b"+-:_#,("  # one-line RESP types (v2 and v3)
 _BULK = b"$!="  # length-prefixed RESP types
 _AGGREGATE = b"*~>%|"  # counted RESP types (% and | hold pairs)
@@ -10,31 +12,8 @@ _AGGREGATE = b"*~>%|"  # counted RESP types (% and | hold pairs)
 def parse_command(data: bytes) -> list[bytes] | None:
     """The arguments of one Redis command (RESP array or inline), or None if it is not one."""
     if data.startswith(b"*"):
-        args: list[bytes] = []
-        line_end = data.find(b"\r\n")
-        if line_end < 0:
-            return None
-        try:
-            count = int(data[1:line_end])
-        except ValueError:
-            return None
-        pos = line_end + 2
-        for _ in range(count):
-            if data[pos : pos + 1] != b"$":
-                return None
-            line_end = data.find(b"\r\n", pos)
-            if line_end < 0:
-                return None
-            try:
-                size = int(data[pos + 1 : line_end])
-            except ValueError:
-                return None
-            start = line_end + 2
-            if start + size + 2 > len(data) or data[start + size : start + size + 2] != b"\r\n":
-                return None
-            args.append(data[start : start + size])
-            pos = start + size + 2
-        return args if args else None
+        parsed = _array(data, 0)
+        return parsed[0] if parsed and parsed[0] else None
     # Inline commands (redis-cli over telnet, PING health checks).
     if data.endswith(b"\r\n") and data.count(b"\r\n") == 1 and data[:1].isalpha():
         return data[:-2].split()
@@ -49,16 +28,71 @@ def parse_commands(data: bytes) -> list[list[bytes]] | None:
         return [args] if args and args[0].isalpha() else None
     out = []
     pos = 0
-    while pos < len(data):
-        end = value_length(data, pos)
-        if end is None:
-            return None
-        args = parse_command(data[pos:end])
+    size = len(data)
+    while pos < size:
+        if data[pos] == 0x2A:  # "*": an array of bulk strings
+            parsed = _array(data, pos)
+            if parsed is None:
+                return None
+            args, pos = parsed
+        else:  # an inline command, one line
+            end = data.find(b"\r\n", pos)
+            if end < 0 or not data[pos : pos + 1].isalpha():
+                return None
+            args, pos = data[pos:end].split(), end + 2
         if not args or not args[0].isalpha():
             return None
         out.append(args)
-        pos = end
-    return out or None
+    return out
+
+
+def _array(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
+    """The arguments of the RESP array of bulk strings at `pos`, and where it ends."""
+    find = data.find
+    line_end = find(b"\r\n", pos)
+    if line_end < 0:
+        return None
+    try:
+        count = int(data[pos + 1 : line_end])
+    except ValueError:
+        return None
+    args: list[bytes] = []
+    pos = line_end + 2
+    size_of_data = len(data)
+    for _ in range(count):
+        if pos >= size_of_data or data[pos] != 0x24:  # "$": a bulk string
+            return None
+        line_end = find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        try:
+            size = int(data[pos + 1 : line_end])
+        except ValueError:
+            return None
+        start = line_end + 2
+        end = start + size
+        if size < 0 or data[end : end + 2] != b"\r\n":
+            return None
+        args.append(data[start:end])
+        pos = end + 2
+    return args, pos
+
+
+class Commands(Struct):
+    """The commands of one Redis request, each its arguments (a pipeline sends several)."""
+
+    commands: list[list[bytes]]
+
+    @property
+    def name(self) -> str:
+        """The first command's name, upper-cased (`GET`)."""
+        return self.commands[0][0].decode("latin-1").upper()
+
+    @property
+    def key(self) -> bytes | None:
+        """The first command's first argument (its key, for most commands)."""
+        first = self.commands[0]
+        return first[1] if len(first) > 1 else None
 
 
 def value_length(data: bytes, pos: int = 0) -> int | None:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from ..model import CallOutbound
-from . import MYSQL, REDIS, UNKNOWN, identify, mysql, resp
+from . import MYSQL, REDIS, UNKNOWN, guess_protocol, mysql, resp
 
 # Redis commands clients send when a connection opens (redis-py, go-redis, Jedis, lettuce).
 REDIS_SETUP_COMMANDS = frozenset({b"HELLO", b"AUTH", b"SELECT", b"READONLY", b"READWRITE", b"PING"})
@@ -75,7 +75,7 @@ def peer_protocols(calls: Sequence[CallOutbound]) -> dict[str, str]:
     for call in calls:
         address = call.peer.address
         if out.get(address, UNKNOWN) == UNKNOWN:
-            out[address] = identify(call.request, call.response, call.peer.port)[0]
+            out[address] = guess_protocol(call.request, call.response, call.peer.port)
     return out
 
 

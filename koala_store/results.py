@@ -1,18 +1,34 @@
 """What a replay run produces: one Comparison per session and a RunSummary, and the RunStore
-protocol both backends implement to keep them (SQLite tables, Elasticsearch indices)."""
+protocol both backends implement to keep them (SQLite tables, Elasticsearch indices).
+
+Plain data beside model.py, so the stores keep results without importing the replay runner
+(which imports the stores). Differences and outbound reports come from koala_store.diff,
+which depends on neither.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from typing import Any, Protocol
 
 import msgspec
 
-from ..diff import Difference, OutboundReport
-from ..diff.exchange import Exchange
+from .diff.difference import Difference
+from .diff.exchange import Exchange
+from .diff.outbound import OutboundReport
 
-SAME, DIFFERENT, ERROR = "same", "different", "error"
-VERDICTS = (SAME, DIFFERENT, ERROR)
+
+class Verdict(StrEnum):
+    """How replaying one session went; stored as these strings (SQLite, Elasticsearch, JSON)."""
+
+    SAME = "same"
+    DIFFERENT = "different"
+    ERROR = "error"
+
+
+SAME, DIFFERENT, ERROR = Verdict.SAME, Verdict.DIFFERENT, Verdict.ERROR
+VERDICTS = tuple(Verdict)
 
 
 class Suppressed(msgspec.Struct, frozen=True):
@@ -28,7 +44,7 @@ class Comparison(msgspec.Struct, omit_defaults=True):
     run_id: str
     session_id: str
     endpoint: str  # "POST /v1/order", or the protocol for non-HTTP inbound traffic
-    verdict: str  # same | different | error
+    verdict: Verdict
     recorded_at: int  # unix ns of the recording
     replayed_at: int  # unix ns of the replay
     differences: list[Difference] = msgspec.field(default_factory=list)
@@ -103,6 +119,6 @@ class RunStore(Protocol):
         """A run by id, or the newest run with that name."""
         ...
 
-    def comparisons(self, run_id: str, verdict: str | None = None) -> Iterator[Comparison]:
+    def comparisons(self, run_id: str, verdict: Verdict | str | None = None) -> Iterator[Comparison]:
         """A run's comparisons in recorded order."""
         ...
