@@ -17,7 +17,7 @@ from ..replay.report import render
 from ..replay.results import Comparison
 from ..replay.runner import Counts, ReplayOptions, replay
 from ..replay.targets import parse_address, parse_mapping
-from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
+from .common import EXIT_PARTIAL, IndexOption, StoreOption, console, fail, note, progress_bar, report_skipped, say, store_from, user_errors
 
 EXIT_DIFFERENT = 3
 runs_app = typer.Typer(help="Replay runs kept in the store.", no_args_is_help=True)
@@ -119,6 +119,7 @@ def replay_command(
             except OSError as exc:
                 raise KoalaError(str(exc)) from None
         comparisons = list(store.runs.comparisons(summary.run_id)) if (junit or not as_json) else []
+        partial = report_skipped(store)
     finally:
         store.close()
     if junit:
@@ -129,6 +130,8 @@ def replay_command(
         say(render(summary, comparisons))
     if summary.failed:
         raise typer.Exit(EXIT_DIFFERENT)
+    if partial:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @runs_app.command("list")
@@ -139,7 +142,7 @@ def runs_list(
     store_url: Optional[str] = StoreOption,
 ) -> None:
     """The newest replay runs."""
-    store = store_from(store_url)
+    store = store_from(store_url, readonly=True)
     try:
         runs = store.runs.runs(limit)
     finally:
@@ -166,7 +169,7 @@ def runs_show(
     """A run's summary and the sessions that differ."""
     if verdict is not None and verdict not in ("same", "different", "error"):
         raise fail(f"--verdict {verdict!r} is not one of same, different, error")
-    store = store_from(store_url)
+    store = store_from(store_url, readonly=True)
     try:
         summary = store.runs.run(run)
         if summary is None:
