@@ -51,7 +51,7 @@ def session_file_name(session_id: str) -> str:
     """The file name for a SessionId: percent-encoded (a leading dot too, so no name is
     hidden or `.`/`..`), unique and reversible; a name longer than _MAX_NAME bytes keeps its
     first part and ends in `~` and a hash of the whole id."""
-    name = quote(session_id, safe=_SAFE)
+    name = quote(session_id, safe=_SAFE).replace("~", "%7E")  # quote() keeps ~: it marks the long form here
     if name.startswith("."):
         name = "%2E" + name[1:]
     if len(name) > _MAX_NAME:

@@ -249,7 +249,7 @@ class SqliteStore:
         try:
             db, tables = self._probe(uri)
         except sqlite3.OperationalError as exc:
-            if "unable to open" not in str(exc):
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
                 raise
             db, tables = self._probe(uri + "&immutable=1")
         self.db = db
