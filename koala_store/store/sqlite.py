@@ -198,8 +198,8 @@ def _sql_errors(path: Path, *, writing: bool = False) -> Iterator[None]:
         if str(exc) in _INTERRUPTED:
             raise KeyboardInterrupt from None
         text = str(exc)
-        if "full" in text:
-            hint = "; free disk space and run again (what was written before stays)"
+        if "full" in text or "I/O" in text:
+            hint = "; the disk may be full: free space and run again (what was written before stays)"
         elif "readonly" in text or "read-only" in text:
             hint = "; the file or its folder cannot be written by this user"
         elif "locked" in text or "busy" in text:
@@ -328,8 +328,12 @@ class SqliteStore:
             except StoreError as exc:
                 raise StoreWriteError(str(exc), result) from None
             result.add(written)
-        with _sql_errors(self.path, writing=True):
+        try:
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError as exc:
+            if str(exc) in _INTERRUPTED:
+                raise KeyboardInterrupt from None
+            # Otherwise what was committed is durable in the log; a later checkpoint copies it.
         return result
 
     def _writable(self) -> None:
