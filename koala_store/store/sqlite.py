@@ -107,7 +107,7 @@ def _decode(blob: bytes) -> Session:
         if blob[:1] == _LZ4:
             return _from_msgpack(lz4.block.decompress(blob[1:]))
         return _from_msgpack(blob[1:])
-    except (msgspec.DecodeError, msgspec.ValidationError, lz4.block.LZ4BlockError) as exc:
+    except (msgspec.MsgspecError, lz4.block.LZ4BlockError, ValueError, MemoryError) as exc:  # any damage to the bytes
         raise _Unreadable(f"its stored form cannot be read ({exc}); the database is damaged or was written by another koala-store version") from None
 
 
