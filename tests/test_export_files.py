@@ -4,7 +4,6 @@ and sessions the .gor format cannot hold named instead of written broken."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

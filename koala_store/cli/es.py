@@ -30,7 +30,7 @@ def start(
     if secure:
         # The password is never printed: it is in a file only this user may read.
         note(f"user {node.user}, password in {node.password_file} (readable by you only), CA certificate {node.ca_cert}")
-        note(f"use it with: export KOALA_ES_USER={node.user} KOALA_ES_PASSWORD=\"$(cat {node.password_file})\"")
+        note(f'use it with: export KOALA_ES_USER={node.user} KOALA_ES_PASSWORD="$(cat {node.password_file})"')
         url = f"https://127.0.0.1:{port}?ca_certs={node.ca_cert}"
     say(url)
 

@@ -95,7 +95,10 @@ def read(stream: BinaryIO) -> Iterator[Record]:
             continue
         kind, gor_id, timestamp, latency = match.groups()
         if len(timestamp) > _MAX_DIGITS or len(latency or b"") > _MAX_DIGITS + 1:
-            yield Record(where, error=f"header has a timestamp or latency of {max(len(timestamp), len(latency or b''))} digits; nanoseconds since 1970 have at most {_MAX_DIGITS}")
+            yield Record(
+                where,
+                error=f"header has a timestamp or latency of {max(len(timestamp), len(latency or b''))} digits; nanoseconds since 1970 have at most {_MAX_DIGITS}",
+            )
             continue
         raw = _Raw(kind, gor_id.decode().lower(), int(timestamp), int(latency or -1), payload)
         if kind == REQUEST:

@@ -133,7 +133,9 @@ def ingest(
             except (_Stop, KeyboardInterrupt):
                 raise
             except Exception as exc:  # a reader's own defect: this input is named, the others go on
-                report.rejected.append(Rejection(source.name, "input", f"could not be read to the end ({type(exc).__name__}: {exc}); the sessions before were kept"))
+                report.rejected.append(
+                    Rejection(source.name, "input", f"could not be read to the end ({type(exc).__name__}: {exc}); the sessions before were kept")
+                )
         if batch:
             flush()
     except _Stop:

@@ -601,11 +601,7 @@ class ElasticStore:
             raise StoreError(f"{self.url} was opened read-only; this command cannot write to it")
         tree, dsl, residual = self._compile(query)
         hits = self._hits(dsl, source=residual)  # a point in time: deleting does not shift pages
-        doomed = (
-            {"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]}
-            for hit in hits
-            if not residual or self._session(hit, tree) is not None
-        )
+        doomed = ({"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]} for hit in hits if not residual or self._session(hit, tree) is not None)
         deleted = 0
         try:
             while chunk := list(islice(doomed, BATCH)):
