@@ -111,3 +111,20 @@ def test_a_damaged_sqlite_row_is_passed_over_and_named(capsys, tmp_path: Path) -
     assert f"  {GOOD[2].session_id}: its stored form cannot be read" in run.err
     run = koala(capsys, "sessions", "show", GOOD[2].session_id, "--store", url)
     assert run.code == 1 and "cannot be read as a session" in run.err
+
+
+def test_replay_passes_over_a_damaged_row_and_names_it(capsys, tmp_path: Path) -> None:
+    from replay_helpers import DEP_PEER, free_port, item_session, sut
+
+    db = tmp_path / "k.db"
+    store = SqliteStore(db)
+    sessions = [item_session(i, f"sku{i}", 100 + i) for i in range(3)]
+    store.put_many(sessions)
+    store.db.execute("UPDATE sessions SET body = x'00ff' WHERE session_id = ?", (sessions[1].session_id,))
+    store.close()
+    dep = free_port()
+    with sut(dep=dep) as port:
+        run = koala(capsys, "replay", "*", "--target", f"127.0.0.1:{port}", "--outbound", f"{dep}={DEP_PEER.address}", "--store", f"sqlite:///{db}")
+    assert run.code == 2, run.err
+    assert "same 2, different 0, error 0" in run.out
+    assert f"  {sessions[1].session_id}: its stored form cannot be read" in run.err
