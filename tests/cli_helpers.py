@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,16 @@ def koala(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
     return Run(code, captured.out, captured.err)
 
 
-def koala_process(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None, cwd: str | None = None) -> Run:
+def koala_process(
+    *args: str,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    umask: int | None = None,
+    mkdir: Path | None = None,
+) -> Run:
+    if mkdir is not None:
+        mkdir.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [sys.executable, "-m", "koala_store", *args],
         input=stdin,
@@ -38,5 +48,6 @@ def koala_process(*args: str, stdin: bytes | None = None, env: dict[str, str] | 
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         cwd=cwd,
         timeout=120,
+        umask=-1 if umask is None else umask,
     )
     return Run(done.returncode, done.stdout.decode(), done.stderr.decode())

@@ -122,7 +122,7 @@ def test_mixed_good_and_bad_files_exit_2_and_keep_the_good(capsys, tmp_path: Pat
 def test_bad_options(capsys, tmp_path: Path, url: str, example_path: Path) -> None:
     run = koala(capsys, "ingest", str(example_path), "--format", "xml", "--store", url)
     assert run.code == 1 and "--format 'xml' is not one of koala, replayer, gor, ndjson" in run.err
-    run = koala(capsys, "sessions", "search", "--limit", "0", "--store", url)
+    run = koala(capsys, "sessions", "search", "--limit", "-1", "--store", url)  # (0 means all: issue 11 item 11)
     assert run.code == 1 and one_line(run.err).startswith("error: invalid value for '--limit'") and one_line(run.err).endswith("; see koala sessions search --help")
     run = koala(capsys, "sessions", "search", "--no-such-option")
     assert run.code == 1 and one_line(run.err) == "error: no such option: --no-such-option; see koala sessions search --help"

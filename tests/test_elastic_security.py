@@ -282,3 +282,24 @@ def test_verify_certs_false_connects(capsys, monkeypatch, es: LocalElasticsearch
         finally:
             store.close()
     assert [str(w.message) for w in caught] == []
+
+
+def test_the_password_is_random_kept_private_and_never_printed(capsys, es: LocalElasticsearch) -> None:
+    """Issue 11 item 7: a random password per instance in a 0600 file of the invoking user,
+    instance folders 0700, and `koala es start --secure` says where the password is."""
+    import os
+    import stat
+
+    assert es.password_file is not None
+    info = es.password_file.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == os.geteuid()
+    password = es.password or ""
+    assert len(password) >= 24 and password != "koala-local-elastic"
+    assert LocalElasticsearch(SECURE_PORT + 1, secure=True, home=es.home).password is None  # each instance its own
+    for folder in (es.instance, es.data, es.instance / "logs", es.instance / "tmp", es.instance / "config", es.tls):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    run = koala(capsys, "es", "start", "--secure", "--port", str(SECURE_PORT))  # already running: says how to reach it
+    assert run.code == 0, run.err
+    assert password not in run.out + run.err
+    assert str(es.password_file) in run.err
+    assert run.out.strip() == f"https://127.0.0.1:{SECURE_PORT}?ca_certs={es.ca_cert}"

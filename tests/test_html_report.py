@@ -130,6 +130,9 @@ def test_thousands_of_sessions_page_and_noise_is_listed(tmp_path: Path, capsys) 
 
 def test_report_errors_are_one_clear_sentence(tmp_path: Path, capsys) -> None:
     url = f"sqlite:///{tmp_path / 'k.db'}"
+    absent = koala(capsys, "report", "nope", "--store", url)  # a read command never creates a store
+    assert absent.code == 1 and "no store at" in absent.err and not (tmp_path / "k.db").exists()
+    assert koala(capsys, "store", "init", "--store", url).code == 0
     missing = koala(capsys, "report", "nope", "--store", url)
     assert missing.code == 1 and "no replay run 'nope'" in missing.err and len(missing.err.strip().splitlines()) == 1
     summary, comparisons = synthetic_run(10)

@@ -53,6 +53,9 @@ def fixture_sessions(example: Session) -> list[Session]:
     nonhttp.return_inbound.response = b"\x00\x01"
     nonhttp.actions[-1].response = b"\x00\x01"
     specials.append(nonhttp)
+    traced = make_session(106, path="/v1/traced", at=at + 5_000)
+    traced.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    specials.append(traced)
     unknown = make_session(105, path="/v1/raw", at=at + 4_000)
     unknown.actions.insert(0, CallOutbound(0, at + 4_001, request=b"\x13\x37binary-proto payload", response=b"\x01", peer=Peer("10.0.0.11", 7000), socket_fd=21))
     specials.append(unknown)
@@ -155,6 +158,13 @@ QUERIES: list[tuple[str, Callable[[Session], bool]]] = [
     ("inbound.status:404 inbound.status:201", lambda s: S(s).status in (404, 201)),
     ("-outbound.count:0", lambda s: len(s.outbound_calls) != 0),
     ("inbound.path:/nothing/here", lambda s: False),
+    # Koala writes "TraceId": "" when there is no trace: an empty value is no value, everywhere.
+    ("_exists_:trace_id", lambda s: s.trace_id != ""),
+    ("trace_id:*", lambda s: s.trace_id != ""),
+    ('trace_id:""', lambda s: False),
+    ("NOT _exists_:trace_id", lambda s: s.trace_id == ""),
+    ("trace_id:4bf92f35*", lambda s: s.trace_id.startswith("4bf92f35")),
+    ("trace_id:/.*/", lambda s: s.trace_id != ""),
 ]
 
 

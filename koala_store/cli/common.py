@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from ..errors import KoalaError, Terminated
 from ..store import ENV_VAR, SessionStore, open_store
+from ..store.elastic_config import scrub
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
@@ -52,9 +53,9 @@ def list_rejected(lines: list[str]) -> None:
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
-    """Print one error line and return the Exit to raise."""
+    """Print one error line (never with a credential in it) and return the Exit to raise."""
     err_console.print("[bold red]error:[/] ", end="")
-    note(message)
+    note(scrub(message))
     return typer.Exit(code)
 
 
@@ -79,8 +80,20 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def store_from(url: str | None, index: str | None = None) -> SessionStore:
-    return open_store(url, index=index)
+def store_from(url: str | None, index: str | None = None, *, readonly: bool = False) -> SessionStore:
+    """The store a command works on; read commands open it read-only (nothing is created)."""
+    return open_store(url, index=index, readonly=readonly)
+
+
+def report_skipped(store: SessionStore) -> bool:
+    """Name each stored document a read passed over (it does not convert to a session), on
+    stderr; return whether there was any (the answer is then partial)."""
+    skipped = store.skipped
+    if skipped:
+        note(f"skipped {len(skipped)} stored documents that cannot be read as sessions:")
+        for item in skipped:
+            note(f"  {item.document}: {item.reason}")
+    return bool(skipped)
 
 
 def progress_bar(*, transient: bool = True) -> Progress:

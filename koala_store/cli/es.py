@@ -11,7 +11,9 @@ from .common import note, say, user_errors
 
 app = typer.Typer(help="Run a real local Elasticsearch (fetched from Maven Central, cached).", no_args_is_help=True)
 PortOption = typer.Option(DEFAULT_PORT, "--port", "-p", min=1, max=65535, help="HTTP port on 127.0.0.1.")
-SecureOption = typer.Option(False, "--secure", help="Security on: HTTPS with a local CA and the elastic user (to try auth and TLS options).")
+SecureOption = typer.Option(
+    False, "--secure", help="Security on: HTTPS with a local CA and the elastic user, whose random password is kept in a file only you may read."
+)
 
 
 @app.command("start")
@@ -26,8 +28,10 @@ def start(
     note(f"starting Elasticsearch {node.version} on port {port} (data in {node.instance})")
     url = node.start()
     if secure:
-        note(f"user {node.user}, password {node.password}, CA certificate {node.ca_cert}")
-        url = f"https://{node.user}:{node.password}@127.0.0.1:{port}?ca_certs={node.ca_cert}"
+        # The password is never printed: it is in a file only this user may read.
+        note(f"user {node.user}, password in {node.password_file} (readable by you only), CA certificate {node.ca_cert}")
+        note(f'use it with: export KOALA_ES_USER={node.user} KOALA_ES_PASSWORD="$(cat {node.password_file})"')
+        url = f"https://127.0.0.1:{port}?ca_certs={node.ca_cert}"
     say(url)
 
 

@@ -7,8 +7,15 @@ from typing import Optional
 import typer
 
 from ..errors import KoalaError
-from ..ingest import FORMATS, ingest, rejection_lines
-from .common import IndexOption, EXIT_PARTIAL, list_rejected, EXIT_USER_ERROR, StoreOption, fail, note, progress_bar, say, store_from, user_errors
+from ..ingest import FORMATS, IngestInterrupted, IngestReport, ingest, rejection_lines
+from .common import EXIT_PARTIAL, EXIT_USER_ERROR, IndexOption, StoreOption, fail, list_rejected, note, progress_bar, say, store_from, user_errors
+
+EXIT_INTERRUPTED = 130
+
+
+def _stored(report: IngestReport, url: str) -> str:
+    unchanged = f" ({report.unchanged} already stored)" if report.unchanged else ""
+    return f"stored {report.stored} sessions{unchanged} into {url}"
 
 
 @user_errors
@@ -26,20 +33,29 @@ def ingest_command(
     try:
         with progress_bar() as bar:
             reading = bar.add_task("ingesting", total=None)
-            report = ingest(paths, store, fmt=fmt, progress=lambda n: bar.advance(reading, n))
             try:
-                pending = getattr(store, "pending_text", None)
-                if pending is not None and (todo := pending()):
+                report = ingest(paths, store, fmt=fmt, progress=lambda n: bar.advance(reading, n))
+            except IngestInterrupted as stopped:
+                bar.stop()
+                # Full text not indexed yet is still found (queries check it), just slower.
+                note(f"interrupted; {_stored(stopped.report, store.url)}; inputs after that were not read")
+                list_rejected(rejection_lines(stopped.report.rejected))
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+            try:
+                if todo := store.pending_text():
                     indexing = bar.add_task("indexing full text", total=todo)
-                    store.refresh(progress=lambda n: bar.advance(indexing, n))  # type: ignore[call-arg]
+                    store.refresh(progress=lambda n: bar.advance(indexing, n))
                 else:
                     store.refresh()
             except KoalaError as exc:
                 problem = f"the stored sessions may not be searchable yet: {exc}"
+            except KeyboardInterrupt:
+                bar.stop()
+                note(f"interrupted while indexing full text; {_stored(report, store.url)} (all found by full text, more slowly until the next ingest)")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         store.close()
-    unchanged = f" ({report.unchanged} already stored)" if report.unchanged else ""
-    say(f"stored {report.stored} sessions{unchanged} into {store.url}")
+    say(_stored(report, store.url))
     if report.aborted:
         note(f"stopped early: {report.aborted}")
     if problem:

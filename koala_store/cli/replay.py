@@ -16,7 +16,7 @@ from ..replay.junit import write_junit
 from ..replay.report import render_rich
 from ..replay.runner import Counts, replay
 from ..results import Comparison, Verdict
-from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
+from .common import EXIT_PARTIAL, IndexOption, StoreOption, console, fail, note, progress_bar, report_skipped, say, store_from, user_errors
 
 EXIT_DIFFERENT = 3
 runs_app = typer.Typer(help="Replay runs kept in the store.", no_args_is_help=True)
@@ -71,6 +71,7 @@ def _run_replay(
             if bar.live.is_started:
                 bar.stop()
         comparisons = list(store.runs.comparisons(summary.run_id)) if (config.junit or not config.json) else []
+        partial = report_skipped(store)  # stored documents that could not be read, named
     finally:
         store.close()
     if config.junit:
@@ -81,6 +82,8 @@ def _run_replay(
         console.print(render_rich(summary, comparisons), highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(EXIT_DIFFERENT)
+    if partial:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _replay_signature() -> inspect.Signature:
@@ -147,7 +150,7 @@ def runs_list(
     store_url: Optional[str] = StoreOption,
 ) -> None:
     """The newest replay runs."""
-    store = store_from(store_url)
+    store = store_from(store_url, readonly=True)
     try:
         runs = store.runs.runs(limit)
     finally:
@@ -175,7 +178,7 @@ def runs_show(
     """A run's summary and the sessions that differ."""
     if verdict is not None and verdict not in tuple(Verdict):
         raise fail(f"--verdict {verdict!r} is not one of {', '.join(Verdict)}")
-    store = store_from(store_url)
+    store = store_from(store_url, readonly=True)
     try:
         summary = store.runs.run(run)
         if summary is None:

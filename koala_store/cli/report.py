@@ -22,7 +22,7 @@ def report_command(
 ) -> None:
     """Write a run's report as one HTML file: summary, endpoints, charts, noise, and every
     differing session side by side. Nothing is fetched when it is opened."""
-    store = store_from(store_url)
+    store = store_from(store_url, readonly=True)
     try:
         summary = store.runs.run(run)
         if summary is None:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from itertools import chain, islice
 from typing import Optional
 
 import orjson
 import typer
-from rich.table import Table
 
 from ..export import EXPORT_FORMATS, export
 from ..formats import escaped, koala
 from ..formats.document import derived_fields, ns_to_iso
+from ..query.parse import parse
 from ..model import AppendFile, CallOutbound, ReadStorage, ReturnInbound, SendUDP, Session
 from ..summary import summarize
 from ..wire import FASTCGI, ParsedTalk, fastcgi, http1, parse_talk
-from .common import IndexOption, StoreOption, console, fail, note, progress_bar, say, store_from, user_errors
+from .common import EXIT_PARTIAL, IndexOption, StoreOption, console, fail, note, progress_bar, report_skipped, say, store_from, user_errors
 
 app = typer.Typer(help="Search, show, export and delete stored sessions.", no_args_is_help=True)
 
@@ -26,45 +28,74 @@ QUERY_HELP = "Lucene query, e.g. 'inbound.path:/v1/order AND inbound.status:>=50
 @user_errors
 def search(
     query: str = typer.Argument("*", help=QUERY_HELP),
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show at most this many sessions."),
+    limit: int = typer.Option(20, "--limit", "-n", min=0, help="Show at most this many sessions (0: all of them)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line with the derived fields."),
     store_url: Optional[str] = StoreOption,
     index: Optional[str] = IndexOption,
 ) -> None:
-    """List sessions matching QUERY, oldest first."""
-    store = store_from(store_url, index)
+    """List sessions matching QUERY, oldest first, as they stream from the store."""
+    parse(query)  # a bad query is named before any store is opened
+    store = store_from(store_url, index, readonly=True)
     try:
-        total = store.count(query)
-        sessions = list(store.scan(query, limit=limit))
+        sessions = store.scan(query, limit=limit or None)
+        shown = _print_json(sessions) if as_json else _print_table(sessions)
+        if as_json:
+            sys.stdout.buffer.flush()
+        if not as_json:
+            # Counting is a second query: only when the limit may have cut the list short.
+            total = store.count(query) if limit and shown >= limit else shown
+            more = f"; showing the first {shown} (--limit)" if total > shown else ""
+            note(f"{total} sessions match{more}")
+        partial = report_skipped(store)
     finally:
         store.close()
-    if as_json:
-        for session in sessions:
-            summary = summarize(session)
-            sys.stdout.buffer.write(orjson.dumps({"session_id": session.session_id, **derived_fields(summary)}) + b"\n")
-        return
-    table = Table(box=None, header_style="bold")
-    table.add_column("session id", no_wrap=True)
-    table.add_column("recorded at (UTC)", no_wrap=True)
-    table.add_column("method", no_wrap=True)
-    table.add_column("path", overflow="fold", min_width=12)
-    table.add_column("status", justify="right", no_wrap=True)
-    table.add_column("out", justify="right", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
+    if partial:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _print_json(sessions: Iterator[Session]) -> int:
+    out = sys.stdout.buffer
+    count = 0
     for session in sessions:
-        s = summarize(session)
-        table.add_row(
-            s.session_id,
-            ns_to_iso(s.recorded_at)[:19].replace("T", " "),
-            s.method,
-            s.path + (f"?{s.query}" if s.query else ""),
-            "" if s.status is None else str(s.status),
-            str(len(s.outbound)),
-            "" if s.latency_ms is None else f"{s.latency_ms:.1f}",
-        )
-    console.print(table)
-    more = f"; showing the first {len(sessions)} (--limit)" if total > len(sessions) else ""
-    note(f"{total} sessions match{more}")
+        out.write(orjson.dumps({"session_id": session.session_id, **derived_fields(summarize(session))}) + b"\n")
+        count += 1
+    return count
+
+
+_COLUMNS = (("session id", "<"), ("recorded at (UTC)", "<"), ("method", "<"), ("path", "<"), ("status", ">"), ("out", ">"), ("ms", ">"))
+_FIRST_PAGE = 100
+
+
+def _row(session: Session) -> tuple[str, ...]:
+    s = summarize(session)
+    return (
+        s.session_id,
+        ns_to_iso(s.recorded_at)[:19].replace("T", " "),
+        s.method,
+        s.path + (f"?{s.query}" if s.query else ""),
+        "" if s.status is None else str(s.status),
+        str(len(s.outbound)),
+        "" if s.latency_ms is None else f"{s.latency_ms:.1f}",
+    )
+
+
+def _print_table(sessions: Iterator[Session]) -> int:
+    """A table printed as rows arrive, in bounded memory: the first page sets the column
+    widths (a longer value later just pushes its line wider)."""
+    first = [_row(s) for s in islice(sessions, _FIRST_PAGE)]
+    widths = [max([len(title), *(len(row[i]) for row in first)]) for i, (title, _) in enumerate(_COLUMNS)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(f"{cell:{align}{width}}" for cell, (_, align), width in zip(cells, _COLUMNS, widths, strict=True)).rstrip()
+
+    out = sys.stdout
+    out.write(line(tuple(title for title, _ in _COLUMNS)) + "\n")
+    count = 0
+    for row in chain(first, (_row(s) for s in sessions)):
+        out.write(line(row) + "\n")
+        count += 1
+    out.flush()
+    return count
 
 
 def _shown(data: bytes, limit: int = 2000) -> str:
@@ -133,12 +164,15 @@ def show(
     index: Optional[str] = IndexOption,
 ) -> None:
     """Show one session."""
-    store = store_from(store_url, index)
+    store = store_from(store_url, index, readonly=True)
     try:
         session = store.get(session_id)
     finally:
         store.close()
     if session is None:
+        if store.skipped:
+            report_skipped(store)
+            raise fail(f"session {session_id!r} is in {store.url} but cannot be read as a session (see above)")
         raise fail(f"no session {session_id!r} in {store.url}; list them with `koala sessions search`")
     if raw:
         sys.stdout.buffer.write(koala.dumps(session) + b"\n")
@@ -152,21 +186,30 @@ def export_command(
     query: str = typer.Argument(..., help=QUERY_HELP),
     fmt: str = typer.Option(..., "--format", "-f", help=f"One of {', '.join(EXPORT_FORMATS)}; koala and replayer write one file per session into a folder."),
     output: str = typer.Option(..., "--output", "-o", help="Folder (koala, replayer), file (gor, ndjson; .gz compresses) or - for stdout."),
+    force: bool = typer.Option(False, "--force", help="Replace files that already exist (without it they are left as they are)."),
     store_url: Optional[str] = StoreOption,
     index: Optional[str] = IndexOption,
 ) -> None:
     """Write the sessions matching QUERY in Koala, replayer, GoReplay or NDJSON format."""
     if fmt not in EXPORT_FORMATS:
         raise fail(f"--format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
-    store = store_from(store_url, index)
+    parse(query)
+    store = store_from(store_url, index, readonly=True)
     try:
         total = store.count(query)
         with progress_bar() as bar:
             task = bar.add_task("exporting", total=total)
-            count = export(store.scan(query), fmt, output, progress=lambda n: bar.advance(task, n))
+            report = export(store.scan(query), fmt, output, progress=lambda n: bar.advance(task, n), force=force)
+        partial = report_skipped(store)
     finally:
         store.close()
-    note(f"exported {count} sessions to {output}")
+    note(f"exported {report.written} sessions to {output}")
+    if report.not_written:
+        note(f"not written {len(report.not_written)}:")
+        for item in report.not_written:
+            note(f"  session {item.session_id}: {item.reason}")
+    if partial or report.not_written:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command("delete")
@@ -178,12 +221,16 @@ def delete(
     index: Optional[str] = IndexOption,
 ) -> None:
     """Delete the sessions matching QUERY."""
-    store = store_from(store_url, index)
+    parse(query)
+    store = store_from(store_url, index, readonly=not yes)
     try:
         if not yes:
             count = store.count(query)
             raise fail(f"this would delete {count} sessions from {store.url}; add --yes to delete them")
         deleted = store.delete(query)
+        partial = report_skipped(store)
     finally:
         store.close()
     say(f"deleted {deleted} sessions from {store.url}")
+    if partial:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -36,8 +37,9 @@ DEFAULT_PORT = 9200
 DEFAULT_HEAP = "512m"  # enough for tests and demos; a 2-core box has no use for more
 MIN_JAVA = 21
 NOBODY = 65534
-# The `elastic` user's password in secure mode unless one is passed; a throwaway instance's.
-DEFAULT_PASSWORD = "koala-local-elastic"
+# Secure mode: the `elastic` user's password, made at random for each instance, lives in
+# this file of the instance folder, readable by the user who started it only.
+PASSWORD_FILE = "elastic-password"
 
 
 def default_home() -> Path:
@@ -117,7 +119,7 @@ class LocalElasticsearch:
         heap: str = DEFAULT_HEAP,
         version: str = ES_VERSION,
         secure: bool = False,
-        password: str = DEFAULT_PASSWORD,
+        password: str | None = None,
     ):
         self.port = port
         self.home = home or default_home()
@@ -134,9 +136,43 @@ class LocalElasticsearch:
         self.url = f"{'https' if secure else 'http'}://127.0.0.1:{port}"
         # Secure mode: the `elastic` user's password and the CA that signed the HTTP certificate.
         self.user = "elastic" if secure else None
-        self.password = password if secure else None
+        self.password_file = self.instance / PASSWORD_FILE if secure else None
+        self._password = password
         self.tls = self.instance / "tls"
         self.ca_cert = self.tls / "ca.pem" if secure else None
+
+    @property
+    def password(self) -> str | None:
+        """The `elastic` user's password (secure mode): the one given, else the instance's
+        (None before its first start, or for a user who may not read it)."""
+        if not self.secure:
+            return None
+        if self._password is None and self.password_file is not None:
+            try:
+                self._password = self.password_file.read_text().strip() or None
+            except OSError:
+                return None
+        return self._password
+
+    def _make_password(self) -> None:
+        """A random password for a new instance, in a file only its owner may read."""
+        assert self.password_file is not None
+        if self.password is not None:
+            return
+        self.instance.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(24)
+        handle = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "w") as out:
+            out.write(password + "\n")
+        self._password = password
+
+    def _close_folders(self) -> None:
+        """Recorded data is nobody else's business: the instance's folders are 0700."""
+        self.instance.chmod(0o700)
+        for sub in ("config", self.data.name, "logs", "tmp", "tls"):
+            path = self.instance / sub
+            if path.is_dir():
+                path.chmod(0o700)
 
     # --- fetching ----------------------------------------------------------------------
 
@@ -285,9 +321,11 @@ class LocalElasticsearch:
         if self.secure:
             es_home = make_secure_home(self.distribution, self.secure_home, java_home, self.version)
             make_certificates(self.tls)
+            self._make_password()
         config = self._write_config()
         for sub in (self.data.name, "logs", "tmp"):
             (self.instance / sub).mkdir(parents=True, exist_ok=True)
+        self._close_folders()
         self.pid_file.unlink(missing_ok=True)
         env = {
             **os.environ,
@@ -299,9 +337,11 @@ class LocalElasticsearch:
         }
         as_es_user: list[str] = []
         if os.geteuid() == 0:
-            # Elasticsearch will not run as root: hand its folders to `nobody` and drop to it.
-            for path in [self.home, self.home / "instances", self.instance]:
-                path.chmod(0o755)
+            # Elasticsearch will not run as root: hand its folders to `nobody` and drop to it
+            # (the folders above may be passed through, not listed; the instance is its own).
+            self.home.chmod(0o755)
+            (self.home / "instances").chmod(0o711)
+            os.chown(self.instance, NOBODY, NOBODY)
             for sub in ("config", self.data.name, "logs", "tmp"):
                 for root, dirs, files in os.walk(self.instance / sub):
                     os.chown(root, NOBODY, NOBODY)
@@ -327,7 +367,7 @@ class LocalElasticsearch:
         logs = sorted((self.instance / "logs").glob("*.log"))
         tail = logs[-1].read_text()[-1500:] if logs else console_log.read_text()[-1500:]
         if self.secure:  # the keystore's bootstrap.password no longer applies once it was changed
-            tail += f" (secure mode: is the elastic user's password still {self.password!r}? delete {self.data} to start over)"
+            tail += f" (secure mode: is the elastic user's password still the one in {self.password_file}? delete {self.data} to start over)"
         raise ElasticsearchSetupError(f"Elasticsearch on port {self.port} did not become healthy within {timeout:.0f} s: {tail}")
 
     def stop(self, timeout: float = 60) -> bool:

@@ -1,5 +1,5 @@
 """Secure mode of the local Elasticsearch: security on, HTTPS with a certificate from a
-throwaway CA, the `elastic` superuser with a known password, so that auth and TLS options are
+throwaway CA, the `elastic` superuser with a random password of its own, so that auth and TLS options are
 tested for real.
 
 The security index (where API keys, native users and role mappings live) is created with an
@@ -95,7 +95,7 @@ def make_certificates(folder: Path) -> None:
     if shutil.which("openssl") is None:
         raise ElasticsearchSetupError("secure mode makes its certificates with the openssl CLI; install it (e.g. apt install openssl)")
     folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o755)
+    folder.chmod(0o700)  # the CA's key is in it
     days = "3650"
     _openssl(*f"req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days {days}".split(), "-subj", "/CN=koala-store local CA", cwd=folder)
     _openssl(*"req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj /CN=127.0.0.1".split(), cwd=folder)

@@ -24,6 +24,8 @@ _HEADER = re.compile(rb"^([123]) ([0-9a-fA-F]+) (\d+)(?: (-?\d+))?$")
 # A header line followed by an HTTP start line, found inside a payload: a lost separator.
 _EMBEDDED_RECORD = re.compile(rb"\n[123] [0-9a-f]{20,40} \d+(?: -?\d+)?\n(?:[A-Z]+ \S+ HTTP/1\.\d\r?\n|HTTP/1\.\d \d{3})")
 _SESSION_ID = re.compile(r"^(\d+)-([0-9a-f]{24}|[0-9a-f]{40})$")
+# Digits of a nanosecond timestamp that fits in 64 bits (and of any real latency).
+_MAX_DIGITS = 19
 # Requests waiting for their response; beyond this many the oldest go out without one.
 PAIRING_WINDOW = 10_000
 _READ_SIZE = 1 << 20
@@ -89,6 +91,12 @@ def read(stream: BinaryIO) -> Iterator[Record]:
             yield Record(where, error=f"holds the start of another record at byte {offset + len(header) + 1 + lost.start() + 1}: a separator is missing")
             continue
         kind, gor_id, timestamp, latency = match.groups()
+        if len(timestamp) > _MAX_DIGITS or len(latency or b"") > _MAX_DIGITS + 1:
+            yield Record(
+                where,
+                error=f"header has a timestamp or latency of {max(len(timestamp), len(latency or b''))} digits; nanoseconds since 1970 have at most {_MAX_DIGITS}",
+            )
+            continue
         raw = _Raw(kind, gor_id.decode().lower(), int(timestamp), int(latency or -1), payload)
         if kind == REQUEST:
             pending[raw.gor_id] = (where, raw)
@@ -111,6 +119,21 @@ def gor_id(session: Session) -> str:
     if match:
         return match.group(2)
     return hashlib.sha1(session.session_id.encode()).hexdigest()[:24]
+
+
+def unwritable(session: Session) -> str | None:
+    """Why a session cannot go into a .gor file so that it reads back, or None. The format
+    has no escaping: a payload holding the separator (or ending in part of it), or what reads
+    as the start of another record, would split into other records."""
+    payloads = [("request", session.call_from_inbound.request)]
+    if session.return_inbound.response:
+        payloads.append(("response", session.return_inbound.response))
+    for what, payload in payloads:
+        if (payload + SEPARATOR).find(SEPARATOR) != len(payload):
+            return f"its inbound {what} holds GoReplay's record separator ('\\n🐵🙈🙉\\n'), which the format cannot escape"
+        if _EMBEDDED_RECORD.search(payload):
+            return f"its inbound {what} holds a line that reads as the start of another GoReplay record"
+    return None
 
 
 def dumps(session: Session) -> bytes:

@@ -20,11 +20,11 @@ def read(stream: BinaryIO) -> Iterator[Record]:
             continue
         where = f"line {number}"
         try:
-            yield Record(where, session=from_document(orjson.loads(line)))
+            yield Record(where, session=from_document(orjson.loads(line)), line=number)
         except orjson.JSONDecodeError as exc:
-            yield Record(where, error=f"not valid JSON: {exc}")
+            yield Record(where, error=f"not valid JSON: {exc}", line=number)
         except FormatError as exc:
-            yield Record(where, error=str(exc))
+            yield Record(where, error=str(exc), line=number)
 
 
 def dumps(session: Session) -> bytes:

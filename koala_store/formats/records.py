@@ -16,6 +16,7 @@ class Record(Struct):
     where: str
     session: Session | None = None
     error: str | None = None
+    line: int | None = None  # the line number, for line-based formats (NDJSON)
 
 
 def write_each(sessions: Iterable[Session], stream: BinaryIO, dumps: Callable[[Session], bytes]) -> int:

@@ -55,7 +55,9 @@ def expand(paths: list[str]) -> Iterator[Source]:
 
 def _open(source: Source) -> BinaryIO:
     if source.path is None:
-        return io.BufferedReader(sys.stdin.buffer, _PEEK)  # type: ignore[arg-type]
+        # On the raw pipe, not on stdin's own buffer: that one waits to fill a whole block,
+        # which would hold back the last sessions a live producer sent.
+        return io.BufferedReader(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer), _PEEK)  # type: ignore[arg-type]
     return open(source.path, "rb", buffering=_PEEK)
 
 

@@ -120,8 +120,25 @@ def _anchor(text: str, original: str, now_ns: int | None) -> tuple[int, int]:
     raise AssertionError("unreachable")
 
 
+# Stores hold unix nanoseconds in 64-bit integers: 1677-09-21T00:12:43Z to 2262-04-11T23:47:16Z.
+_NS_RANGE = (-(2**63), 2**63 - 1)
+
+
 def parse_date(text: str, *, round_up: bool = False, now_ns: int | None = None) -> int:
     """Resolve a query date to unix nanoseconds: its span's first ns, or with round_up its last."""
+    shown = text if len(text) <= 60 else f"{text[:40]}...({len(text)} characters)"
+    try:
+        value = _parse_date(text, round_up=round_up, now_ns=now_ns)
+    except DateError:
+        raise
+    except (ValueError, OverflowError, OSError):
+        value = None  # a year, number or shift beyond what any calendar here can hold
+    if value is None or not _NS_RANGE[0] <= value <= _NS_RANGE[1]:
+        raise DateError(f"{shown!r} is outside the dates a store can hold (1677-09-21 to 2262-04-11 UTC)")
+    return value
+
+
+def _parse_date(text: str, *, round_up: bool, now_ns: int | None) -> int:
     value = text.strip()
     if value.startswith("now"):
         anchor, math = "now", value[3:]

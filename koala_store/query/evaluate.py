@@ -13,7 +13,7 @@ from typing import Any
 
 from ..model import Session, SessionSummary
 from ..summary import summarize
-from . import ir
+from . import ir, regex
 from .fields import Field, Kind
 from .text import searchable_text, tokenize
 
@@ -32,11 +32,6 @@ def wildcard_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(char))
     return re.compile("".join(out), re.S)
-
-
-@lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
 
 
 class _Facts:
@@ -107,11 +102,10 @@ def _leaf(node: Any, facts: _Facts) -> bool:
     if isinstance(node, ir.Term):
         return any(v == node.value for v in values)
     if isinstance(node, ir.Wildcard):
-        regex = wildcard_regex(node.pattern)
-        return any(regex.fullmatch(str(v)) for v in values)
+        pattern = wildcard_regex(node.pattern)
+        return any(pattern.fullmatch(str(v)) for v in values)
     if isinstance(node, ir.Regexp):
-        regex = _regex(node.pattern)
-        return any(regex.fullmatch(str(v)) for v in values)
+        return any(regex.fullmatch(node.pattern, str(v)) for v in values)
     if isinstance(node, ir.Range):
         return any(
             (node.gt is None or v > node.gt)

@@ -11,6 +11,7 @@ starts a value, not a regular expression.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 
 from luqum import tree as lt
@@ -19,6 +20,7 @@ from luqum.parser import parser
 
 from ..errors import QueryError
 from . import ir
+from . import regex as regexes
 from .dates import DateError, parse_date
 from .fields import DEFAULT_TEXT_FIELDS, FIELDS, Field, Kind
 from .text import tokenize
@@ -27,6 +29,15 @@ _PATH_VALUE = re.compile(r"(?:(?<=[\s(+\-!])|^)((?:inbound|outbound)\.path):(/[^
 _POSITION = re.compile(r"at position (\d+)")
 _UNESCAPE = re.compile(r"\\(.)")
 _WILDCARD = re.compile(r"(?<!\\)(?:\\\\)*[*?]")
+_INT64 = (-(2**63), 2**63 - 1)
+_MAX_NUMBER_TEXT = 400
+# Deeper trees than this are refused: both backends compile recursively, Elasticsearch
+# refuses deeply nested JSON, and no hand-written query needs more.
+MAX_DEPTH = 100
+# Conditions in one query, a word searched in several text fields counting once per field:
+# Elasticsearch refuses a query with too many clauses (8192 on a 512 MB heap), SQLite would not,
+# so the two would disagree; this bound keeps a margin below what Elasticsearch takes.
+MAX_CONDITIONS = 4096
 
 
 def _wildcard_pattern(raw: str) -> str:
@@ -57,6 +68,8 @@ class _Builder:
     def __init__(self, query: str, inserted: list[int]):
         self.query = query
         self.inserted = inserted
+        self.depth = 0
+        self.conditions = 0
 
     def position(self, node: lt.Item | int | None) -> int | None:
         pos = node if isinstance(node, int) or node is None else getattr(node, "pos", None)
@@ -74,22 +87,35 @@ class _Builder:
     # --- structure ---------------------------------------------------------------------
 
     def build(self, node: lt.Item, field: Field | None = None) -> ir.Node:
+        # Unwrapped in a loop, not by recursion: 3000 parentheses or NOTs are still one term.
+        negated = False
+        while True:
+            if isinstance(node, (lt.Group, lt.FieldGroup)):
+                node = node.expr
+            elif isinstance(node, (lt.Plus, lt.Boost)):
+                node = node.a if isinstance(node, lt.Plus) else node.expr  # no scoring: a boost changes nothing
+            elif isinstance(node, (lt.Not, lt.Prohibit)):
+                node, negated = node.a, not negated
+            else:
+                break
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"the query nests more than {MAX_DEPTH} levels deep; write it with fewer nested groups", node)
+        try:
+            built = self.build_one(node, field)
+        finally:
+            self.depth -= 1
+        return ir.Not(built) if negated else built
+
+    def build_one(self, node: lt.Item, field: Field | None) -> ir.Node:
         if isinstance(node, lt.SearchField):
             return self.search_field(node, field)
-        if isinstance(node, (lt.Group, lt.FieldGroup)):
-            return self.build(node.expr, field)
         if isinstance(node, lt.AndOperation):
             return _and([self.build(c, field) for c in node.children])
         if isinstance(node, lt.OrOperation):
             return _or([self.build(c, field) for c in node.children])
         if isinstance(node, lt.UnknownOperation):
             return self.implicit(node, field)
-        if isinstance(node, (lt.Not, lt.Prohibit)):
-            return ir.Not(self.build(node.a, field))
-        if isinstance(node, lt.Plus):
-            return self.build(node.a, field)
-        if isinstance(node, lt.Boost):
-            return self.build(node.expr, field)  # no scoring here, so a boost changes nothing
         if isinstance(node, lt.Fuzzy):
             raise self.fail("fuzzy terms (term~N) are not supported; use a wildcard such as term*", node)
         if isinstance(node, lt.Proximity):
@@ -174,16 +200,26 @@ class _Builder:
         return ir.Text(fields, tuple(tokens), prefix)
 
     def number(self, raw: str, field: Field, node: lt.Item) -> int | float:
+        shown = raw if len(raw) <= 40 else f"{raw[:20]}...({len(raw)} characters)"
+        if len(raw) > _MAX_NUMBER_TEXT:
+            raise self.fail(f"{field.name}: {shown} is too long to be a number any store holds", node)
         try:
-            return int(raw) if field.kind is Kind.LONG else float(raw)
+            value: int | float = int(raw) if field.kind is Kind.LONG else float(raw)
         except ValueError:
             try:
                 as_float = float(raw)
             except ValueError:
-                raise self.fail(f"{field.name} holds numbers; {raw!r} is not one", node) from None
-            if field.kind is Kind.LONG and as_float.is_integer():
-                return int(as_float)
-            raise self.fail(f"{field.name} holds whole numbers; {raw!r} is not one", node) from None
+                raise self.fail(f"{field.name} holds numbers; {shown!r} is not one", node) from None
+            if field.kind is not Kind.LONG or not as_float.is_integer():
+                raise self.fail(f"{field.name} holds whole numbers; {shown!r} is not one", node) from None
+            value = int(as_float)
+        # Both stores hold 64-bit integers and finite doubles; beyond that a query would
+        # overflow (SQLite) or be refused (Elasticsearch), so say it here, once, for both.
+        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+            raise self.fail(f"{field.name} holds 64-bit whole numbers; {shown} is out of range ({_INT64[0]} to {_INT64[1]})", node)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(f"{field.name} holds finite numbers; {shown} is not one", node)
+        return value
 
     def date(self, raw: str, node: lt.Item, *, round_up: bool = False) -> int:
         try:
@@ -240,10 +276,10 @@ class _Builder:
         if field.kind is not Kind.KEYWORD:
             raise self.fail(f"regular expressions work on keyword fields; {field.name} is {field.kind.value}", node)
         pattern = node.value[1:-1]
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise self.fail(f"bad regular expression /{pattern}/: {exc}", node) from None
+        problem = regexes.problem(pattern)
+        if problem:
+            shown = pattern if len(pattern) <= 80 else pattern[:77] + "..."
+            raise self.fail(f"bad regular expression /{shown}/: {problem}", node)
         return ir.Regexp(field, pattern)
 
 
@@ -273,4 +309,13 @@ def parse(query: str) -> ir.Node:
         position = builder.position(int(found.group(1))) if found else len(text)
         message = _POSITION.sub("", message).strip()
         raise QueryError(f"cannot parse the query: {message}", text, position) from None
-    return builder.build(tree)
+    except RecursionError:
+        raise QueryError(f"the query nests too deeply to read; write it with fewer nested groups ({len(text)} characters)") from None
+    built = builder.build(tree)
+    conditions = sum(len(n.fields) if isinstance(n, ir.Text) else 1 for n in ir.walk(built) if not isinstance(n, (ir.And, ir.Or, ir.Not, ir.MatchAll)))
+    if conditions > MAX_CONDITIONS:
+        raise QueryError(
+            f"the query has {conditions} conditions (a word without a field counts once per text field, 4); "
+            f"at most {MAX_CONDITIONS} are supported (Elasticsearch refuses more); split it into several queries"
+        )
+    return built

@@ -6,11 +6,12 @@ the same answer to the same query, which tests/test_store_contract.py checks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from msgspec import Struct, field
 
+from ..errors import StoreError
 from ..model import Session
 from ..query import ir
 from ..query.parse import parse
@@ -52,11 +53,52 @@ class PutResult(Struct):
         self.rejected.extend(other.rejected)
 
 
+class Skipped(Struct):
+    """A stored document a read could not turn into a session (named by its id), and why:
+    reads go on without it, and the store lists it once in `skipped`."""
+
+    document: str
+    reason: str
+
+
+class StoreWriteError(StoreError):
+    """Writing failed for good (disk full, store gone) partway: `result` is what had been
+    written before; the session batch that failed and everything after it were not."""
+
+    def __init__(self, message: str, result: PutResult):
+        super().__init__(message)
+        self.result = result
+
+
+class SkipLog:
+    """The documents skipped so far, each once (a command opens one store)."""
+
+    def __init__(self) -> None:
+        self.items: list[Skipped] = []
+        self._seen: set[str] = set()
+
+    def add(self, document: str, reason: str) -> None:
+        if document not in self._seen:
+            self._seen.add(document)
+            self.items.append(Skipped(document, reason))
+
+
 @runtime_checkable
 class SessionStore(Protocol):
-    """Sessions keyed by SessionId: writing one twice keeps one."""
+    """Sessions keyed by SessionId: writing one twice keeps one.
+
+    Opening never creates anything on a read-only store (`readonly=True`: search, show,
+    export, runs); the first write, or `init()`, creates the file, tables, templates and
+    indices a store needs.
+    """
 
     url: str
+    # Documents reads had to pass over (they do not convert to a session), each once.
+    skipped: list[Skipped]
+
+    def init(self) -> None:
+        """Create everything the store needs (idempotent); `koala store init`."""
+        ...
 
     def put_many(self, sessions: Iterable[Session]) -> PutResult:
         """Store sessions in batches; a session that fails is reported, the others kept."""
@@ -79,8 +121,13 @@ class SessionStore(Protocol):
         """Delete matching sessions; return how many went."""
         ...
 
-    def refresh(self) -> None:
-        """Make everything written so far visible to every query."""
+    def refresh(self, progress: Callable[[int], None] | None = None) -> None:
+        """Make everything written so far visible to every query (and fast to find);
+        `progress` is told how many sessions each step indexed."""
+        ...
+
+    def pending_text(self) -> int:
+        """Sessions a refresh would still index (0 where refreshing costs nothing)."""
         ...
 
     @property

@@ -13,25 +13,20 @@ fetching (still exact, just slower).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cached_property
-from itertools import islice
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
-from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
-from elasticsearch import ApiError, AuthenticationException, AuthorizationException, Elasticsearch, NotFoundError, helpers
-from elasticsearch.serializer import OrjsonSerializer
+from elasticsearch import ApiError, AuthorizationException, Elasticsearch, helpers
 
 from ..errors import StoreError
 from ..formats import koala
@@ -42,16 +37,18 @@ from ..query.fields import FIELDS
 from ..query.evaluate import matches
 from ..query.text import token_text
 from ..summary import summarize
-from .base import PutResult, Query, Rejected, as_tree, peers_by_scan
+from .base import PutResult, Query, Rejected, SkipLog, Skipped, as_tree, peers_by_scan
+from .elastic_client import call as call_translated
+from .elastic_client import connect_client, daily_template, item_reason, passing, point_in_time_hits, store_error
+from .elastic_config import ElasticConfig, parse_config
 from .elastic_query import compile_query
 
 if TYPE_CHECKING:
     from .elastic_runs import ElasticRunStore
 
 BATCH = 500
+# Bulk requests under way while the next batch is prepared (see put_many).
 IN_FLIGHT = 2
-PAGE = 500
-KEEP_ALIVE = "2m"
 # Full text reaches Elasticsearch with every character that is not part of a token turned into
 # a space (koala_store.query.text.token_text), so the standard analyzer (in every distribution,
 # unlike the pattern tokenizer) yields the same tokens SQLite's FTS5 indexes.
@@ -60,20 +57,6 @@ KEYWORD = {"type": "keyword", "ignore_above": 8191}
 # Kept in the index, out of _source: full-text copies of bytes the Koala part already holds.
 EXCLUDED_FROM_SOURCE = ["inbound.request", "inbound.response", "outbound.request", "outbound.response"]
 STORE_KEYS = ("recorded_at_ns", "body_hash")
-
-
-def daily_template(alias: str, mappings: dict[str, Any]) -> dict[str, Any]:
-    """A composable index template for daily indices `<alias>-YYYY.MM.DD`, all behind `alias`
-    (one shard each; a replica once the cluster has a second node)."""
-    return {
-        "index_patterns": [f"{alias}-*"],
-        "priority": 200,
-        "template": {
-            "aliases": {alias: {}},
-            "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
-            "mappings": mappings,
-        },
-    }
 
 
 def sessions_template(prefix: str) -> dict[str, Any]:
@@ -207,7 +190,11 @@ class OurLayout:
     def same(self, stored: dict[str, Any], doc: dict[str, Any]) -> bool:
         return stored.get("body_hash") == doc["body_hash"]
 
-    def prepare(self, client: Elasticsearch) -> None:
+    def read_mapping(self, client: Elasticsearch) -> None:
+        """Nothing to learn: our mapping is fixed."""
+
+    def create(self, client: Elasticsearch) -> None:
+        """The index template (the daily indices appear with the first document of each day)."""
         client.indices.put_index_template(name=f"{self.prefix}-sessions", **sessions_template(self.prefix))
 
 
@@ -232,15 +219,21 @@ class RecorderLayout:
     def same(self, stored: dict[str, Any], doc: dict[str, Any]) -> bool:
         return stored == doc
 
-    def prepare(self, client: Elasticsearch) -> None:
-        """Learn where Koala's fields are (keyword or text with .keyword); create the index
-        with rdebug's mapping when it does not exist yet."""
+    def create(self, client: Elasticsearch) -> None:
+        """The index with rdebug's mapping, when it does not exist yet."""
         if not client.indices.exists(index=self.read_target):
-            client.indices.create(
+            client.options(ignore_status=400).indices.create(  # 400: created meanwhile
                 index=self.read_target,
                 mappings={"properties": {"SessionId": {"type": "keyword"}, "NextSessionId": {"type": "keyword"}}},
                 settings={"auto_expand_replicas": "0-1"},
             )
+        self.read_mapping(client)
+
+    def read_mapping(self, client: Elasticsearch) -> None:
+        """Learn where Koala's fields are (keyword, or text with .keyword). A missing index
+        has none yet: it reads as empty, and is created by the first write."""
+        if not client.indices.exists(index=self.read_target):
+            return
         mapping = client.indices.get_mapping(index=self.read_target)
         properties: dict[str, Any] = {}
         for index_mapping in mapping.body.values():
@@ -254,6 +247,7 @@ class RecorderLayout:
                 return f"{name}.keyword"
             return None
 
+        self.paths, self.sort = {}, []
         session_id = exact("SessionId")
         occurred = properties.get("CallFromInbound", {}).get("properties", {}).get("OccurredAt", {})
         for field, path in (("session_id", session_id), ("thread_id", exact("ThreadId")), ("trace_id", exact("TraceId"))):
@@ -265,131 +259,89 @@ class RecorderLayout:
         self.sort.append({session_id: "asc"} if session_id else "_shard_doc")
 
 
-def point_in_time_hits(
-    client: Elasticsearch, index: str, query: dict[str, Any], sort: list[Any], *, source: bool | list[str] = True
-) -> Iterator[dict[str, Any]]:
-    """Every hit of a query, in sort order, through a point in time and search_after: bounded
-    memory at any size, and a stable view while documents change. No index: no hits."""
-    try:
-        pit = client.open_point_in_time(index=index, keep_alive=KEEP_ALIVE)["id"]
-    except NotFoundError:
-        return
-    try:
-        after = None
-        while True:
-            body: dict[str, Any] = {"query": query, "sort": sort, "size": PAGE, "pit": {"id": pit, "keep_alive": KEEP_ALIVE}, "_source": source}
-            if after is not None:
-                body["search_after"] = after
-            reply = client.search(**body)
-            hits = reply["hits"]["hits"]
-            pit = reply.get("pit_id", pit)
-            yield from hits
-            if len(hits) < PAGE:
-                return
-            after = hits[-1]["sort"]
-    finally:
-        try:
-            client.close_point_in_time(id=pit)
-        except (TransportError, ApiError):
-            pass  # it expires by itself
-
-
-def _truthy(value: str) -> bool:
-    return value.strip().lower() not in ("0", "false", "no", "off")
-
-
 class ElasticStore:
     """SessionStore on Elasticsearch 8.x (see the module docstring for the layout)."""
 
     def __init__(
         self,
-        url: str,
+        url: str | ElasticConfig,
         *,
         index: str | None = None,
         prefix: str | None = None,
         api_key: str | None = None,
         ca_certs: str | None = None,
         verify_certs: bool | None = None,
-        retry_for: float = 60.0,
+        retry_for: float | None = None,
         request_timeout: float = 30.0,
+        readonly: bool = False,
+        connect: bool = True,
     ):
-        parts = urlsplit(url)
-        params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or (443 if parts.scheme == "https" else 9200)
-        self.base_url = f"{parts.scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
-        env = os.environ
-        index = index or params.get("index")
-        prefix = prefix or params.get("prefix") or "koala"
-        # One way to log in, the most specific first: an API key given here or in the URL, a
-        # user in the URL, then the environment's API key, then its user.
-        api_key = api_key or params.get("api_key")
-        user = password = None
-        if not api_key and parts.username:
-            user, password = unquote(parts.username), unquote(parts.password or "")
-        elif not api_key and env.get("KOALA_ES_API_KEY"):
-            api_key = env["KOALA_ES_API_KEY"]
-        elif not api_key and env.get("KOALA_ES_USER"):
-            user, password = env["KOALA_ES_USER"], env.get("KOALA_ES_PASSWORD", "")
-        ca_certs = ca_certs or params.get("ca_certs") or env.get("KOALA_ES_CA_CERT")
-        if verify_certs is None:
-            verify_certs = _truthy(params.get("verify_certs", env.get("KOALA_ES_VERIFY", "true")))
-        shown = {"index": index} if index else ({"prefix": prefix} if prefix != "koala" else {})
-        self.url = self.base_url + "".join(f"{'?' if i == 0 else '&'}{k}={v}" for i, (k, v) in enumerate(shown.items()))
-        self.retry_for = float(params.get("retry_for", retry_for))
+        """A store for a URL (or a parsed config). Building it makes no request; `connect()`
+        (done here unless connect=False) checks the cluster answers and reads a recorder
+        index's mapping. Nothing is created before the first write or `init()`."""
+        if isinstance(url, ElasticConfig):
+            self.config = url
+        else:
+            self.config = parse_config(
+                url,
+                index=index,
+                prefix=prefix,
+                api_key=api_key,
+                ca_certs=ca_certs,
+                verify_certs=verify_certs,
+                retry_for=retry_for,
+                request_timeout=request_timeout,
+            )
+        config = self.config
+        self.url = config.url
+        self.base_url = config.base_url
+        self.prefix = config.prefix
+        self.readonly = readonly
+        self.retry_for = config.retry_for
         # Set once a write has given up on an unreachable cluster: later batches try once
         # instead of waiting the whole retry window again. Cleared by the next success.
         self._unreachable = False
-        options: dict[str, Any] = {
-            "request_timeout": request_timeout,
-            "max_retries": 1,
-            "retry_on_timeout": True,
-            "serializer": OrjsonSerializer(),  # several times faster than json for bulk bodies
-        }
-        if user:
-            # Encoded here: the client would encode a (user, password) pair as ASCII only.
-            options["basic_auth"] = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-        if api_key:
-            options["api_key"] = api_key
-        if parts.scheme == "https":
-            if ca_certs:
-                if not os.path.exists(ca_certs):
-                    raise StoreError(f"CA certificate {ca_certs} does not exist; pass the PEM file that signed Elasticsearch's certificate")
-                options["ca_certs"] = ca_certs
-            options["verify_certs"] = verify_certs
-            if not verify_certs:
-                options["ssl_show_warn"] = False
-        self.client = Elasticsearch(self.base_url, **options)
-        self.prefix = prefix
-        self.layout: OurLayout | RecorderLayout = RecorderLayout(index) if index and index != f"{prefix}-sessions" else OurLayout(prefix)
-        self._call(lambda: self.client.cluster.health(), reachable_only=True)
-        self._call(lambda: self.layout.prepare(self.client))
+        self._created = False
+        self._skips = SkipLog()
+        own = f"{config.prefix}-sessions"
+        self.layout: OurLayout | RecorderLayout = RecorderLayout(config.index) if config.index and config.index != own else OurLayout(config.prefix)
+        self.client = connect_client(config)
+        if connect:
+            self.connect()
 
-    # --- errors ------------------------------------------------------------------------
-
-    def _call(self, action: Callable[[], Any], *, reachable_only: bool = False) -> Any:
-        """Run one request; turn failures into one StoreError that says what to do."""
+    def connect(self) -> None:
+        """One request to see the cluster answers (a clear error now, not after retrying
+        writes for retry_for seconds), then what reading needs to know."""
         try:
-            return action()
-        except AuthenticationException:
-            raise StoreError(f"Elasticsearch at {self.base_url} refused the credentials (401); check the user and password in --store or the API key") from None
-        except AuthorizationException as exc:
-            if reachable_only:
-                return None
-            raise StoreError(f"Elasticsearch at {self.base_url} does not allow this ({exc.message}); use a user or API key with rights on the index") from None
-        except TransportConnectionError as exc:
-            text = str(exc).upper()
-            if "CERTIFICATE" in text or "SSL" in text:
-                hint = "; for a self-signed certificate pass ca_certs=/path/ca.pem (or verify_certs=false) in --store"
-            elif self.base_url.startswith("http:") and ("CLOSED CONNECTION WITHOUT RESPONSE" in text or "RESET" in text):
-                hint = "; if the cluster serves HTTPS, write https:// in --store"
-            else:
-                hint = "; start it (koala es start) or check --store"
-            raise StoreError(f"cannot reach Elasticsearch at {self.base_url}: {_reason(exc)}{hint}") from None
-        except TransportError as exc:
-            raise StoreError(f"Elasticsearch at {self.base_url} failed: {_reason(exc)}") from None
-        except ApiError as exc:
-            raise StoreError(f"Elasticsearch at {self.base_url} answered {exc.meta.status}: {_reason(exc)}") from None
+            self.client.cluster.health()
+        except AuthorizationException:
+            pass  # a key without cluster rights may still have rights on the index
+        except (TransportError, ApiError) as exc:
+            raise store_error(exc, self.base_url) from None
+        self._call(lambda: self.layout.read_mapping(self.client))
+
+    def init(self) -> None:
+        """Create the templates and indices sessions and replay runs go to (idempotent)."""
+        self._ensure_created()
+        self._call(lambda: self.runs.create())  # type: ignore[attr-defined]
+
+    def _ensure_created(self) -> None:
+        """Before the first write: the template (or a recorder index) it needs."""
+        if self.readonly:
+            raise StoreError(f"{self.url} was opened read-only; this command cannot write to it")
+        if not self._created:
+            try:
+                self._retrying(lambda: self.layout.create(self.client))
+            except _GaveUp as gave_up:
+                raise StoreError(gave_up.reason) from None
+            self._created = True
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        return self._skips.items
+
+    def _call(self, action: Callable[[], Any]) -> Any:
+        return call_translated(action, self.base_url)
 
     # --- writing -----------------------------------------------------------------------
 
@@ -404,6 +356,14 @@ class ElasticStore:
         """
         result = PutResult()
         iterator = iter(sessions)
+        first = list(islice(iterator, 1))
+        if not first:
+            return result
+        self._ensure_created()
+        iterator = chain(first, iterator)
+        # helpers.parallel_bulk would overlap requests too, but a connection lost in one of
+        # its threads ends the whole generator without saying which items were answered;
+        # two plain futures keep that bookkeeping exact.
         with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="koala-bulk") as sender:
             in_flight: deque[Future[PutResult]] = deque()
             while batch := list(islice(iterator, BATCH)):
@@ -479,14 +439,15 @@ class ElasticStore:
         return {item["_id"]: item.get("_source", {}) for item in got["docs"] if item.get("found")}
 
     def _bulk(self, actions: list[dict[str, Any]], result: PutResult) -> tuple[list[str], set[str]]:
-        """Streaming bulk. Items failing for a passing reason (429, 5xx, connection lost) are
-        retried with backoff for up to retry_for seconds; others are rejected by name.
+        """Streaming bulk. Retries are the client's (429, 502-504, timeouts) and the helper's
+        (items refused with 429, with backoff); this keeps the bookkeeping: items left
+        unanswered because the cluster is away are sent again while `_waiting()` allows,
+        then named as not stored, and other failures are rejected by name.
         Returns the SessionIds whose `create` found one already stored, and those retried."""
         conflicts: list[str] = []
         retried: set[str] = set()
         pending = actions
-        deadline = time.monotonic() + (0 if self._unreachable else self.retry_for)
-        delay = 0.5
+        waiting = self._waiting()
         while pending:
             retry = []
             by_key = {(a["_id"], a["_op_type"]): a for a in pending}
@@ -516,50 +477,61 @@ class ElasticStore:
                     elif status == "N/A" or status in (408, 429) or (isinstance(status, int) and status >= 500):
                         retry.append(by_key[(info["_id"], op_type)])
                     else:
-                        result.rejected.append(Rejected(info["_id"], _item_reason(info)))
+                        result.rejected.append(Rejected(info["_id"], item_reason(info)))
             except TransportError:
                 # The connection went (the helper only catches API errors): every item not
                 # answered yet is tried again.
                 retry += [a for key, a in by_key.items() if key not in answered]
             if not retry:
                 break
-            if time.monotonic() + delay > deadline:
-                self._unreachable = True
+            if not next(waiting):
                 result.rejected += [Rejected(a["_id"], self._unavailable()) for a in retry if a["_op_type"] != "delete"]
                 break
-            time.sleep(delay)
-            delay = min(delay * 2, 8)
             pending = retry
             retried.update(a["_id"] for a in retry)
         return conflicts, retried
+
+    def _waiting(self) -> Iterator[bool]:
+        """The one wait for a cluster that is away: each next() sleeps with backoff and says
+        whether to try again, for up to retry_for seconds (none once a write gave up, until
+        something succeeds)."""
+        deadline = time.monotonic() + (0 if self._unreachable else self.retry_for)
+        delay = 0.5
+        while True:
+            if time.monotonic() + delay > deadline:
+                self._unreachable = True
+                while True:
+                    yield False
+            time.sleep(delay)
+            delay = min(delay * 2, 8)
+            yield True
 
     def _unavailable(self) -> str:
         return f"not stored: Elasticsearch at {self.base_url} stayed unavailable for {self.retry_for:.0f} s; ingest it again when it is back"
 
     def _retrying(self, action: Callable[[], Any]) -> Any:
-        """Run a request again while the cluster is briefly away (restarting, overloaded)."""
-        deadline = time.monotonic() + (0 if self._unreachable else self.retry_for)
-        delay = 0.5
+        """Run a request while the cluster is away only for a while (restarting, overloaded);
+        a failure that will not pass is one StoreError, a cluster that stays away _GaveUp."""
+        waiting = self._waiting()
         while True:
             try:
                 result = action()
                 self._unreachable = False
                 return result
             except (TransportError, ApiError) as exc:
-                status = getattr(getattr(exc, "meta", None), "status", None)
-                passing = isinstance(exc, TransportError) or status in (408, 429) or (status or 0) >= 500
-                if not passing:
-                    return self._call(action)  # raises the one clear error
-                if time.monotonic() + delay > deadline:
-                    self._unreachable = True
+                if not passing(exc):
+                    raise store_error(exc, self.base_url) from None
+                if not next(waiting):
                     raise _GaveUp(self._unavailable()) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 8)
 
     # --- reading -----------------------------------------------------------------------
 
-    def refresh(self) -> None:
+    def refresh(self, progress: Callable[[int], None] | None = None) -> None:
+        """Elasticsearch indexes as it writes: this only makes the writes visible."""
         self._call(lambda: self.client.indices.refresh(index=self.layout.read_target, ignore_unavailable=True, allow_no_indices=True))
+
+    def pending_text(self) -> int:
+        return 0
 
     def get(self, session_id: str) -> Session | None:
         return next(iter(self.scan(ir.Term(FIELDS["session_id"], session_id), limit=1)), None)
@@ -605,6 +577,22 @@ class ElasticStore:
         finally:
             hits.close()
 
+    def _session(self, hit: dict[str, Any], tree: ir.Node | None = None) -> Session | None:
+        """The hit as a session (None when `tree` is given and it does not match). A document
+        that does not convert is named in `skipped` and passed over: one bad document
+        (a recorder's null field, a hand-made one) never breaks a scan."""
+        try:
+            session = self.layout.session(hit["_source"])
+            if tree is not None and not matches(tree, session):
+                return None
+            return session
+        except Exception as exc:  # any document at all may be in the index: whatever it is, name it
+            source = hit.get("_source") or {}
+            sid = source.get("SessionId") if isinstance(source, dict) else None
+            name = hit["_id"] if sid in (None, hit["_id"]) else f"{hit['_id']} (SessionId {sid})"
+            self._skips.add(f"{hit['_index']}/{name}", str(exc) or type(exc).__name__)
+            return None
+
     def scan(self, query: Query = "*", *, limit: int | None = None) -> Iterator[Session]:
         tree, dsl, residual = self._compile(query)
         if limit is not None and limit <= 0:
@@ -613,8 +601,8 @@ class ElasticStore:
         hits = self._hits(dsl)
         try:
             for hit in hits:
-                session = self.layout.session(hit["_source"])
-                if residual and not matches(tree, session):
+                session = self._session(hit, tree if residual else None)
+                if session is None:
                     continue
                 yield session
                 produced += 1
@@ -624,13 +612,13 @@ class ElasticStore:
             hits.close()
 
     def delete(self, query: Query) -> int:
+        """Delete matches; on a recorder's index, a document that does not convert cannot be
+        told to match, so it is kept and named in `skipped`."""
+        if self.readonly:
+            raise StoreError(f"{self.url} was opened read-only; this command cannot write to it")
         tree, dsl, residual = self._compile(query)
         hits = self._hits(dsl, source=residual)  # a point in time: deleting does not shift pages
-        doomed = (
-            {"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]}
-            for hit in hits
-            if not residual or matches(tree, self.layout.session(hit["_source"]))
-        )
+        doomed = ({"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]} for hit in hits if not residual or self._session(hit, tree) is not None)
         deleted = 0
         try:
             while chunk := list(islice(doomed, BATCH)):
@@ -639,7 +627,7 @@ class ElasticStore:
                     if ok:
                         deleted += 1
                     elif info.get("status") != 404:
-                        raise StoreError(f"Elasticsearch did not delete session {info.get('_id')}: {_item_reason(info)}")
+                        raise StoreError(f"Elasticsearch did not delete session {info.get('_id')}: {item_reason(info)}")
         finally:
             hits.close()
         self.refresh()
@@ -650,32 +638,43 @@ class ElasticStore:
         """Replay runs and comparisons, beside the sessions (`<prefix>-replays-*`, `<prefix>-runs`)."""
         from .elastic_runs import ElasticRunStore
 
-        return self._call(lambda: ElasticRunStore(self.client, self.prefix))
+        return _Translated(ElasticRunStore(self.client, self.prefix), self.base_url)  # type: ignore[return-value]
 
     def close(self) -> None:
         self.client.close()
+
+
+class _Translated:
+    """Another object's methods, their failures (also while iterating what they return) as
+    one StoreError."""
+
+    def __init__(self, target: Any, base_url: str):
+        self._target = target
+        self._base_url = base_url
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not callable(attribute):
+            return attribute
+
+        def translated(*args: Any, **kwargs: Any) -> Any:
+            result = call_translated(lambda: attribute(*args, **kwargs), self._base_url)
+            return self._iterate(result) if isinstance(result, Iterator) else result
+
+        return translated
+
+    def _iterate(self, items: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            item = call_translated(lambda: next(items, _END), self._base_url)
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
 
 
 class _GaveUp(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-def _reason(exc: Exception) -> str:
-    message = getattr(exc, "message", None) or str(exc)
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        root = (error.get("root_cause") or [error])[0]
-        return f"{root.get('type')}: {root.get('reason')}"
-    return str(message)
-
-
-def _item_reason(info: dict[str, Any]) -> str:
-    error = info.get("error")
-    if isinstance(error, dict):
-        caused = error.get("caused_by", {})
-        detail = f" ({caused.get('type')}: {caused.get('reason')})" if caused else ""
-        return f"Elasticsearch rejected it: {error.get('type')}: {error.get('reason')}{detail}"
-    return f"Elasticsearch rejected it: {error or info.get('status')}"

@@ -14,6 +14,11 @@ from ..query import ir
 from ..query.fields import Kind
 
 MATCH_ALL: dict[str, Any] = {"match_all": {}}
+MATCH_NONE: dict[str, Any] = {"match_none": {}}
+# Koala's own keyword fields, indexed as Koala wrote them: an empty TraceId is "" in the
+# document, which Elasticsearch counts as a value. koala-store's rule, the same on every
+# backend: an empty value is no value (SQLite stores it as NULL; derived fields leave it out).
+EMPTY_MEANS_ABSENT = frozenset({"session_id", "trace_id"})
 
 
 class EsCompiler:
@@ -68,6 +73,13 @@ class EsCompiler:
         path = self.paths.get(field.name)
         if path is None:
             return None
+        if field.name in EMPTY_MEANS_ABSENT:
+            if isinstance(node, ir.Term) and node.value == "":
+                return MATCH_NONE
+            return {"bool": {"filter": [self._value(node, path)], "must_not": [{"term": {path: ""}}]}}
+        return self._value(node, path)
+
+    def _value(self, node: Any, path: str) -> dict[str, Any]:
         if isinstance(node, ir.Exists):
             return {"exists": {"field": path}}
         if isinstance(node, ir.Term):
@@ -75,7 +87,8 @@ class EsCompiler:
         if isinstance(node, ir.Wildcard):
             return {"wildcard": {path: {"value": node.pattern}}}
         if isinstance(node, ir.Regexp):
-            return {"regexp": {path: {"value": node.pattern}}}
+            # flags NONE: no Lucene-only operators, so the pattern means what RE2 reads (query.regex)
+            return {"regexp": {path: {"value": node.pattern, "flags": "NONE"}}}
         if isinstance(node, ir.Range):
             bounds = {op: v for op, v in (("gt", node.gt), ("gte", node.gte), ("lt", node.lt), ("lte", node.lte)) if v is not None}
             return {"range": {path: bounds}}

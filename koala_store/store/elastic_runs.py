@@ -12,7 +12,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from ..formats.document import ns_to_iso
 from ..results import Comparison, RunSummary
-from .elastic import daily_template, point_in_time_hits
+from .elastic_client import daily_template, point_in_time_hits
 
 KEYWORD = {"type": "keyword", "ignore_above": 1024}
 COUNT = {"type": "integer"}
@@ -80,13 +80,20 @@ class ElasticRunStore:
         self.alias = f"{prefix}-replays"
         self.runs_index = f"{prefix}-runs"
         self._names: dict[str, str] = {}
-        client.indices.put_index_template(name=self.alias, **replays_template(prefix))
-        if not client.indices.exists(index=self.runs_index):
-            client.options(ignore_status=400).indices.create(  # 400: created meanwhile by another run
+        self._created = False  # reads never create: templates and index come with the first write
+
+    def create(self) -> None:
+        if self._created:
+            return
+        self.client.indices.put_index_template(name=self.alias, **replays_template(self.prefix))
+        if not self.client.indices.exists(index=self.runs_index):
+            self.client.options(ignore_status=400).indices.create(  # 400: created meanwhile by another run
                 index=self.runs_index, mappings=RUNS_MAPPING, settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"}
             )
+        self._created = True
 
     def put_run(self, summary: RunSummary) -> None:
+        self.create()
         doc = msgspec.to_builtins(summary)
         doc["started_time"] = ns_to_iso(summary.started_at)
         if summary.finished_at:
@@ -107,6 +114,7 @@ class ElasticRunStore:
             index = f"{self.alias}-{replayed[:10].replace('-', '.')}"
             actions.append({"_index": index, "_id": f"{comparison.run_id}:{comparison.session_id}", "_source": doc})
         if actions:
+            self.create()
             helpers.bulk(self.client, actions, refresh="wait_for")
 
     def runs(self, limit: int = 20) -> list[RunSummary]:

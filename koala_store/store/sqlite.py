@@ -12,32 +12,36 @@ query that searches text refreshes first, so answers are always complete. Ingest
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from functools import cached_property, lru_cache
+from contextlib import contextmanager
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import lz4.block
 import msgspec
 
 from ..errors import StoreError
 from ..model import Session
-from ..query import ir
+from ..query import ir, regex
+from ..query.evaluate import matches
 from ..query.text import searchable_text
 from ..summary import summarize
-from .base import PutResult, Query, Rejected, as_tree
-from .sqlite_query import compile_where
+from .base import PutResult, Query, Rejected, SkipLog, Skipped, StoreWriteError, as_tree
+from .sqlite_query import compile_where, decode_text
 from .sqlite_tx import transaction
 
 SCHEMA_VERSION = 1
-# Bump when searchable_text changes: the contentless index must then be rebuilt.
-TEXT_VERSION = 1
+# Bump when searchable_text changes: the contentless index must then be rebuilt. 2: stores
+# written before row ids stayed above the mark may hold rows never indexed, and deletes
+# of text never indexed; they are rebuilt once.
+TEXT_VERSION = 2
 BATCH = 1000
 if TYPE_CHECKING:
-    from .sqlite_runs import SqliteRunStore
+    from ..results import RunStore
 
 _SQL_PARAMS = 500  # stay well under SQLite's bound-parameter limit
 _INT64 = (-(2**63), 2**63 - 1)
@@ -94,22 +98,35 @@ def _encode(session: Session) -> bytes:
     return _LZ4 + squeezed if len(squeezed) < len(packed) else _RAW + packed
 
 
+class _Unreadable(Exception):
+    pass
+
+
 def _decode(blob: bytes) -> Session:
     try:
         if blob[:1] == _LZ4:
             return _from_msgpack(lz4.block.decompress(blob[1:]))
         return _from_msgpack(blob[1:])
-    except (msgspec.DecodeError, msgspec.ValidationError, lz4.block.LZ4BlockError) as exc:
-        raise StoreError(f"a stored session cannot be read ({exc}); the database is damaged or was written by another koala-store version") from None
-
-
-@lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    except (msgspec.MsgspecError, lz4.block.LZ4BlockError, ValueError, MemoryError) as exc:  # any damage to the bytes
+        raise _Unreadable(f"its stored form cannot be read ({exc}); the database is damaged or was written by another koala-store version") from None
 
 
 def _regexp(pattern: str, value: Any) -> int:
-    return int(value is not None and _regex(pattern).fullmatch(str(value)) is not None)
+    return int(value is not None and regex.fullmatch(pattern, str(value)))
+
+
+def _text_matches(node: bytes, body: bytes) -> int:
+    """A full-text condition on a session the index does not hold yet."""
+    try:
+        return int(matches(decode_text(node), _decode(body)))
+    except _Unreadable:
+        return 0  # scans name it; a condition on it is simply false
+
+
+def _keep_going() -> int:
+    # SQLite calls this every few thousand steps of a statement: Python gets to run the
+    # signal handlers, so Ctrl-C stops even a long query (it ends it as "interrupted").
+    return 0
 
 
 def _none_if_empty(value: str) -> str | None:
@@ -168,24 +185,97 @@ def _prepare(batch: list[Session]) -> _Prepared:
     return prepared
 
 
+# How SQLite reports a statement that Ctrl-C ended (through _keep_going or a function).
+_INTERRUPTED = ("interrupted", "user-defined function raised exception")
+
+
+@contextmanager
+def _sql_errors(path: Path, *, writing: bool = False) -> Iterator[None]:
+    """SQLite's own exceptions as one clear error (or KeyboardInterrupt, for Ctrl-C)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if str(exc) in _INTERRUPTED:
+            raise KeyboardInterrupt from None
+        text = str(exc)
+        if "full" in text or "I/O" in text:
+            hint = "; the disk may be full: free space and run again (what was written before stays)"
+        elif "readonly" in text or "read-only" in text:
+            hint = "; the file or its folder cannot be written by this user"
+        elif "locked" in text or "busy" in text:
+            hint = "; another process holds it: try again when it is done"
+        else:
+            hint = ""
+        raise StoreError(f"cannot {'write to' if writing else 'read'} the SQLite store {path}: {text}{hint}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot use the SQLite store {path}: {exc}; point --store at a koala-store database or a new file") from None
+
+
 class SqliteStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
-        if not self.path.parent.exists():
-            raise StoreError(f"cannot open the SQLite store {self.path}: folder {self.path.parent} does not exist; create it or pass another --store")
+        self.readonly = readonly
+        self._skips = SkipLog()
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self.db.execute("PRAGMA cache_size = -65536")
-            # Checkpoint every 64 MB of WAL rather than every 4 MB: fewer, larger copies.
-            self.db.execute("PRAGMA wal_autocheckpoint = 16384")
+            self.db = self._open_readonly() if readonly else self._open_for_writing()
             self.db.create_function("koala_regexp", 2, _regexp, deterministic=True)
-            self._migrate()
+            self.db.create_function("koala_text", 2, _text_matches, deterministic=True)
+            self.db.set_progress_handler(_keep_going, 20_000)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the SQLite store {self.path}: {exc}; point --store at a koala-store database or a new file") from None
+
+    # --- opening -----------------------------------------------------------------------
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        if not self.path.parent.exists():
+            raise StoreError(f"cannot open the SQLite store {self.path}: folder {self.path.parent} does not exist; create it or pass another --store")
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("PRAGMA cache_size = -65536")
+        # Checkpoint every 64 MB of WAL rather than every 4 MB: fewer, larger copies.
+        self.db.execute("PRAGMA wal_autocheckpoint = 16384")
+        self._migrate()
+        return self.db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Read without writing a byte: no migration, no file created (mode=ro). A store in a
+        folder we cannot write has no -shm file to share; it is then read as immutable."""
+        if not self.path.is_file():
+            raise StoreError(f"no store at {self.path}; ingest sessions first (koala ingest PATH --store {self.url})")
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        try:
+            db, tables = self._probe(uri)
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+            db, tables = self._probe(uri + "&immutable=1")
+        self.db = db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer koala-store (schema {version}); upgrade koala-store")
+        if "sessions" not in tables:
+            raise StoreError(f"no koala-store sessions in {self.path}; ingest sessions first (koala ingest PATH --store {self.url})")
+        return db
+
+    @staticmethod
+    def _probe(uri: str) -> tuple[sqlite3.Connection, set[str]]:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db, tables
+
+    def init(self) -> None:
+        """The file and its tables exist once a store is opened for writing."""
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only; open it for writing to create it")
+        self.runs  # noqa: B018  (its tables too)
 
     # --- schema and bookkeeping --------------------------------------------------------
 
@@ -194,7 +284,8 @@ class SqliteStore:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer koala-store (schema {version}); upgrade koala-store")
         self.db.executescript(_SCHEMA)
-        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version != SCHEMA_VERSION:
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if self._meta("text_version") != str(TEXT_VERSION):
             self._rebuild_text_index()
 
@@ -213,18 +304,41 @@ class SqliteStore:
             self._set_meta("text_version", TEXT_VERSION)
 
     def _text_upto(self) -> int:
+        """Every session row at or below this id has its text indexed; none above it has."""
+        if self._meta("text_version") != str(TEXT_VERSION):
+            return 0  # (read-only) an index of another version: rely on none of it
         return int(self._meta("text_indexed_upto") or 0)
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        return self._skips.items
 
     # --- writing -----------------------------------------------------------------------
 
     def put_many(self, sessions: Iterable[Session]) -> PutResult:
-        """Write in batches of BATCH sessions, one transaction each."""
+        """Write in batches of BATCH sessions, one transaction each. A write that fails for
+        good (disk full) raises StoreWriteError carrying what the earlier batches stored."""
+        self._writable()
         result = PutResult()
         iterator = iter(sessions)
         while batch := list(islice(iterator, BATCH)):
-            result.add(self._write(_prepare(batch)))
-        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            try:
+                with _sql_errors(self.path, writing=True):
+                    written = self._write(_prepare(batch))
+            except StoreError as exc:
+                raise StoreWriteError(str(exc), result) from None
+            result.add(written)
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError as exc:
+            if str(exc) in _INTERRUPTED:
+                raise KeyboardInterrupt from None
+            # Otherwise what was committed is durable in the log; a later checkpoint copies it.
         return result
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only; this command cannot write to it")
 
     def _write(self, prepared: "_Prepared") -> PutResult:
         result = PutResult(rejected=list(prepared.rejected))
@@ -242,7 +356,9 @@ class SqliteStore:
                     else:
                         stale.append(row_id)
             self._delete_rows(stale)
-            next_id = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM sessions").fetchone()[0]
+            # New rows always go above the full-text mark: a row id at or below it would be
+            # taken as indexed and never be (after the newest session was deleted or replaced).
+            next_id = max(self.db.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0], self._text_upto()) + 1
             next_call = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM outbound").fetchone()[0]
             session_rows, call_rows = [], []
             for session_row, calls in rows.values():
@@ -261,7 +377,7 @@ class SqliteStore:
         if not row_ids:
             return
         upto = self._text_upto()
-        indexed = [i for i in row_ids if i <= upto]
+        indexed = [i for i in row_ids if i <= upto]  # only these are in the index
         for start in range(0, len(indexed), _SQL_PARAMS):
             chunk = indexed[start : start + _SQL_PARAMS]
             for row_id, session, call_ids in self._sessions_with_calls(chunk):
@@ -273,12 +389,23 @@ class SqliteStore:
             self.db.execute(f"DELETE FROM sessions WHERE id IN ({marks})", chunk)
 
     def _sessions_with_calls(self, row_ids: list[int]) -> Iterator[tuple[int, Session, list[int]]]:
+        """Decoded sessions and their call ids; a session that cannot be decoded is named in
+        `skipped` and left out (its text then stays as it is)."""
         marks = ",".join("?" * len(row_ids))
         calls: dict[int, list[int]] = {}
         for call_id, owner in self.db.execute(f"SELECT id, session FROM outbound WHERE session IN ({marks}) ORDER BY id", row_ids):
             calls.setdefault(owner, []).append(call_id)
-        for row_id, body in self.db.execute(f"SELECT id, body FROM sessions WHERE id IN ({marks}) ORDER BY id", row_ids).fetchall():
-            yield row_id, _decode(body), calls.get(row_id, [])
+        for row_id, session_id, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE id IN ({marks}) ORDER BY id", row_ids).fetchall():
+            session = self._session(session_id, body)
+            if session is not None:
+                yield row_id, session, calls.get(row_id, [])
+
+    def _session(self, session_id: str, body: bytes) -> Session | None:
+        try:
+            return _decode(body)
+        except _Unreadable as exc:
+            self._skips.add(session_id, str(exc))
+            return None
 
     # --- full text ---------------------------------------------------------------------
 
@@ -299,12 +426,16 @@ class SqliteStore:
 
     def pending_text(self) -> int:
         """Sessions written but not yet in the full-text index."""
-        return self.db.execute("SELECT count(*) FROM sessions WHERE id > ?", (self._text_upto(),)).fetchone()[0]
+        with _sql_errors(self.path):
+            return self.db.execute("SELECT count(*) FROM sessions WHERE id > ?", (self._text_upto(),)).fetchone()[0]
 
     def refresh(self, progress: Callable[[int], None] | None = None) -> None:
-        """Index the text of every session written since the last refresh."""
+        """Index the text of every session written since the last refresh (read-only: none;
+        queries then check the unindexed sessions' text themselves)."""
+        if self.readonly:
+            return
         while True:
-            with transaction(self.db):
+            with _sql_errors(self.path, writing=True), transaction(self.db):
                 upto = self._text_upto()
                 ids = [r[0] for r in self.db.execute("SELECT id FROM sessions WHERE id > ? ORDER BY id LIMIT ?", (upto, BATCH))]
                 if not ids:
@@ -321,73 +452,94 @@ class SqliteStore:
             if progress:
                 progress(len(ids))
 
-    def _ready_for(self, tree: ir.Node) -> None:
-        if ir.uses_text(tree):
-            self.refresh()
+    def _where(self, query: Query) -> tuple[str, list[Any]]:
+        tree = as_tree(query)
+        if not ir.uses_text(tree):
+            return compile_where(tree)
+        self.refresh()  # cheap when nothing is pending; a no-op when read-only
+        return compile_where(tree, text_upto=self._text_upto())
 
     # --- reading -----------------------------------------------------------------------
 
     def get(self, session_id: str) -> Session | None:
-        row = self.db.execute("SELECT body FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
-        return _decode(row[0]) if row else None
+        with _sql_errors(self.path):
+            row = self.db.execute("SELECT body FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        return self._session(session_id, row[0]) if row else None
 
     def count(self, query: Query = "*") -> int:
-        tree = as_tree(query)
-        self._ready_for(tree)
-        where, params = compile_where(tree)
-        return self.db.execute(f"SELECT count(*) FROM sessions s WHERE {where}", params).fetchone()[0]
+        with _sql_errors(self.path):
+            where, params = self._where(query)
+            return self.db.execute(f"SELECT count(*) FROM sessions s WHERE {where}", params).fetchone()[0]
 
     def scan(self, query: Query = "*", *, limit: int | None = None, page_size: int = 500) -> Iterator[Session]:
-        """Stream matches in recorded order, a page at a time (keyset paging: no open cursor)."""
-        tree = as_tree(query)
-        self._ready_for(tree)
-        where, params = compile_where(tree)
+        """Stream matches in recorded order, a page at a time (keyset paging: no open cursor).
+        A session that cannot be decoded is named in `skipped` and passed over."""
+        with _sql_errors(self.path):
+            where, params = self._where(query)
         after: tuple[int, str] | None = None
         remaining = limit
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
             keyset = " AND (s.recorded_at, s.session_id) > (?, ?)" if after else ""
-            rows = self.db.execute(
-                f"SELECT s.recorded_at, s.session_id, s.body FROM sessions s WHERE {where}{keyset} "
-                "ORDER BY s.recorded_at, s.session_id LIMIT ?",
-                [*params, *(after or ()), size],
-            ).fetchall()
-            for _, _, body in rows:
-                yield _decode(body)
+            with _sql_errors(self.path):
+                rows = self.db.execute(
+                    f"SELECT s.recorded_at, s.session_id, s.body FROM sessions s WHERE {where}{keyset} "
+                    "ORDER BY s.recorded_at, s.session_id LIMIT ?",
+                    [*params, *(after or ()), size],
+                ).fetchall()
+            for _, session_id, body in rows:
+                session = self._session(session_id, body)
+                if session is not None:
+                    yield session
+                    if remaining is not None:
+                        remaining -= 1
             if len(rows) < size:
                 return
             after = (rows[-1][0], rows[-1][1])
-            if remaining is not None:
-                remaining -= len(rows)
 
     def outbound_peers(self, query: Query = "*") -> dict[str, int]:
-        tree = as_tree(query)
-        self._ready_for(tree)
-        where, params = compile_where(tree)
-        rows = self.db.execute(
-            f"SELECT o.peer, count(DISTINCT o.session) FROM outbound o JOIN sessions s ON s.id = o.session WHERE {where} GROUP BY o.peer", params
-        )
+        with _sql_errors(self.path):
+            where, params = self._where(query)
+            rows = self.db.execute(
+                f"SELECT o.peer, count(DISTINCT o.session) FROM outbound o JOIN sessions s ON s.id = o.session WHERE {where} GROUP BY o.peer", params
+            ).fetchall()
         return {peer: count for peer, count in rows if peer}
 
     def delete(self, query: Query) -> int:
-        tree = as_tree(query)
-        self._ready_for(tree)
-        where, params = compile_where(tree)
+        self._writable()
         deleted = 0
-        while True:
-            with transaction(self.db):
-                ids = [r[0] for r in self.db.execute(f"SELECT s.id FROM sessions s WHERE {where} LIMIT ?", [*params, BATCH])]
-                self._delete_rows(ids)
-            deleted += len(ids)
-            if len(ids) < BATCH:
-                return deleted
+        with _sql_errors(self.path, writing=True):
+            where, params = self._where(query)
+            while True:
+                with transaction(self.db):
+                    ids = [r[0] for r in self.db.execute(f"SELECT s.id FROM sessions s WHERE {where} LIMIT ?", [*params, BATCH])]
+                    self._delete_rows(ids)
+                deleted += len(ids)
+                if len(ids) < BATCH:
+                    return deleted
 
     @cached_property
-    def runs(self) -> "SqliteRunStore":
-        """Replay runs and comparisons, in the same file."""
+    def runs(self) -> "RunStore":
+        """Replay runs and comparisons, in the same file (read-only and none yet: none)."""
         from .sqlite_runs import SqliteRunStore
 
-        return SqliteRunStore(self.db)
+        if self.readonly and not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'comparisons'").fetchone():
+            return _NoRuns()  # type: ignore[return-value]
+        with _sql_errors(self.path, writing=not self.readonly):
+            return SqliteRunStore(self.db)
 
     def close(self) -> None:
         self.db.close()
+
+
+class _NoRuns:
+    """The runs of a read-only store that has never had any."""
+
+    def runs(self, limit: int = 20) -> list[Any]:
+        return []
+
+    def run(self, ref: str) -> None:
+        return None
+
+    def comparisons(self, run_id: str, verdict: str | None = None) -> Iterator[Any]:
+        return iter(())

@@ -8,7 +8,10 @@ call satisfies them, as on Elasticsearch's flattened arrays.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
+
+import msgspec
 
 from ..query import ir
 from ..query.fields import Field, Kind
@@ -37,6 +40,7 @@ OUTBOUND_COLUMNS = {
     "outbound.request": "request_size",
     "outbound.response": "response_size",
 }
+_FLAT = 32  # terms chained at one level (depth 32 per level, log32 levels)
 TEXT_COLUMNS = {
     "inbound.request": "request",
     "inbound.response": "response",
@@ -65,21 +69,31 @@ def fts_phrase(node: ir.Text, columns: list[str]) -> str:
 
 
 class SqlCompiler:
-    def __init__(self) -> None:
+    def __init__(self, text_upto: int | None = None) -> None:
         self.params: list[Any] = []
+        # Sessions above this row id are not in the full-text index yet: text conditions
+        # check them in Python (koala_text) so that answers are complete without a refresh.
+        self.text_upto = text_upto
 
     def compile(self, node: ir.Node) -> str:
         if isinstance(node, ir.MatchAll):
             return "1"
         if isinstance(node, ir.And):
-            return "(" + " AND ".join(self.compile(i) for i in node.items) + ")"
+            return self.balanced("AND", [self.compile(i) for i in node.items])
         if isinstance(node, ir.Or):
-            return "(" + " OR ".join(self.compile(i) for i in node.items) + ")"
+            return self.balanced("OR", [self.compile(i) for i in node.items])
         if isinstance(node, ir.Not):
             return f"NOT {self.compile(node.item)}"
         if isinstance(node, ir.Text):
             return self.text(node)
         return self.leaf(node)
+
+    def balanced(self, operator: str, parts: list[str]) -> str:
+        """`(a OP b OP c ...)` grouped as a balanced tree: SQLite limits an expression's depth
+        to 1000 and reads a flat chain as one level per term, so 1001 OR-ed terms would fail."""
+        while len(parts) > _FLAT:
+            parts = ["(" + f" {operator} ".join(parts[i : i + _FLAT]) + ")" for i in range(0, len(parts), _FLAT)]
+        return "(" + f" {operator} ".join(parts) + ")"
 
     def param(self, value: Any) -> str:
         self.params.append(value)
@@ -111,20 +125,30 @@ class SqlCompiler:
         raise TypeError(f"cannot compile {node!r}")
 
     def text(self, node: ir.Text) -> str:
+        """Row ids from the full-text indexes, and from the sessions not indexed yet (checked
+        in Python), in one IN over a union: the plan stays an index lookup."""
         inbound = [TEXT_COLUMNS[f.name] for f in node.fields if not f.per_outbound_call]
         outbound = [TEXT_COLUMNS[f.name] for f in node.fields if f.per_outbound_call]
-        parts = []
+        sources = []
         if inbound:
-            parts.append(f"s.id IN (SELECT rowid FROM inbound_text WHERE inbound_text MATCH {self.param(fts_phrase(node, inbound))})")
+            sources.append(f"SELECT rowid FROM inbound_text WHERE inbound_text MATCH {self.param(fts_phrase(node, inbound))}")
         if outbound:
             match = self.param(fts_phrase(node, outbound))
-            parts.append(
-                "s.id IN (SELECT o.session FROM outbound o WHERE o.id IN "
-                f"(SELECT rowid FROM outbound_text WHERE outbound_text MATCH {match}))"
-            )
-        return "(" + " OR ".join(parts) + ")"
+            sources.append(f"SELECT o.session FROM outbound o WHERE o.id IN (SELECT rowid FROM outbound_text WHERE outbound_text MATCH {match})")
+        if self.text_upto is not None:
+            sources.append(f"SELECT p.id FROM sessions p WHERE p.id > {self.param(self.text_upto)} AND koala_text({self.param(encode_text(node))}, p.body)")
+        return f"s.id IN ({' UNION ALL '.join(sources)})"
 
 
-def compile_where(node: ir.Node) -> tuple[str, list[Any]]:
-    compiler = SqlCompiler()
+def encode_text(node: ir.Text) -> bytes:
+    return msgspec.json.encode(node)
+
+
+@lru_cache(maxsize=256)
+def decode_text(data: bytes) -> ir.Text:
+    return msgspec.json.decode(data, type=ir.Text)
+
+
+def compile_where(node: ir.Node, text_upto: int | None = None) -> tuple[str, list[Any]]:
+    compiler = SqlCompiler(text_upto)
     return compiler.compile(node), compiler.params

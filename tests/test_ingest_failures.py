@@ -1,0 +1,123 @@
+"""Ingest when things go wrong (issue 11 items 3 and 10): a header a reader cannot take, a
+full disk, Ctrl-C. Each ends in one clear message, the right exit code, a count of what was
+stored, and everything valid that was read before is stored."""
+
+from __future__ import annotations
+
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import koala
+from factories import varied_sessions
+from koala_store.formats import gor, ndjson
+from koala_store.ingest import ingest
+from koala_store.store import open_store
+from koala_store.store.base import StoreWriteError
+from koala_store.store.sqlite import SqliteStore
+
+
+def count(url: str) -> int:
+    store = open_store(url, readonly=True)
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+def test_a_gor_header_with_a_5000_digit_number(capsys, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    good = tmp_path / "a.ndjson"
+    with good.open("wb") as out:
+        ndjson.write(varied_sessions(3), out)
+    bad = tmp_path / "b.gor"
+    bad.write_bytes(b"1 0123456789abcdef01234567 " + b"9" * 5000 + b" -1\nGET / HTTP/1.1\r\n\r\n" + gor.SEPARATOR + gor.dumps(varied_sessions(4)[3]))
+    run = koala(capsys, "ingest", str(good), str(bad), "--store", url)
+    assert run.code == 2
+    err = " ".join(run.err.split())
+    assert f"{bad}: record 1 (byte 0): header has a timestamp or latency of 5000 digits; nanoseconds since 1970 have at most 19" in err
+    assert "stored 4 sessions" in run.out and "Traceback" not in run.err
+    assert count(url) == 4
+
+
+def test_a_full_database_names_what_was_not_stored(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.db")
+    store.db.execute("PRAGMA max_page_count = 60")  # SQLite's own "disk is full", for real
+    sessions = varied_sessions(3000, payload=1024)
+    with pytest.raises(StoreWriteError) as caught:
+        store.put_many(sessions)
+    assert "cannot write to the SQLite store" in str(caught.value) and "database or disk is full" in str(caught.value)
+    assert caught.value.result.stored == store.count() < 3000
+    # ingest turns it into a report: stored, then each session not stored, named.
+    source = tmp_path / "more.ndjson"
+    with source.open("wb") as out:
+        ndjson.write(varied_sessions(3000, seed=8, payload=1024)[::-1], out)
+    before = store.count()
+    report = ingest([str(source)], store)
+    assert report.aborted and "database or disk is full" in report.aborted
+    assert report.stored == store.count() - before
+    assert len(report.rejected) == 1000 and all(r.reason.startswith("not stored: cannot write to the SQLite store") for r in report.rejected)
+    store.close()
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_disk_full_mid_ingest_is_one_message_with_the_count(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    source = tmp_path / "many.ndjson"
+    with source.open("wb") as out:
+        ndjson.write(varied_sessions(5000, payload=2048), out)
+    done = subprocess.run(
+        [sys.executable, "-m", "koala_store", "ingest", str(source), "--store", url],
+        capture_output=True,
+        timeout=300,
+        preexec_fn=_limit_file_size(4 * 1024 * 1024),  # room for some batches, not for all
+    )
+    out, err = done.stdout.decode(), " ".join(done.stderr.decode().split())
+    assert done.returncode in (1, 2), err
+    assert "Traceback" not in err
+    assert "stopped early: cannot write to the SQLite store" in err and "the disk may be full" in err
+    stored = int(re.search(r"stored (\d+) sessions", out).group(1))
+    assert stored < 5000 and count(url) == stored
+    named = re.search(r"many.ndjson: lines (\d+)-(\d+): not stored", err)
+    assert named and int(named.group(1)) == stored + 1  # the batch that failed, by line
+
+
+def test_ctrl_c_during_ingest_stores_what_was_read_and_says_how_many(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    ingest_process = subprocess.Popen(
+        [sys.executable, "-m", "koala_store", "ingest", "-", "--format", "ndjson", "--store", url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    for session in varied_sessions(2500):
+        ingest_process.stdin.write(ndjson.dumps(session))
+    ingest_process.stdin.flush()  # stdin stays open: ingest waits for more
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if count(url) >= 2000:
+                break
+        except Exception:
+            pass
+        time.sleep(0.2)
+    time.sleep(1)  # the last 500 are read into the batch
+    ingest_process.send_signal(signal.SIGINT)
+    out, err = ingest_process.communicate(timeout=60)
+    assert ingest_process.returncode == 130, err.decode()
+    assert f"interrupted; stored 2500 sessions into {url}; inputs after that were not read" in " ".join(err.decode().split())
+    assert "Traceback" not in err.decode()
+    assert count(url) == 2500

@@ -1,0 +1,62 @@
+"""SQLite full text: every stored session is found by a phrase query, whatever was deleted or
+replaced before it (issue 11 item 1), and the index never receives deletes for text it never held."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factories import make_session, varied_sessions
+from koala_store.store.sqlite import SqliteStore
+
+
+def integrity_ok(store: SqliteStore) -> None:
+    for table in ("inbound_text", "outbound_text"):
+        store.db.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")
+
+
+def test_a_changed_copy_of_the_newest_session_is_found(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.db")
+    sessions = varied_sessions(10)
+    store.put_many(sessions)
+    store.refresh()
+    newest = sessions[-1]
+    newest.return_inbound.response = b"HTTP/1.1 200 OK\r\n\r\nzebra crossing ahead"
+    assert store.put_many([newest]).stored == 1
+    store.refresh()
+    assert store.count('"zebra crossing"') == 1
+    integrity_ok(store)
+    store.close()
+
+
+def test_sessions_after_deleting_the_newest_are_found(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.db")
+    sessions = varied_sessions(10)
+    store.put_many(sessions)
+    store.refresh()
+    assert store.delete("session_id:" + sessions[-1].session_id.replace("-", "\\-")) == 1
+    later = [make_session(100 + i, response_body=b'{"word":"quokka%d"}' % i) for i in range(3)]
+    store.put_many(later)
+    store.refresh()
+    for i in range(3):
+        assert store.count(f"quokka{i}") == 1
+    # Deleting them takes their text out again, and the index stays consistent.
+    assert store.delete("quokka*") == 3
+    store.refresh()
+    assert store.count("quokka*") == 0
+    integrity_ok(store)
+    store.close()
+
+
+def test_unindexed_sessions_are_found_without_a_refresh(tmp_path: Path) -> None:
+    """Written but not yet indexed (e.g. an ingest killed before it indexed): a read-only
+    store cannot index, and still answers completely."""
+    writer = SqliteStore(tmp_path / "k.db")
+    writer.put_many(varied_sessions(5))
+    writer.refresh()
+    writer.put_many([make_session(50, response_body=b'{"word":"wombat"}')])
+    reader = SqliteStore(tmp_path / "k.db", readonly=True)
+    assert reader.pending_text() == 1
+    assert reader.count("wombat") == 1
+    assert [s.session_id for s in reader.scan('"wombat" OR inbound.status:404')] == [s.session_id for s in writer.scan("wombat OR inbound.status:404")]
+    reader.close()
+    writer.close()
