@@ -17,12 +17,13 @@ import time
 from msgspec import Struct
 
 from ..errors import KoalaError
-from ..wire import http1
+from ..wire import fastcgi, http1, parse_talk
 from .mock import SESSION_HEADER
 from .sockets import quickack
 from .targets import Address
 
 READ_SIZE = 1 << 16
+FASTCGI_READ = "<fastcgi>"  # marks a FastCGI exchange where an HTTP method would be
 NON_HTTP_IDLE_S = 0.05
 MAX_HEAD = 1 << 20  # a response head longer than this is not a working HTTP server
 
@@ -64,8 +65,15 @@ class InboundResult(Struct):
     error: str | None = None
 
 
+def trace_parent(session_key: str) -> str:
+    """The W3C traceparent that carries a session key (its trace id) to the SUT."""
+    return f"00-{session_key}-{session_key[:16]}-01"
+
+
 def prepare_request(raw: bytes, target: Address, edits: RequestEdits, session_key: str | None) -> bytes:
-    """The recorded request as it goes to the target (non-HTTP requests go unchanged)."""
+    """The recorded request as it goes to the target (other protocols go unchanged)."""
+    if fastcgi.is_request(raw):
+        return _prepare_fastcgi(raw, edits, session_key)
     head = http1.parse_request_head(raw)
     if head is None:
         return raw
@@ -77,7 +85,7 @@ def prepare_request(raw: bytes, target: Address, edits: RequestEdits, session_ke
     added = [(name, value) for name, value in edits.headers]
     if session_key is not None:
         replace[SESSION_HEADER.lower()] = session_key
-        replace["traceparent"] = f"00-{session_key}-{session_key[:16]}-01"
+        replace["traceparent"] = trace_parent(session_key)
         added += [(SESSION_HEADER, session_key), ("traceparent", replace["traceparent"])]
     lines = [f"{head.method} {path} HTTP/{head.version}"]
     seen = set()
@@ -97,9 +105,37 @@ def prepare_request(raw: bytes, target: Address, edits: RequestEdits, session_ke
     return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + raw[head.body_offset :]
 
 
+def _prepare_fastcgi(raw: bytes, edits: RequestEdits, session_key: str | None) -> bytes:
+    """A FastCGI request (a web server talking to PHP-FPM) with the edits applied to what
+    its params say: --rewrite-url on REQUEST_URI, headers as HTTP_* params, the session key as
+    HTTP_X_KOALA_SESSION and HTTP_TRACEPARENT. Unedited, it goes byte for byte."""
+    if not (edits.rewrites or edits.headers or session_key):
+        return raw
+    request = fastcgi.parse_request(raw)
+    if request is None or not request.complete:
+        return raw
+    params = list(request.params)
+    uri = request.param("REQUEST_URI")
+    if edits.rewrites and uri is not None:
+        for rewrite in edits.rewrites:
+            uri = rewrite.pattern.sub(rewrite.replacement, uri)
+        # What PHP reads the URL from follows: $_GET from QUERY_STRING, the path from DOCUMENT_URI.
+        path, _, query = uri.partition("?")
+        new = {"REQUEST_URI": uri, "QUERY_STRING": query, "DOCUMENT_URI": path}
+        params = [(k, new[k] if k in new else v) for k, v in params]
+    extra = list(edits.headers)
+    if session_key is not None:
+        extra += [(SESSION_HEADER, session_key), ("traceparent", trace_parent(session_key))]
+    for name, value in extra:
+        key = "HTTP_" + name.upper().replace("-", "_")
+        params = [(k, v) for k, v in params if k != key] + [(key, value)]
+    return fastcgi.encode_request(params, request.stdin, request_id=request.request_id, keep_conn=request.keep_conn)
+
+
 def request_path(raw: bytes) -> str | None:
-    head = http1.parse_request_head(raw)
-    return head.target if head else None
+    """The request target (HTTP, or a FastCGI request's REQUEST_URI), for URL filters."""
+    line = parse_talk(raw).line
+    return line[1] if line else None
 
 
 class InboundClient:
@@ -112,7 +148,10 @@ class InboundClient:
 
     async def send(self, request: bytes) -> InboundResult:
         started = time.perf_counter()
-        method = (http1.request_line(request) or ("", ""))[0]
+        if fastcgi.is_request(request):
+            method, keep_conn = FASTCGI_READ, bool((parsed := fastcgi.parse_request(request)) and parsed.keep_conn)
+        else:
+            method, keep_conn = (http1.request_line(request) or ("", ""))[0], True
         for attempt in range(2):
             reused = bool(self._idle)
             try:
@@ -143,7 +182,7 @@ class InboundClient:
                 if reused and attempt == 0:
                     continue
                 return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} closed the connection without answering")
-            if keep:
+            if keep and keep_conn:  # FastCGI: PHP-FPM closes unless the request kept it open
                 self._idle.append((reader, writer))
             else:
                 _close(writer)
@@ -160,6 +199,8 @@ class InboundClient:
         buffer = bytearray()
         if not method:
             return await _read_burst(reader, buffer), False
+        if method == FASTCGI_READ:
+            return await _read_fastcgi(reader, buffer), True
         end = -1
         while end < 0:
             chunk = await reader.read(READ_SIZE)
@@ -201,6 +242,18 @@ class InboundClient:
         while self._idle:
             _, writer = self._idle.pop()
             _close(writer)
+
+
+async def _read_fastcgi(reader: asyncio.StreamReader, buffer: bytearray) -> bytes:
+    """A FastCGI answer: records up to and including END_REQUEST."""
+    while (end := fastcgi.response_length(bytes(buffer))) is None:
+        chunk = await reader.read(READ_SIZE)
+        if not chunk:
+            if not buffer:
+                return b""
+            raise ResponseError(f"closed the connection after {len(buffer)} bytes of a FastCGI answer, before END_REQUEST")
+        buffer += chunk
+    return bytes(buffer[:end])
 
 
 class ResponseError(Exception):

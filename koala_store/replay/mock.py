@@ -27,7 +27,7 @@ from matchers import ConnectionState, SessionMatcher
 
 from ..diff import Talk
 from ..model import Session
-from ..wire import HTTP, UNKNOWN, http1
+from ..wire import FASTCGI, HTTP, UNKNOWN, parse_talk
 from ..wire.setup import is_setup_request, opening_positions, peer_protocols
 from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
 from .openings import LiveOpening, OpeningLibrary
@@ -181,10 +181,10 @@ class OutboundMock:
             if self._current is None:
                 return None, "no session was being replayed (a call made after its session's response and grace period?)"
             return self._current, ""
-        if protocol == HTTP:
-            head = http1.parse_request_head(request)
-            key = head.header(SESSION_HEADER) if head else None
-            if key is None and head is not None and (parent := head.header("traceparent")):
+        if protocol in (HTTP, FASTCGI):
+            view = parse_talk(request).http  # FastCGI carries headers as HTTP_* params
+            key = view.header(SESSION_HEADER) if view else None
+            if key is None and view is not None and (parent := view.header("traceparent")):
                 key = parent.split("-")[1] if parent.count("-") >= 3 else None
             if key is not None:
                 context = self._contexts.get(key)

@@ -32,7 +32,7 @@ from ..formats import escaped
 from ..model import Session
 from ..results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote, Verdict
 from ..store.base import SessionStore
-from ..wire import response_status
+from ..wire import Protocol, response_status
 from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request, request_path
 from .mock import SESSION_HEADER, OutboundMock, SessionContext
 from .preflight import check_answers, check_peers, recorded_peers
@@ -44,6 +44,7 @@ FINISHING_PER_WORKER = 4  # sessions a worker may still be comparing while it se
 # With --concurrency > 1, at most this many sessions replay one at a time while the run
 # learns whether the build passes the session header on (see Replay._probe).
 PROBE_SESSIONS = 20
+HEADER_CARRIERS = (Protocol.HTTP, Protocol.FASTCGI)  # talks that can carry the session header
 
 
 class ReplayOptions(msgspec.Struct, kw_only=True):
@@ -267,9 +268,10 @@ class Replay:
                     continue  # no outbound calls yet: nothing to learn from
                 if context.without_header:
                     kinds = sorted(set(context.without_header))
+                    headless = [k for k in kinds if k not in HEADER_CARRIERS]
                     why = (
-                        f"{', '.join(k for k in kinds if k != 'http')} talks cannot carry a header"
-                        if kinds != ["http"]
+                        f"{', '.join(headless)} talks cannot carry a header"
+                        if headless
                         else f"the SUT does not pass {SESSION_HEADER} or traceparent on to its outbound HTTP calls"
                     )
                     raise KoalaError(
