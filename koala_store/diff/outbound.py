@@ -56,6 +56,7 @@ class Talk(msgspec.Struct):
     # Set when the answer came from another session's recorded opening of the connection
     # (koala_store.replay.openings); `match.position` then indexes that opening, not ours.
     answered_from: str | None = None
+    note: str = ""  # why the mock attributed it to this session, when no header said so
 
 
 class TalkOutcome(msgspec.Struct):
@@ -75,6 +76,7 @@ class TalkOutcome(msgspec.Struct):
     request_changed: bool = False
     opening: bool = False  # connection set-up: not compared
     answered_from: str | None = None  # answered from this session's recorded opening
+    note: str = ""  # how the talk was attributed to this session, when no header said so
 
 
 class UnmatchedTalk(msgspec.Struct):
@@ -226,6 +228,7 @@ def compare_outbound(recorded: Sequence[CallOutbound], talks: Sequence[Talk], op
             greeting=not talk.request and (q is not None or talk.answered_from is not None),
             opening=talk.opening,
             answered_from=talk.answered_from,
+            note=talk.note,
         )
         report.talks.append(outcome)
         if talk.answered_from is not None:

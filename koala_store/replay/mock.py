@@ -29,15 +29,21 @@ from ..diff import Talk
 from ..model import Session
 from ..wire import FASTCGI, HTTP, UNKNOWN, parse_talk
 from ..wire.setup import is_setup_request, opening_positions, peer_protocols
-from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, guess_live_protocol, is_complete
+from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, RequestFramer, guess_live_protocol
 from .openings import LiveOpening, OpeningLibrary
 from .sockets import quickack
 from .targets import Address, OutboundMapping
 
 SESSION_HEADER = "X-Koala-Session"
+# What one local client may cost the mock (a hostile or broken one included): connections
+# open at once, bytes in one talk, and how long a connection may stay silent between talks.
+MAX_CONNECTIONS = 1024
+MAX_TALK_BYTES = 16 * 1024 * 1024
+IDLE_TIMEOUT_S = 120.0
 # Set-up talks are matched protocol-aware whatever strategy the run uses (see openings.py).
 OPENING_STRATEGY = matchers.get("fuzzy")
 READ_SIZE = 1 << 16
+EXCERPT = 4096  # bytes of an unattributed talk kept for the report
 Attribution = Literal["single", "header"]
 
 
@@ -73,6 +79,7 @@ class SessionContext:
         self.without_header: list[str] = []  # "peer (protocol)" of each such talk
         self.busy = 0  # talks read and not yet answered
         self.last_talk_at = 0.0
+        self.began_at = time.monotonic()
 
     def opening_matcher(self) -> tuple[SessionMatcher, list[int]]:
         """A matcher over this session's own connection-opening calls (protocol-aware, as the
@@ -109,6 +116,7 @@ class OutboundMock:
         self._sessions = itertools.count(1)
         self._protocols: dict[str, str] = {}
         self._open: set[asyncio.StreamWriter] = set()  # live connections, closed at stop()
+        self.refused = 0  # connections closed at once: MAX_CONNECTIONS were open
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -203,7 +211,12 @@ class OutboundMock:
 
     async def _serve(self, mapping: OutboundMapping, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(mapping.recorded_peer)
+        if len(self._open) >= MAX_CONNECTIONS:
+            self.refused += 1
+            writer.close()
+            return
         connection = next(self._connections)
+        opened_at = time.monotonic()
         self._open.add(writer)
         states: dict[str, ConnectionState] = {}
         previous: ConnectionState | None = None
@@ -233,7 +246,11 @@ class OutboundMock:
                     return  # the SUT closed the connection
                 dependency = self._protocols.get(peer, UNKNOWN)
                 protocol = guess_live_protocol(data, dependency)
-                request = await self._rest_of_talk(reader, data, protocol)
+                request, whole = await self._rest_of_talk(reader, data, protocol)
+                if not whole:
+                    why = f"a request over {MAX_TALK_BYTES >> 20} MiB; the connection was closed"
+                    self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
+                    return
                 if opening is not None and not is_setup_request(request, dependency):
                     opening = None  # the connection's own work has begun
                 if opening is not None:
@@ -247,22 +264,28 @@ class OutboundMock:
                             context.talks.append(talk)
                             context.last_talk_at = time.monotonic()
                         continue
+                if dependency != UNKNOWN and parse_talk(request, hint=dependency).protocol != dependency:
+                    # Not what this dependency speaks: no session's call (a stray or hostile
+                    # client), so it is reported, not pinned on the session being replayed.
+                    why = f"not {dependency}: not a talk of the service's; the connection was closed"
+                    self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
+                    return
                 context, why = self._attribute(request, protocol)
                 if context is None:
-                    self.unattributed.append(UnattributedTalk(peer, connection, request, why))
+                    self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
                     return  # fail closed
                 context.busy += 1
                 try:
                     state = self._state(context, states, previous)
                     previous = state
                     result = context.matcher.match(request, state, peer=peer)
+                    talk = Talk(peer, connection, request, result, note=self._attribution_note(context, opened_at))
+                    context.talks.append(talk)
                     if result.matched:
                         assert result.call is not None
                         writer.write(result.call.response)
                         await writer.drain()
-                        context.talks.append(Talk(peer, connection, request, result))
                         continue
-                    context.talks.append(Talk(peer, connection, request, result))
                     if str(mapping.recorded_peer) in self.bypass:
                         context.bypassed += 1
                         await self._pass_through(mapping, request, reader, writer)
@@ -329,33 +352,39 @@ class OutboundMock:
             states[context.key] = state
         return state
 
-    @staticmethod
-    async def _first_read(reader: asyncio.StreamReader, fresh: bool) -> bytes | None:
-        """The first bytes of a talk; None when a new connection stays silent for 20 ms."""
-        if not fresh:
-            return await reader.read(READ_SIZE)
-        try:
-            return await asyncio.wait_for(reader.read(READ_SIZE), GREETING_WAIT_S)
-        except asyncio.TimeoutError:
-            return None
+    def _attribution_note(self, context: SessionContext, opened_at: float) -> str:
+        """Why a talk went to this session when no header said so (shown in the report)."""
+        if self.attribution == "single" and opened_at < context.began_at:
+            return "on a connection the service opened before this session began (kept open across sessions); the one session being replayed"
+        return ""
 
     @staticmethod
-    async def _rest_of_talk(reader: asyncio.StreamReader, data: bytes, protocol: str) -> bytes:
+    async def _first_read(reader: asyncio.StreamReader, fresh: bool) -> bytes | None:
+        """The first bytes of a talk; None when a new connection stays silent for 20 ms. A
+        connection silent for IDLE_TIMEOUT_S between talks is closed (b"")."""
+        try:
+            return await asyncio.wait_for(reader.read(READ_SIZE), GREETING_WAIT_S if fresh else IDLE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return None if fresh else b""
+
+    @staticmethod
+    async def _rest_of_talk(reader: asyncio.StreamReader, data: bytes, protocol: str) -> tuple[bytes, bool]:
         """Read until the request is complete: by the protocol when it is known, else until
-        Koala's 3 ms idle gap."""
-        buffer = bytearray(data)
-        while True:
-            complete = is_complete(bytes(buffer), protocol)
-            if complete:
-                return bytes(buffer)
+        Koala's 3 ms idle gap. Also whether it stayed within MAX_TALK_BYTES."""
+        framer = RequestFramer(protocol)
+        complete = framer.feed(data)
+        while not complete:
+            if len(framer.buffer) > MAX_TALK_BYTES:
+                return bytes(framer.buffer), False
             gap = IDLE_GAP_S if complete is None else INCOMPLETE_GAP_S
             try:
                 more = await asyncio.wait_for(reader.read(READ_SIZE), gap)
             except asyncio.TimeoutError:
-                return bytes(buffer)
+                break
             if not more:
-                return bytes(buffer)
-            buffer += more
+                break
+            complete = framer.feed(more)
+        return bytes(framer.buffer), True
 
     @staticmethod
     async def _pass_through(mapping: OutboundMapping, request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -43,3 +43,161 @@ def is_complete(data: bytes, protocol: Protocol | str) -> bool | None:
     if protocol == FASTCGI:
         return fastcgi.request_length(data) is not None
     return None
+
+
+class RequestFramer:
+    """Frames one live request as its bytes arrive, looking at each byte a bounded number of
+    times whatever the read sizes (a hostile or slow client cannot make framing quadratic),
+    and without recursion (nesting cannot exhaust the stack).
+
+    `feed(chunk)` returns what `is_complete` returns for all bytes fed so far: True when they
+    hold whole messages, False when one is cut short, None when the protocol is unknown.
+    """
+
+    def __init__(self, protocol: Protocol | str):
+        self.protocol = protocol
+        self.buffer = bytearray()
+        self._pos = 0  # where parsing resumes
+        # Redis: counts of elements still expected by the open aggregates; HTTP: body framing.
+        self._pending: list[int] = []
+        self._http_end: int | None = None  # end offset of the HTTP message, once known
+        self._chunked = False
+
+    def feed(self, chunk: bytes) -> bool | None:
+        self.buffer += chunk
+        if self.protocol == REDIS:
+            return self._redis()
+        if self.protocol == HTTP:
+            return self._http()
+        if self.protocol == MYSQL:
+            return self._mysql()
+        if self.protocol == FASTCGI:
+            return self._fastcgi()
+        return None
+
+    # --- Redis: values back to back, each a line, a bulk string or an aggregate ------------
+
+    def _redis(self) -> bool:
+        data, pos, pending = self.buffer, self._pos, self._pending
+        while pos < len(data):
+            line_end = data.find(b"\r\n", pos)
+            if line_end < 0:
+                break
+            kind = data[pos : pos + 1]
+            if kind in (b"$", b"!", b"="):
+                try:
+                    size = int(data[pos + 1 : line_end])
+                except ValueError:
+                    size = -1  # not a length: the value is this line (the matcher judges it)
+                end = line_end + 2 + (size + 2 if size >= 0 else 0)
+                if end > len(data):
+                    break
+                pos = end
+                self._element_done()
+            elif kind in (b"*", b"~", b">", b"%", b"|"):
+                try:
+                    count = int(data[pos + 1 : line_end])
+                except ValueError:
+                    count = 0
+                pos = line_end + 2
+                count = count * 2 if kind in (b"%", b"|") else count
+                if count > 0:
+                    pending.append(count)
+                else:
+                    self._element_done()
+            else:  # a one-line value, or an inline command
+                pos = line_end + 2
+                self._element_done()
+        self._pos = pos
+        return pos == len(data) and not pending and pos > 0
+
+    def _element_done(self) -> None:
+        pending = self._pending
+        while pending:
+            pending[-1] -= 1
+            if pending[-1] > 0:
+                return
+            pending.pop()  # the aggregate is whole: it is one element of its parent
+
+    # --- MySQL: packets of a 3-byte length and a sequence byte --------------------------
+
+    def _mysql(self) -> bool:
+        data, pos = self.buffer, self._pos
+        while pos + mysql.HEADER_SIZE <= len(data):
+            end = pos + mysql.HEADER_SIZE + int.from_bytes(data[pos : pos + 3], "little")
+            if end > len(data):
+                break
+            pos = end
+        self._pos = pos
+        return pos == len(data) and pos >= mysql.HEADER_SIZE
+
+    # --- FastCGI: records up to the request's empty STDIN (or ABORT_REQUEST) -------------
+
+    def _fastcgi(self) -> bool:
+        data, pos = self.buffer, self._pos
+        if self._http_end is not None:
+            return True  # the request ended earlier; what follows is not part of it
+        if len(data) < fastcgi.HEADER_SIZE:
+            return False
+        request_id = fastcgi.HEADER.unpack_from(data)[2]
+        while pos + fastcgi.HEADER_SIZE <= len(data):
+            version, kind, rid, length, padding = fastcgi.HEADER.unpack_from(data, pos)
+            end = pos + fastcgi.HEADER_SIZE + length + padding
+            if version != fastcgi.VERSION or end > len(data):
+                break
+            pos = end
+            if rid == request_id and ((kind == fastcgi.STDIN and length == 0) or kind == fastcgi.ABORT_REQUEST):
+                self._pos = self._http_end = pos
+                return True
+        self._pos = pos
+        return False
+
+    # --- HTTP/1.x: a head, then a body by Content-Length or chunks ----------------------
+
+    def _http(self) -> bool:
+        data = self.buffer
+        if self._http_end is None and not self._chunked:
+            end = data.find(http1.HEAD_END, max(self._pos - 3, 0))
+            if end < 0:
+                self._pos = len(data)
+                return False
+            body_start = end + len(http1.HEAD_END)
+            head = http1.parse_request_head(bytes(data[:body_start]))
+            if head is None:
+                return False
+            if "chunked" in (head.header("Transfer-Encoding") or "").lower():
+                self._chunked, self._pos = True, body_start
+            else:
+                try:
+                    self._http_end = body_start + int(head.header("Content-Length") or 0)
+                except ValueError:
+                    self._http_end = body_start
+        if self._chunked:
+            return self._http_chunks()
+        assert self._http_end is not None
+        return len(data) >= self._http_end
+
+    def _http_chunks(self) -> bool:
+        data, pos = self.buffer, self._pos
+        while True:
+            line_end = data.find(b"\r\n", pos)
+            if line_end < 0:
+                break
+            try:
+                size = int(bytes(data[pos:line_end]).split(b";", 1)[0].strip() or b"x", 16)
+            except ValueError:
+                return True  # malformed: what came is the request (the matcher judges it)
+            if size == 0:
+                # Trailers, then the empty line that ends the message.
+                cursor = line_end + 2
+                while (trailer_end := data.find(b"\r\n", cursor)) >= 0:
+                    if trailer_end == cursor:
+                        self._pos = trailer_end + 2
+                        return True
+                    cursor = trailer_end + 2
+                break
+            if line_end + 2 + size + 2 > len(data):
+                break
+            pos = line_end + 2 + size + 2
+        self._pos = pos
+        return False
