@@ -27,7 +27,7 @@ from matchers import ConnectionState, SessionMatcher
 
 from ..diff import Talk
 from ..model import Session
-from ..wire import FASTCGI, HTTP, UNKNOWN, parse_talk
+from ..wire import FASTCGI, HTTP, UNKNOWN, http1, parse_talk
 from ..wire.setup import is_setup_request, opening_positions, peer_protocols
 from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, RequestFramer, guess_live_protocol
 from .openings import LiveOpening, OpeningLibrary
@@ -35,6 +35,7 @@ from .sockets import quickack
 from .targets import Address, OutboundMapping
 
 SESSION_HEADER = "X-Koala-Session"
+PROPAGATION_HEADERS = (b"x-koala-session", b"traceparent")
 # What one local client may cost the mock (a hostile or broken one included): connections
 # open at once, bytes in one talk, and how long a connection may stay silent between talks.
 MAX_CONNECTIONS = 1024
@@ -72,6 +73,7 @@ class SessionContext:
         self.key = key  # what the SUT propagates (X-Koala-Session value or trace id)
         self.talks: list[Talk] = []
         self._openings: tuple[SessionMatcher, list[int]] | None = None
+        self._expected: list[int] | None = None  # positions a faithful replay makes
         self.bypassed = 0  # unmatched talks let through to the real dependency (--bypass)
         # How talks were attributed: by the propagated header, or only because this was the
         # one session in flight (what a SUT that does not pass the header on looks like).
@@ -80,6 +82,15 @@ class SessionContext:
         self.busy = 0  # talks read and not yet answered
         self.last_talk_at = 0.0
         self.began_at = time.monotonic()
+
+    def all_made(self) -> bool:
+        """Whether every recorded call (but connection set-up, which a pooled connection need
+        not repeat) has answered a live talk."""
+        if self._expected is None:
+            openings = opening_positions(self.session.outbound_calls)
+            self._expected = [p for p in range(len(self.matcher.calls)) if p not in openings]
+        counts = self.matcher.use_counts
+        return all(counts[p] for p in self._expected)
 
     def opening_matcher(self) -> tuple[SessionMatcher, list[int]]:
         """A matcher over this session's own connection-opening calls (protocol-aware, as the
@@ -161,14 +172,18 @@ class OutboundMock:
                 self._protocols[peer] = protocol
 
     async def settle(self, context: SessionContext, grace: float = 0.002, limit: float = 0.5) -> None:
-        """Wait until the session's talks are answered and `grace` passed since the response and
-        its last talk (calls a SUT makes just after answering still count)."""
+        """Wait until the session's talks are answered and, while some recorded call has not
+        been made yet, `grace` passed since the response and its last talk (calls a SUT makes
+        just after answering still count). Once every recorded call was made there is nothing
+        left to wait for."""
         answered = time.monotonic()
         deadline = answered + limit
         while (now := time.monotonic()) < deadline:
             if context.busy:
                 await asyncio.sleep(0.001)  # a talk is being answered
                 continue
+            if context.all_made():
+                return
             quiet_until = max(answered, context.last_talk_at) + grace
             if now >= quiet_until:
                 return
@@ -274,6 +289,10 @@ class OutboundMock:
                 if context is None:
                     self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
                     return  # fail closed
+                if protocol == HTTP:
+                    # The session header is the replay's own plumbing, not the service's request:
+                    # without it an unchanged request is byte for byte the recorded one.
+                    request = http1.without_headers(request, PROPAGATION_HEADERS)
                 context.busy += 1
                 try:
                     state = self._state(context, states, previous)

@@ -474,7 +474,17 @@ def replay(store: SessionStore, options: ReplayOptions, progress: Callable[[Coun
 
     SIGTERM stops it as Ctrl-C does: the sessions under way are cancelled, the run is
     written as "interrupted" with what was compared so far, and `Terminated` is raised."""
-    return asyncio.run(_stopping_on_sigterm(Replay(store, options, progress).run()))
+    return run_loop(_stopping_on_sigterm(Replay(store, options, progress).run()))
+
+
+def run_loop(main: Coroutine[Any, Any, RunSummary]) -> RunSummary:
+    """Run the replay's event loop: uvloop where it is installed (its socket path costs a
+    fraction of asyncio's), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def _stopping_on_sigterm(run: Coroutine[Any, Any, RunSummary]) -> RunSummary:

@@ -252,3 +252,18 @@ def message_length(data: bytes, *, is_response: bool = False, request_method: st
     if is_response:
         return None
     return body_start
+
+
+def without_headers(data: bytes, names: tuple[bytes, ...]) -> bytes:
+    """The message with every header line named in `names` (lower case) left out of its head;
+    the same bytes object when none is there (the usual case costs one search per name)."""
+    end = data.find(HEAD_END)
+    if end < 0:
+        return data
+    head = data[: end + 2]
+    lowered = head.lower()
+    if not any(b"\r\n" + name + b":" in lowered for name in names):
+        return data
+    lines = head.split(b"\r\n")
+    kept = [lines[0]] + [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in names]
+    return b"\r\n".join(kept) + data[end + 2 :]
