@@ -1,0 +1,170 @@
+"""koala replay against GoReplay, side by side: the same sessions, the same Go service.
+
+Target (issue 12): koala replay's rate >= 1.0x GoReplay's at 1, 8 and 32 workers, while
+koala mocks every outbound call and diffs every response.
+
+    .venv/bin/python bench/bench_vs_goreplay.py [--sessions 5000] [--workers 1,8,32] [--rounds 3]
+
+1. Records N sessions of bench/fastsut (GET /item/<id>, three outbound HTTP calls each, to
+   three stand-in dependency servers) exactly as bench/bench_replay.py does, into SQLite.
+2. Writes their inbound requests to a .gor file (koala's own gor writer; GoReplay reads it).
+3. For each worker count, in alternating rounds (koala, goreplay, koala, goreplay...):
+   - GoReplay: the SUT calls the real stand-in dependencies (GoReplay cannot mock them) and
+     `goreplay --input-file "s.gor|10000%" --input-file-read-depth 20000 --output-http
+     http://SUT --output-http-workers W` replays; GoReplay checks nothing. Its rate is the
+     sessions the service answered (counted by the dependency servers: 3 calls each) over
+     the time from GoReplay's start until the last of them.
+   - koala: `koala replay` (the library call) with --concurrency W, the SUT pointed at the
+     mock, every response and side effect compared; its rate is sessions over the wall time
+     of the replay call. Every session must come out `same`.
+Prints each round and the median ratio koala/GoReplay per worker count.
+
+GoReplay is built by scripts/tools.sh into .cache/tools/bin/goreplay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_replay import DEPENDENCIES, LOOPBACK, DependencyServer, Recorder, Sut, build_sut, record_sessions, replay_run  # noqa: E402
+
+from koala_store.formats import gor  # noqa: E402
+from koala_store.store import open_store  # noqa: E402
+
+GOREPLAY = ROOT / ".cache" / "tools" / "bin" / "goreplay"
+
+
+class StandIns:
+    """The three dependency servers on their own event loop thread, counting requests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.recorder = Recorder()
+        self.deps = [DependencyServer(name, self.recorder) for name in DEPENDENCIES]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        for dep in self.deps:
+            asyncio.run_coroutine_threadsafe(dep.start(), self.loop).result()
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {d.name: d.peer.address for d in self.deps}
+
+    def served(self) -> int:
+        return len(self.recorder.talks)
+
+    def reset(self) -> None:
+        self.recorder.talks = []
+
+    def stop(self) -> None:
+        for dep in self.deps:
+            asyncio.run_coroutine_threadsafe(dep.stop(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: StandIns, workdir: Path) -> float:
+    """Sessions per second GoReplay drove through the SUT (with real stand-in dependencies)."""
+    sut = Sut(stand_ins.addresses, workdir / f"sut-goreplay-{workers}.log")
+    stand_ins.reset()
+    wanted = sessions * len(DEPENDENCIES)
+    try:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [
+                str(GOREPLAY),
+                "--input-file",
+                f"{gor_file}|10000%",
+                "--input-file-read-depth",
+                "20000",
+                "--output-http",
+                f"http://{sut.address}",
+                "--output-http-workers",
+                str(workers),
+                "--output-http-timeout",
+                "10s",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        last, last_change = 0, time.perf_counter()
+        while True:
+            served = stand_ins.served()
+            now = time.perf_counter()
+            if served != last:
+                last, last_change = served, now
+            if served >= wanted or now - last_change > 5:
+                break
+            time.sleep(0.002)
+        finished = last_change
+        process.terminate()
+        process.wait(10)
+    finally:
+        sut.stop()
+    if last < wanted:
+        print(f"  goreplay: only {last // len(DEPENDENCIES)} of {sessions} sessions reached the service")
+    return (last / len(DEPENDENCIES)) / (finished - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--workers", default="1,8,32")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--matcher", default="fuzzy")
+    args = parser.parse_args()
+    if not GOREPLAY.exists():
+        raise SystemExit(f"{GOREPLAY} is missing: run ./scripts/tools.sh")
+    build_sut()
+    workdir = Path(tempfile.mkdtemp(prefix="koala-bench-vs-goreplay-"))
+    sessions, peers = asyncio.run(record_sessions(args.sessions, workdir))
+    store = open_store(f"sqlite:///{workdir / 'recording.db'}")
+    store.put_many(sessions)
+    store.refresh()
+    gor_file = workdir / "sessions.gor"
+    with open(gor_file, "wb") as out:
+        gor.write(sessions, out)
+    n = len(sessions)
+    del sessions
+    print(f"recorded {n} sessions; .gor {gor_file.stat().st_size / 1e6:.1f} MB; workers {args.workers}; {args.rounds} alternating rounds")
+    stand_ins = StandIns()
+    results: dict[int, dict[str, list[float]]] = {}
+    try:
+        for workers in (int(w) for w in args.workers.split(",")):
+            for round_ in range(args.rounds):
+                summary, wall, _ = replay_run(store, peers, args.matcher, workers, workdir, None, None, f"-vs-{round_}")
+                koala_rate = summary.total / wall
+                if summary.same != n:
+                    print(f"  koala: only {summary.same} of {n} sessions came out same: this round does not count")
+                    continue
+                goreplay_rate = goreplay_round(gor_file, n, workers, stand_ins, workdir)
+                results.setdefault(workers, {"koala": [], "goreplay": []})
+                results[workers]["koala"].append(koala_rate)
+                results[workers]["goreplay"].append(goreplay_rate)
+                print(f"workers {workers:>2} round {round_ + 1}: koala {koala_rate:7.0f}/s  goreplay {goreplay_rate:7.0f}/s  ratio {koala_rate / goreplay_rate:5.2f}x")
+                sys.stdout.flush()
+    finally:
+        stand_ins.stop()
+        store.close()
+    print()
+    print("median sessions/s (koala mocks and diffs everything; GoReplay sends and checks nothing):")
+    for workers, rates in results.items():
+        koala, goreplay = statistics.median(rates["koala"]), statistics.median(rates["goreplay"])
+        ratios = [k / g for k, g in zip(rates["koala"], rates["goreplay"], strict=True)]
+        print(f"  {workers:>2} workers: koala {koala:7.0f}/s  goreplay {goreplay:7.0f}/s  ratio {statistics.median(ratios):.2f}x  (target >= 1.0x)")
+
+
+if __name__ == "__main__":
+    main()
