@@ -288,17 +288,22 @@ class Replay:
     async def _worker(self, queue: asyncio.Queue[Session | None]) -> None:
         target = InboundClient(self.options.target, timeout=self.options.timeout)
         baseline = InboundClient(self.options.baseline, timeout=self.options.timeout) if self.options.baseline else None
-        # With sessions told apart by header and nothing else to replay for a session, the
-        # worker moves on once the SUT has answered; settling and comparing go on beside it.
-        overlap = self.propagate and not self.options.noise_runs and baseline is None
+        # With nothing else to replay for a session, the worker moves on once the SUT has
+        # answered: comparing goes on beside the next session (and, when sessions are told
+        # apart by header, settling too; one session at a time must settle first, since a
+        # talk belongs to the session being replayed when it arrives).
+        overlap = not self.options.noise_runs and baseline is None
         finishing: set[asyncio.Task[None]] = set()
         try:
             while (session := await queue.get()) is not None:
                 first, context = await self._exchange(session, target)
-                completion = self._complete(session, first, context, target, baseline)
                 if not overlap:
-                    await completion
+                    await self._complete(session, first, context, target, baseline)
                     continue
+                if self.propagate:
+                    completion = self._complete(session, first, context, target, baseline)
+                else:
+                    completion = self._compare_and_record(session, first, await self._talks(context), context, target, baseline)
                 if len(finishing) >= FINISHING_PER_WORKER:  # comparing falls behind: wait for it
                     await asyncio.wait(finishing, return_when=asyncio.FIRST_COMPLETED)
                 task = asyncio.create_task(completion)
@@ -340,7 +345,12 @@ class Replay:
         return result, await self._talks(context)
 
     async def _complete(self, session: Session, first: InboundResult, context: SessionContext, target: InboundClient, baseline: InboundClient | None) -> None:
-        comparison = await self._compare(session, first, await self._talks(context), context, target, baseline)
+        await self._compare_and_record(session, first, await self._talks(context), context, target, baseline)
+
+    async def _compare_and_record(
+        self, session: Session, first: InboundResult, talks: list[diff.Talk], context: SessionContext, target: InboundClient, baseline: InboundClient | None
+    ) -> None:
+        comparison = await self._compare(session, first, talks, context, target, baseline)
         if comparison is not None:
             await self._record(comparison)
 
