@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Real third-party tools the tests run against, installed into .cache/tools (not committed):
 #   goreplay 1.3.2 (Go module proxy; needs libpcap's headers from Debian's packages);
-#   chromium (Debian's package) for the HTML report's browser tests.
+#   Debian's packages: chromium (the HTML report's browser tests), redis-server and
+#   mariadb-server (recording and replaying services with those dependencies), php-fpm
+#   (FastCGI sessions replayed against a real PHP-FPM).
 # Prints nothing on success; a tool that cannot be installed is reported and its tests skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +23,21 @@ if [ ! -x "$tools/bin/goreplay" ]; then
   fi
 fi
 
-# Headless Chromium for the HTML report tests (Debian's package; Playwright drives it and
-# never downloads a browser of its own). Without root and apt those tests skip.
-if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 ||
-    (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1) ||
-    echo "tools: chromium did not install; the HTML report's browser tests will skip" >&2
+# Real programs the tests run, from Debian's packages, when missing and we may install them
+# (Playwright drives Debian's chromium and never downloads a browser of its own).
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$missing redis-server"
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$missing mariadb-server"
+command -v php-fpm8.2 >/dev/null 2>&1 || command -v php-fpm >/dev/null 2>&1 || [ -x /usr/sbin/php-fpm8.2 ] || missing="$missing php-fpm"
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null 2>&1 ||
+      (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null 2>&1) ||
+      echo "tools:$missing did not install; their tests will skip" >&2
+  else
+    echo "tools:$missing missing (install Debian's packages as root); their tests will skip" >&2
+  fi
 fi
 exit 0
