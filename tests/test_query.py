@@ -109,3 +109,14 @@ def test_bad_queries_point_at_the_problem(query: str, message: str, position: in
 def test_text_sent_to_elasticsearch_splits_into_the_tokens_sqlite_indexes(data: bytes) -> None:
     # Elasticsearch's standard analyzer splits token_text on its spaces and lowercases.
     assert tokenize(token_text(data)) == tokenize(searchable_text(data))
+
+
+def test_a_misspelt_field_is_named_with_the_field_meant_even_before_a_path_value() -> None:
+    from koala_store.errors import QueryError
+    from koala_store.query.parse import parse
+
+    for query in ("inbound.pth:/v1/order", "inbound.pth:x", "outbund.peer:\"10.0.0.7:3306\""):
+        with pytest.raises(QueryError) as caught:
+            parse(query)
+        message = str(caught.value)
+        assert message.startswith(f"unknown field {query.split(':')[0]!r}; did you mean "), message

@@ -334,7 +334,7 @@ def test_cli_exit_codes_junit_json_and_runs(capsys, tmp_path: Path) -> None:
         assert "DIFFERENT" in run.out and "body.price: 10 -> 13" in run.out
     suite = ET.parse(junit).getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "2", "0")
-    assert suite.find("testcase/failure").get("message").startswith("1 differences, first changed body.price")
+    assert suite.find("testcase/failure").get("message").startswith("1 difference, first changed body.price")
     listed = koala(capsys, "runs", "list", "--store", url)
     assert listed.code == 0 and "red" in listed.out and "green" in listed.out
     shown = koala(capsys, "runs", "show", "red", "--store", url)

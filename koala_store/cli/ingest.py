@@ -9,13 +9,14 @@ import typer
 from ..errors import KoalaError
 from ..ingest import FORMATS, IngestInterrupted, IngestReport, ingest, rejection_lines
 from .common import EXIT_PARTIAL, EXIT_USER_ERROR, IndexOption, StoreOption, fail, list_rejected, note, progress_bar, say, store_from, user_errors
+from ..words import count
 
 EXIT_INTERRUPTED = 130
 
 
 def _stored(report: IngestReport, url: str) -> str:
     unchanged = f" ({report.unchanged} already stored)" if report.unchanged else ""
-    return f"stored {report.stored} sessions{unchanged} into {url}"
+    return f"stored {count(report.stored, 'session')}{unchanged} into {url}"
 
 
 @user_errors

@@ -12,6 +12,7 @@ import typer
 from ..errors import KoalaError
 from ..report.html import render_html
 from .common import StoreOption, fail, note, store_from, user_errors
+from ..words import count
 
 
 @user_errors
@@ -31,7 +32,7 @@ def report_command(
     finally:
         store.close()
     _write(Path(output), html)
-    note(f"wrote {output} ({len(html.encode()) / 1e6:.1f} MB): {summary.total} sessions, {summary.different} different, {summary.error} error")
+    note(f"wrote {output} ({len(html.encode()) / 1e6:.1f} MB): {count(summary.total, 'session')}, {summary.different} different, {summary.error} error")
 
 
 def _write(path: Path, text: str) -> None:

@@ -18,6 +18,7 @@ from ..model import AppendFile, CallOutbound, ReadStorage, ReturnInbound, SendUD
 from ..summary import summarize
 from ..wire import FASTCGI, ParsedTalk, fastcgi, http1, parse_talk
 from .common import EXIT_PARTIAL, IndexOption, StoreOption, console, fail, note, progress_bar, report_skipped, say, store_from, user_errors
+from ..words import count
 
 app = typer.Typer(help="Search, show, export and delete stored sessions.", no_args_is_help=True)
 
@@ -45,7 +46,7 @@ def search(
             # Counting is a second query: only when the limit may have cut the list short.
             total = store.count(query) if limit and shown >= limit else shown
             more = f"; showing the first {shown} (--limit)" if total > shown else ""
-            note(f"{total} sessions match{more}")
+            note(f"{count(total, 'session')} match{more}")
         partial = report_skipped(store)
     finally:
         store.close()
@@ -203,7 +204,7 @@ def export_command(
         partial = report_skipped(store)
     finally:
         store.close()
-    note(f"exported {report.written} sessions to {output}")
+    note(f"exported {count(report.written, 'session')} to {output}")
     if report.not_written:
         note(f"not written {len(report.not_written)}:")
         for item in report.not_written:
@@ -225,12 +226,12 @@ def delete(
     store = store_from(store_url, index, readonly=not yes)
     try:
         if not yes:
-            count = store.count(query)
-            raise fail(f"this would delete {count} sessions from {store.url}; add --yes to delete them")
+            matching = store.count(query)
+            raise fail(f"this would delete {count(matching, 'session')} from {store.url}; add --yes to delete them")
         deleted = store.delete(query)
         partial = report_skipped(store)
     finally:
         store.close()
-    say(f"deleted {deleted} sessions from {store.url}")
+    say(f"deleted {count(deleted, 'session')} from {store.url}")
     if partial:
         raise typer.Exit(EXIT_PARTIAL)

@@ -8,6 +8,7 @@ import typer
 
 from ..store import copy_sessions, open_store
 from .common import EXIT_PARTIAL, IndexOption, StoreOption, list_rejected, progress_bar, report_skipped, say, store_from, user_errors
+from ..words import count
 
 app = typer.Typer(help="Work with whole stores.", no_args_is_help=True)
 
@@ -49,7 +50,7 @@ def copy(
     finally:
         source.close()
     unchanged = f" ({result.unchanged} already there)" if result.unchanged else ""
-    say(f"copied {result.stored} sessions{unchanged} from {source.url} to {target.url}")
+    say(f"copied {count(result.stored, 'session')}{unchanged} from {source.url} to {target.url}")
     if result.rejected:
         list_rejected([f"session {r.session_id}: {r.reason}" for r in result.rejected])
     if result.rejected or partial:

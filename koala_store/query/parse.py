@@ -294,6 +294,20 @@ def _or(items: list[ir.Node]) -> ir.Node:
     return items[0] if len(items) == 1 else ir.Or(tuple(items))
 
 
+_FIELD_NAME = re.compile(r"(?:^|(?<=[\s(+\-!]))([A-Za-z_][\w.]*):")
+
+
+def _unknown_field(text: str) -> tuple[str, int, str] | None:
+    """The first `name:` in the query that is a misspelt field: it, where, and the field."""
+    for match in _FIELD_NAME.finditer(text):
+        name = match.group(1)
+        if name not in FIELDS and name != "_exists_":
+            close = difflib.get_close_matches(name, FIELDS, n=1)
+            if close:
+                return name, match.start(1), close[0]
+    return None
+
+
 def parse(query: str) -> ir.Node:
     """Parse a Lucene query into the typed tree; raise QueryError pointing at the problem."""
     text = query.strip()
@@ -304,6 +318,12 @@ def parse(query: str) -> ir.Node:
     try:
         tree = parser.parse(prepared)
     except (ParseSyntaxError, IllegalCharacterError, ParseError) as exc:
+        unknown = _unknown_field(text)
+        if unknown is not None:
+            # `inbound.pth:/x` fails as syntax only because a misspelt field's value is not
+            # read as a path: the field is the problem to name.
+            name, at, close = unknown
+            raise QueryError(f"unknown field {name!r}; did you mean {close}? known fields: {', '.join(FIELDS)}", text, at) from None
         message = str(exc).replace("Syntax error in input : ", "").rstrip("!")
         found = _POSITION.search(message)
         position = builder.position(int(found.group(1))) if found else len(text)

@@ -10,6 +10,7 @@ from ..errors import KoalaError
 from ..formats.document import ns_to_iso
 from ..report.notation import json_notation
 from ..results import DIFFERENT, ERROR, Comparison, RunSummary
+from ..words import count
 
 
 def _describe(comparison: Comparison, limit: int = 20) -> str:
@@ -33,7 +34,7 @@ def write_junit(path: str, summary: RunSummary, comparisons: Iterable[Comparison
             case.set("time", f"{comparison.replayed_latency_ms / 1000:.6f}")
         if comparison.verdict == DIFFERENT:
             first = comparison.differences[0] if comparison.differences else None
-            message = f"{len(comparison.differences)} differences" + (f", first {first.kind} {first.path}" if first else "")
+            message = count(len(comparison.differences), "difference") + (f", first {first.kind} {first.path}" if first else "")
             ET.SubElement(case, "failure", message=message).text = _describe(comparison)
         elif comparison.verdict == ERROR:
             ET.SubElement(case, "error", message=comparison.error or "error")

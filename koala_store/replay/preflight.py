@@ -11,6 +11,7 @@ from ..errors import KoalaError
 from ..model import Session
 from ..store.base import SessionStore, peers_by_scan
 from .targets import Address, OutboundMapping
+from ..words import count
 
 CONNECT_TIMEOUT_S = 3.0
 SHOWN_PEERS = 20
@@ -50,7 +51,7 @@ def check_peers(peers: dict[str, int], mappings: list[OutboundMapping], bypass: 
     missing = sorted(((peer, n) for peer, n in peers.items() if peer not in covered), key=lambda item: (-item[1], item[0]))
     if not missing:
         return
-    shown = ", ".join(f"{peer} ({n} session{'s' if n != 1 else ''})" for peer, n in missing[:SHOWN_PEERS])
+    shown = ", ".join(f"{peer} ({count(n, 'session')})" for peer, n in missing[:SHOWN_PEERS])
     more = f" and {len(missing) - SHOWN_PEERS} more" if len(missing) > SHOWN_PEERS else ""
     flags = " ".join(f"--outbound 127.0.0.1:PORT={peer}" for peer, _ in missing[:3])
     raise KoalaError(

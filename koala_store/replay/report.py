@@ -14,6 +14,7 @@ from ..formats.document import ns_to_iso
 from ..report.bodydiff import body_diff
 from ..report.notation import json_notation
 from ..results import DIFFERENT, ERROR, SAME, Comparison, RunSummary
+from ..words import count
 
 MAX_SHOWN = 60  # characters of an expected or actual value
 VERDICT_STYLES = {SAME: "green", DIFFERENT: "bold yellow", ERROR: "bold red"}
@@ -27,11 +28,11 @@ def _value(value: Any) -> str:
 def summary_lines(summary: RunSummary) -> list[str]:
     seconds = ((summary.finished_at or summary.started_at) - summary.started_at) / 1e9
     lines = [
-        f"run {summary.run_id} ({summary.name}) {summary.status}: {summary.total} sessions replayed against {summary.target}"
+        f"run {summary.run_id} ({summary.name}) {summary.status}: {count(summary.total, 'session')} replayed against {summary.target}"
         + (f" (baseline {summary.baseline})" if summary.baseline else ""),
         f"  same {summary.same}, different {summary.different}, error {summary.error}"
         + (f", skipped {summary.skipped}" if summary.skipped else "")
-        + (f"; {summary.suppressed} differences suppressed as noise" if summary.suppressed else "")
+        + (f"; {count(summary.suppressed, 'difference')} suppressed as noise" if summary.suppressed else "")
         + (f"; {seconds:.1f} s, {summary.sessions_per_second:g} sessions/s" if summary.sessions_per_second else ""),
         f"  matcher {summary.matcher}" + (f" (threshold {summary.threshold:g})" if summary.threshold is not None else "")
         + f", query {summary.query!r}, started {ns_to_iso(summary.started_at)[:19]}Z",
@@ -62,12 +63,12 @@ def comparison_lines(comparison: Comparison, limit: int = 8, diff: bool = False)
     if outbound is not None:
         sources = sorted({t.answered_from for t in outbound.talks if t.answered_from})
         if sources:
-            lines.append(f"    connection set-up: {outbound.setup} talks answered from session {', '.join(sources)}")
+            lines.append(f"    connection set-up: {count(outbound.setup, 'talk')} answered from session {', '.join(sources)}")
         for talk in outbound.unmatched_talks[:3]:
             misses = ", ".join(f"#{m.action_index} {m.score:.2f} ({m.reason})" for m in talk.near_misses[:3]) or "none"
             lines.append(f"    unmatched call to {talk.peer}: {json_notation(talk.request, 72)}; near misses: {misses}")
     if comparison.suppressed:
-        lines.append(f"    ({len(comparison.suppressed)} differences suppressed as noise: {', '.join(sorted({s.difference.path for s in comparison.suppressed})[:5])})")
+        lines.append(f"    ({count(len(comparison.suppressed), 'difference')} suppressed as noise: {', '.join(sorted({s.difference.path for s in comparison.suppressed})[:5])})")
     if diff:
         if comparison.exchange is not None:
             lines += [f"    {line}" for line in body_diff(comparison.exchange)]

@@ -37,6 +37,7 @@ from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request
 from .mock import SESSION_HEADER, OutboundMock, SessionContext
 from .preflight import check_answers, check_peers, recorded_peers
 from .targets import Address, OutboundMapping
+from ..words import count
 
 FLUSH_EVERY = 200  # comparisons written to the store per batch
 TOP_PATHS = 50
@@ -276,7 +277,7 @@ class Replay:
                     )
                     raise KoalaError(
                         f"--concurrency {self.options.concurrency} cannot tell which session an outbound call belongs to: "
-                        f"session {session.session_id} made {len(context.without_header)} call(s) without the session header ({why}); "
+                        f"session {session.session_id} made {count(len(context.without_header), 'call')} without the session header ({why}); "
                         "replay with --concurrency 1"
                     )
                 return
