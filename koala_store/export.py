@@ -24,10 +24,10 @@ from urllib.parse import quote, unquote
 from msgspec import Struct, field
 
 from .errors import KoalaError
-from .formats import gor, koala, ndjson, replayer
+from .formats import FORMATS, gor, koala, ndjson, replayer
 from .model import Session
 
-EXPORT_FORMATS = ("koala", "replayer", "gor", "ndjson")
+EXPORT_FORMATS = FORMATS
 # Formats written as one file per session into a folder, as Koala's recorder does.
 FOLDER_FORMATS = ("koala", "replayer")
 # Characters kept as they are in file names; everything else is %XX (UTF-8 bytes).

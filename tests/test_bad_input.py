@@ -121,7 +121,7 @@ def test_mixed_good_and_bad_files_exit_2_and_keep_the_good(capsys, tmp_path: Pat
 
 def test_bad_options(capsys, tmp_path: Path, url: str, example_path: Path) -> None:
     run = koala(capsys, "ingest", str(example_path), "--format", "xml", "--store", url)
-    assert run.code == 1 and "--format 'xml' is not one of koala, replayer, gor, ndjson" in run.err
+    assert run.code == 1 and "invalid value for '--format' / '-f': 'xml' is not one of 'koala', 'replayer', 'gor', 'ndjson'" in run.err
     run = koala(capsys, "sessions", "search", "--limit", "-1", "--store", url)  # (0 means all: issue 11 item 11)
     assert run.code == 1 and one_line(run.err).startswith("error: invalid value for '--limit'") and one_line(run.err).endswith("; see koala sessions search --help")
     run = koala(capsys, "sessions", "search", "--no-such-option")
@@ -177,7 +177,7 @@ def test_export_bad_targets_leave_nothing_behind(capsys, tmp_path: Path, url: st
     run = koala(capsys, "sessions", "export", "*", "--format", "koala", "-o", str(tmp_path / "afile"), "--store", url)
     assert run.code == 1 and "is a file; --format koala writes one file per session into a folder" in one_line(run.err)
     run = koala(capsys, "sessions", "export", "*", "--format", "xml", "-o", str(tmp_path / "x"), "--store", url)
-    assert run.code == 1 and "--format 'xml' is not one of koala, replayer, gor, ndjson" in run.err
+    assert run.code == 1 and "invalid value for '--format' / '-f': 'xml' is not one of 'koala', 'replayer', 'gor', 'ndjson'" in run.err
     assert not list(tmp_path.rglob("*.part"))
 
 

@@ -160,6 +160,6 @@ def test_version_and_usage_errors_in_the_one_error_style(capsys) -> None:
     run = koala(capsys, "--version")
     assert run.code == 0 and run.out.strip() == f"koala-store {__version__}"
     run = koala(capsys, "sessions", "export", "*")
-    assert run.code == 1 and run.err.strip() == "error: missing option '--format' / '-f'; see koala sessions export --help"
+    assert run.code == 1 and run.err.strip() == "error: missing option '--format' / '-f'. Choose from: koala, replayer, gor, ndjson; see koala sessions export --help"
     run = koala(capsys, "sesions", "search")
     assert run.code == 1 and run.err.strip().startswith("error: no such command 'sesions'")

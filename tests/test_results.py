@@ -46,5 +46,5 @@ def test_stores_keep_verdicts_as_strings(backend: str, tmp_path: Path) -> None:
 def test_runs_show_rejects_an_unknown_verdict(capsys, tmp_path: Path) -> None:
     run = koala(capsys, "runs", "show", "r1", "--verdict", "maybe", "--store", str(tmp_path / "k.db"))
     assert run.code == 1
-    assert "--verdict 'maybe' is not one of same, different, error" in run.err
+    assert "invalid value for '--verdict': 'maybe' is not one of 'same', 'different', 'error'" in run.err
     assert "Traceback" not in run.err

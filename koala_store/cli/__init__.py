@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         # A usage error (missing or bad option) in the style of every other error: one line.
         ctx = getattr(exc, "ctx", None)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        message = message.strip().rstrip(".")
+        message = " ".join(message.replace("Value error, ", "").split()).rstrip(".")
         message = message[:1].lower() + message[1:]
         fail(f"{message}; see {ctx.command_path if ctx is not None else 'koala'} --help")
         sys.exit(EXIT_USER_ERROR)

@@ -7,8 +7,9 @@ from typing import Optional
 import typer
 
 from ..errors import KoalaError
-from ..ingest import FORMATS, IngestInterrupted, IngestReport, ingest, rejection_lines
-from .common import EXIT_PARTIAL, EXIT_USER_ERROR, IndexOption, StoreOption, fail, list_rejected, note, progress_bar, say, store_from, user_errors
+from ..formats import Format
+from ..ingest import IngestInterrupted, IngestReport, ingest, rejection_lines
+from .common import EXIT_PARTIAL, EXIT_USER_ERROR, IndexOption, StoreOption, list_rejected, note, progress_bar, say, store_from, user_errors
 from ..words import count
 
 EXIT_INTERRUPTED = 130
@@ -22,13 +23,11 @@ def _stored(report: IngestReport, url: str) -> str:
 @user_errors
 def ingest_command(
     paths: list[str] = typer.Argument(..., help="Files, folders (walked; a Koala record folder holds one session per file) or - for stdin."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help=f"Force the input format: {', '.join(FORMATS)}. Default: told from name and content."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Force the input format. Default: told from name and content."),
     store_url: Optional[str] = StoreOption,
     index: Optional[str] = IndexOption,
 ) -> None:
     """Store sessions from Koala record files, Koala replayer bodies, GoReplay .gor(.gz) files or NDJSON."""
-    if fmt is not None and fmt not in FORMATS:
-        raise fail(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     store = store_from(store_url, index)
     problem = None
     try:

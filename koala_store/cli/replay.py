@@ -171,13 +171,11 @@ def runs_list(
 def runs_show(
     run: str = typer.Argument(..., help="A run id or name (the newest run of that name)."),
     as_json: bool = typer.Option(False, "--json", help="The summary, then one comparison per line, as JSON."),
-    verdict: Optional[str] = typer.Option(None, "--verdict", help="Only sessions with this verdict: same, different or error."),
+    verdict: Optional[Verdict] = typer.Option(None, "--verdict", help="Only sessions with this verdict."),
     diff: bool = typer.Option(False, "--diff", help="Also a unified diff of the recorded and replayed bodies of each differing session."),
     store_url: Optional[str] = StoreOption,
 ) -> None:
     """A run's summary and the sessions that differ."""
-    if verdict is not None and verdict not in tuple(Verdict):
-        raise fail(f"--verdict {verdict!r} is not one of {', '.join(Verdict)}")
     store = store_from(store_url, readonly=True)
     try:
         summary = store.runs.run(run)

@@ -10,8 +10,8 @@ from typing import Optional
 import orjson
 import typer
 
-from ..export import EXPORT_FORMATS, export
-from ..formats import escaped, koala
+from ..export import export
+from ..formats import Format, escaped, koala
 from ..formats.document import derived_fields, ns_to_iso
 from ..query.parse import parse
 from ..model import AppendFile, CallOutbound, ReadStorage, ReturnInbound, SendUDP, Session
@@ -185,15 +185,13 @@ def show(
 @user_errors
 def export_command(
     query: str = typer.Argument(..., help=QUERY_HELP),
-    fmt: str = typer.Option(..., "--format", "-f", help=f"One of {', '.join(EXPORT_FORMATS)}; koala and replayer write one file per session into a folder."),
+    fmt: Format = typer.Option(..., "--format", "-f", help="koala and replayer write one file per session into a folder; gor and ndjson one file."),
     output: str = typer.Option(..., "--output", "-o", help="Folder (koala, replayer), file (gor, ndjson; .gz compresses) or - for stdout."),
     force: bool = typer.Option(False, "--force", help="Replace files that already exist (without it they are left as they are)."),
     store_url: Optional[str] = StoreOption,
     index: Optional[str] = IndexOption,
 ) -> None:
     """Write the sessions matching QUERY in Koala, replayer, GoReplay or NDJSON format."""
-    if fmt not in EXPORT_FORMATS:
-        raise fail(f"--format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     parse(query)
     store = store_from(store_url, index, readonly=True)
     try:

@@ -9,7 +9,8 @@ from msgspec import Struct, field
 from ..errors import StoreError
 from ..model import Session
 from ..store.base import PutResult, SessionStore, StoreWriteError
-from .sources import FORMATS, STDIN, Source, detect, expand, read_records
+from ..formats import FORMATS
+from .sources import STDIN, Source, detect, expand, read_records
 
 BATCH = 1000
 

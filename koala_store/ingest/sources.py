@@ -19,7 +19,6 @@ from ..formats import gor, koala, ndjson, replayer
 from ..formats.records import Record
 
 STDIN = "-"
-FORMATS = ("koala", "replayer", "gor", "ndjson")
 _PEEK = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b"
 
