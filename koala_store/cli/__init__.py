@@ -14,6 +14,7 @@ from . import es, replay, sessions, store
 from ..errors import Terminated
 from .common import EXIT_USER_ERROR
 from .ingest import ingest_command
+from .record import record_command
 from .serve import serve_command
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command("ingest")(ingest_command)
 app.command("replay")(replay.replay_command)
 app.command("serve")(serve_command)
+app.command("record")(record_command)
 app.add_typer(replay.runs_app, name="runs")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(store.app, name="store")

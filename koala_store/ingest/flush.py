@@ -79,7 +79,6 @@ class Flusher:
 
     def start(self) -> None:
         self._thread.start()
-        self._open()  # so /healthz tells at once whether the store is there
 
     def wake(self) -> None:
         self._wake.set()
@@ -102,6 +101,7 @@ class Flusher:
 
     def _run(self) -> None:
         backoff = 0.2
+        self._open()  # at once, so /healthz tells whether the store is there
         while True:
             stopping = self._stop.is_set()
             if stopping and time.monotonic() >= getattr(self, "_drain_until", 0):
