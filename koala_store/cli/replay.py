@@ -70,6 +70,7 @@ def replay_command(
     allow_url: list[str] = typer.Option([], "--allow-url", help="Replay only requests whose target matches (repeatable)."),
     disallow_url: list[str] = typer.Option([], "--disallow-url", help="Skip requests whose target matches (repeatable)."),
     timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for the target's answer (GoReplay: 5)."),
+    include_incomplete: bool = typer.Option(False, "--include-incomplete", help="Also replay sessions koala record marked incomplete (skipped by default)."),
     store_url: Optional[str] = StoreOption,
     index: Optional[str] = IndexOption,
 ) -> None:
@@ -101,6 +102,7 @@ def replay_command(
         allow_url=allow_url,
         disallow_url=disallow_url,
         timeout=timeout,
+        include_incomplete=include_incomplete,
     )
     store = store_from(store_url, index)
     try:
