@@ -187,9 +187,11 @@ class InboundConnection:
         self.conn = Connection(next(recorder.inbound_numbers), Peer(host, port), Peer())
         self.pending: deque[tuple[Exchange, str]] = deque()  # requests sent, awaiting answers (method)
         self.opaque = False  # tunnelled (upgrade) or unframeable: bytes pass, nothing recorded
+        self.raw_mode = False  # the client does not speak HTTP: Koala's talk rule frames it
         self.raw: Exchange | None = None  # the current exchange of a non-HTTP connection
         self.raw_timer: asyncio.TimerHandle | None = None
         self.holding = False  # holds the --serial admission
+        self.last_at = 0  # SessionIds of one connection stay distinct (<unix-nanos>-<thread>)
 
     async def run(self) -> None:
         try:
@@ -236,7 +238,8 @@ class InboundConnection:
                     if not data:
                         await up_w.drain()
                         continue
-                if self.raw is not None or (not buffer and not _maybe_http(data)):
+                if self.raw_mode or (not buffer and not _maybe_http(data)):
+                    self.raw_mode = True
                     await self._raw_request(data, now, up_w)
                     continue
                 if not buffer:
@@ -285,6 +288,7 @@ class InboundConnection:
             await admission.serial.acquire()
             self.holding = True
             at = now_ns()  # the service gets it now; the wait is the proxy's, not its
+        at = self.last_at = max(at, self.last_at + 1)
         trace_id = uuid.uuid4().hex
         exchange = Exchange(
             key=f"{at}-{self.conn.number}",
@@ -308,6 +312,7 @@ class InboundConnection:
             if self.recorder.admission.serial is not None and not self.holding:
                 await self.recorder.admission.serial.acquire()
                 self.holding = True
+            now = self.last_at = max(now, self.last_at + 1)
             raw = self.raw = Exchange(f"{now}-{self.conn.number}", uuid.uuid4().hex, self.conn, now, self.recorder.admission.wanted(""))
             self.recorder.attribution.begin(raw)
         raw.request += data
@@ -328,8 +333,9 @@ class InboundConnection:
             while data := await up_r.read(READ_SIZE):
                 now = now_ns()
                 self.writer.write(data)
-                if self.raw is not None:
-                    self._raw_response(data, now)
+                if self.raw_mode:
+                    if self.raw is not None:
+                        self._raw_response(data, now)
                 elif not self.opaque:
                     spill += data
                     self._frame_responses(spill, now)
