@@ -180,7 +180,7 @@ def test_serial_admits_one_request_at_a_time_so_every_session_is_complete(tmp_pa
     assert all(len(s.outbound_calls) == 1 for s in run.sessions)
     _assert_never_misattributed(run.sessions)  # the stray /price/7 is in none of them
     ordered = sorted(run.sessions, key=lambda s: s.recorded_at)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in zip(ordered, ordered[1:], strict=False):
         assert before.return_inbound.occurred_at <= after.recorded_at  # never two in flight
     assert "1 talks outside any request" in run.stderr and "no inbound request was in flight" in run.stderr
     assert _metric(run.metrics, "koala_record_unattributed_talks_total") == 1
