@@ -108,7 +108,7 @@ def test_pipelined_requests_become_one_session_each(tmp_path: Path) -> None:
 
     sessions = record(tmp_path, RawServer(handle), client)
     assert got == b"".join(answers)
-    assert [(s.call_from_inbound.request, s.response) for s in sessions] == list(zip(requests, answers))
+    assert [(s.call_from_inbound.request, s.response) for s in sessions] == list(zip(requests, answers, strict=True))
     assert sessions[0].thread_id == sessions[1].thread_id
 
 

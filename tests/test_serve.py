@@ -175,7 +175,7 @@ def test_a_full_spool_answers_429_and_keeps_everything_accepted(tmp_path: Path) 
     again = Serve(tmp_path)
     again.wait_stored()
     again.stop()
-    wanted = [s.session_id for s, status in zip(sessions, statuses) if status == 201]
+    wanted = [s.session_id for s, status in zip(sessions, statuses, strict=True) if status == 201]
     assert sorted(stored_ids(again.store)) == sorted(wanted)
 
 
