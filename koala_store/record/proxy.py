@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import random
 import re
 import uuid
@@ -91,7 +92,8 @@ class Recorder:
         try:
             server = await asyncio.start_server(handler, host, port, reuse_address=True)
         except OSError as exc:
-            raise OSError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); stop what listens there or pick another address") from None
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise OSError(f"cannot listen on {host}:{port} ({why}); stop what listens there or pick another address") from None
         self.servers.append(server)
 
     async def stop_listening(self) -> None:
