@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from .errors import KoalaError
-from .model import CallFromInbound, CallOutbound, Redaction, ReturnInbound, Session
+from .model import CallOutbound, Redaction, ReturnInbound, Session
 from .wire import http1
 
 DEFAULT_HEADERS = ("authorization", "cookie", "set-cookie")
@@ -53,10 +53,6 @@ class Rules(msgspec.Struct, frozen=True):
     @property
     def empty(self) -> bool:
         return not self.headers and not self.bodies
-
-
-def _compiled(patterns: Sequence[str]) -> list[re.Pattern[bytes]]:
-    return [_pattern(p) for p in patterns]
 
 
 _PATTERNS: dict[str, re.Pattern[bytes]] = {}
@@ -181,8 +177,6 @@ def redact(session: Session, rules: Rules) -> Session:
                 action = msgspec.structs.replace(action, request=req, response=resp)
         elif isinstance(action, ReturnInbound) and old_ri is not None and action == old_ri:
             action = new_ri  # Koala repeats ReturnInbound as the last action
-        elif isinstance(action, CallFromInbound):
-            pass
         actions.append(action)
     if len(notes) == len(session.redactions):
         return session

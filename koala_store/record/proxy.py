@@ -21,7 +21,7 @@ import random
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..model import Peer
 from ..wire import http1
@@ -36,7 +36,7 @@ class Admission:
     """Which inbound requests are recorded (sampling, URL filters) and, with --serial, one
     request at a time through the service."""
 
-    def __init__(self, *, serial: bool = False, sample: float = 1.0, allow: list[str] = (), disallow: list[str] = ()):  # type: ignore[assignment]
+    def __init__(self, *, serial: bool = False, sample: float = 1.0, allow: Sequence[str] = (), disallow: Sequence[str] = ()):
         self.serial = asyncio.Semaphore(1) if serial else None
         self.sample = sample
         self.allow = [re.compile(p) for p in allow]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -80,8 +81,7 @@ class RecordResult(msgspec.Struct):
 
 
 def check_config(config: RecordConfig) -> None:
-    import re
-
+    """One clear error for settings that cannot work."""
     if not 0 < config.sample <= 1:
         raise KoalaError(f"--sample {config.sample:g}: give the share of requests to record, above 0 and at most 1 (e.g. 0.1)")
     for flag, patterns in (("--allow-url", config.allow_url), ("--disallow-url", config.disallow_url)):
