@@ -82,9 +82,24 @@ def _mask_pair(pair: str) -> str:
     return f"{key}={MASK}" if sep else pair
 
 
+_NAME_PATTERNS: dict[frozenset[str], re.Pattern[bytes]] = {}
+
+
+def _names_pattern(names: frozenset[str]) -> re.Pattern[bytes]:
+    """Finds a line starting with one of the names: most heads hold none, and one regex
+    search over the head says so without splitting it."""
+    pattern = _NAME_PATTERNS.get(names)
+    if pattern is None:
+        alternatives = b"|".join(re.escape(n.encode()) for n in sorted(names))
+        pattern = _NAME_PATTERNS[names] = re.compile(rb"\n[ \t]*(?:" + alternatives + rb")[ \t]*:", re.I)
+    return pattern
+
+
 def _mask_headers(head: bytes, names: Iterable[str]) -> tuple[bytes, dict[str, int]]:
     """The head with the values of `names` masked, and how many values changed per name."""
-    wanted = set(names)
+    wanted = frozenset(names)
+    if not wanted or _names_pattern(wanted).search(head) is None:
+        return head, {}
     lines = head.split(b"\r\n")
     counts: dict[str, int] = {}
     for i, line in enumerate(lines[1:], start=1):

@@ -26,6 +26,7 @@ from .metrics import IngestMetrics
 from .spool import Spool
 
 BATCH = 500
+MAX_CALL_BATCHES = 20  # at most this many batches handed to the store in one call
 MAX_BACKOFF = 5.0
 # Seconds an Elasticsearch write keeps retrying before giving the batch back: short, since
 # the spool is the retry (and the service must stay quick to notice the store is back).
@@ -112,7 +113,7 @@ class Flusher:
                 self._wake.wait(self.spool.seal_after / 2 or 0.1)
                 self._wake.clear()
                 continue
-            if self._flush(segments[0]):
+            if self._flush(segments):
                 backoff = 0.2
                 continue
             self.metrics.set_store_up(False)
@@ -139,31 +140,40 @@ class Flusher:
             self.log(f"store not available, sessions stay in the spool: {why}")
         self.last_error = why
 
-    def _flush(self, segment: Path) -> bool:
-        """Store one segment; True when it is done (and deleted)."""
+    def _flush(self, segments: list[Path]) -> bool:
+        """Store the oldest sealed segments in one call; True when they are done (and deleted).
+
+        Under load many segments wait: taking them together (up to MAX_CALL_SESSIONS) keeps
+        the store's writes overlapping across segment boundaries instead of draining at each
+        one (Elasticsearch: two bulk requests in flight, `batch` sessions each)."""
         store = self._open()
         if store is None:
             return False
-        sessions = list(self.spool.read(segment))
-        # The whole segment in one call: the store batches it (`batch` sessions per write)
-        # and keeps its writes overlapping (Elasticsearch: two bulk requests in flight).
-        for start in range(0, len(sessions), self.batch * 8):
-            chunk = sessions[start : start + self.batch * 8]
-            try:
-                result = store.put_many(chunk)
-            except StoreError as exc:
-                self._failed(str(exc))
-                return False
-            except Exception as exc:  # noqa: BLE001 - a store failing in a way it does not name
-                self._failed(f"{type(exc).__name__}: {exc}")
-                return False
-            transient = [r for r in result.rejected if is_transient(r)]
-            if transient:
-                self._failed(transient[0].reason)
-                return False
-            self._keep_aside(chunk, result)
-            self.metrics.flushed.inc(result.stored + result.unchanged)
-        self.spool.remove(segment)
+        taken: list[Path] = []
+        count = 0
+        for segment in segments:
+            if taken and count + self.spool.count(segment) > self.batch * MAX_CALL_BATCHES:
+                break
+            taken.append(segment)
+            count += self.spool.count(segment)
+        stream = (session for segment in taken for session in self.spool.read(segment))
+        try:
+            result = store.put_many(stream)
+        except StoreError as exc:
+            self._failed(str(exc))
+            return False
+        except Exception as exc:  # noqa: BLE001 - a store failing in a way it does not name
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return False
+        transient = [r for r in result.rejected if is_transient(r)]
+        if transient:
+            self._failed(transient[0].reason)
+            return False
+        if result.rejected:
+            self._keep_aside([s for segment in taken for s in self.spool.read(segment)], result)
+        self.metrics.flushed.inc(result.stored + result.unchanged)
+        for segment in taken:
+            self.spool.remove(segment)
         self.metrics.spool_bytes.set(self.spool.bytes)
         if not self.store_up:
             self.log("store is up: spooled sessions are being stored")

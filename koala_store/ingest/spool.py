@@ -159,6 +159,11 @@ class Spool:
         with self._mutex:
             return sum(self._counts.values())
 
+    def count(self, segment: Path) -> int:
+        """Sessions in one segment."""
+        with self._mutex:
+            return self._counts.get(segment, 0)
+
     def sealed(self) -> list[Path]:
         with self._mutex:
             return list(self._sealed)
