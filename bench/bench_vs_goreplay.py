@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_replay import DEPENDENCIES, LOOPBACK, DependencyServer, Recorder, Sut, build_sut, record_sessions, replay_run  # noqa: E402
+from bench_replay import DEPENDENCIES, DependencyServer, Recorder, Sut, build_sut, record_sessions, replay_run  # noqa: E402
 
 from koala_store.formats import gor  # noqa: E402
 from koala_store.store import open_store  # noqa: E402

@@ -106,6 +106,16 @@ ACTION_TYPES: dict[str, type[_Action]] = {
 }
 
 
+class Redaction(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where a recorder or the ingest service masked values, so replay and diff know the
+    recorded bytes there are not what crossed the wire (koala_store.redaction)."""
+
+    where: str  # "inbound.request", "inbound.response", "outbound[3].request", ...
+    header: str = ""  # a header whose value was masked (lower case)
+    body: str = ""  # a regular expression whose matches in the body were masked
+    count: int = 1  # how many values were masked there
+
+
 class Session(msgspec.Struct, omit_defaults=True):
     """One recorded session: the inbound call, its response and everything done in between.
 
@@ -117,6 +127,10 @@ class Session(msgspec.Struct, omit_defaults=True):
     the connection, the thread shut down, the session was cut at 500 actions) and
     `"Actions": null` when nothing happened at all: `return_inbound` is then None, and
     `actions_null` remembers the null so the session writes back exactly as it was read.
+
+    `incomplete` and `redactions` are koala-store's own: written to Koala JSON as the extra
+    top-level keys `Incomplete` and `Redactions` only when set, so plain sessions stay byte
+    for byte what Koala's recorder writes.
     """
 
     session_id: str
@@ -131,6 +145,11 @@ class Session(msgspec.Struct, omit_defaults=True):
     span_id: str = ""
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     actions_null: bool = False
+    # Set by `koala record` when outbound talks could not be attributed with certainty (the
+    # reason names the talk): replay skips such sessions unless asked.
+    incomplete: str = ""
+    # Values masked at record or ingest time (Authorization, cookies, card numbers...).
+    redactions: list[Redaction] = msgspec.field(default_factory=list)
 
     @property
     def response(self) -> bytes:

@@ -90,7 +90,10 @@ class RunSummary(msgspec.Struct, omit_defaults=True):
     same: int = 0
     different: int = 0
     error: int = 0
-    skipped: int = 0  # matched the query but not --allow-url / --disallow-url
+    skipped: int = 0  # matched the query but not --allow-url / --disallow-url, or incomplete
+    # Recorded incomplete (koala record could not attribute every outbound talk) and not
+    # replayed; --include-incomplete replays them.
+    skipped_incomplete: int = 0
     suppressed: int = 0  # differences judged noise, over all sessions
     unattributed: int = 0  # outbound talks no session could be named for
     unattributed_talks: list[UnattributedNote] = msgspec.field(default_factory=list)

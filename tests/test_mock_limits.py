@@ -5,12 +5,8 @@ reason, and the mock goes on answering the service (real sockets, the real mock)
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
 import time
-import urllib.request
 
-import pytest
 
 import matchers
 from koala_store.replay import mock as mock_module

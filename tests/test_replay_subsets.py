@@ -6,7 +6,6 @@ freshly started service (so its pool opens during the subset's first session).""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 

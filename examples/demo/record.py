@@ -1,60 +1,54 @@
-"""Record the demo service's traffic by a real run, as Koala sessions in examples/demo/recording/.
+"""Record the demo service's traffic by a real run with `koala record`, as Koala sessions in
+examples/demo/recording/.
 
-    .venv/bin/python examples/demo/record.py [--out DIR]
+    .venv/bin/python examples/demo/record.py [--out DIR] [--build v1|v2]
 
-Starts a real redis-server (installing Debian's `redis-server` when it is missing and we are
-root), the downstream service and the v1 service, each on a free loopback port. The service
-is configured with Redis at 127.0.0.1:16379 and the downstream at http://127.0.0.1:18081:
-capturing TCP proxies listen there and forward to the real servers, so the recorded peers
-are the addresses the service dialed (what Koala's in-process recorder records), and the
-bytes it sent, Host headers included, are what it sends when its dependencies really live
-there. The scripted client reaches the service through a capturing proxy on 127.0.0.1:18080.
-Every byte recorded crossed a real socket. Each inbound request becomes one session file
-named by its SessionId.
+Starts a real redis-server on 127.0.0.1:16379 (installing Debian's `redis-server` when it
+is missing and we are root), the downstream service on 127.0.0.1:18081 and the service on a
+free port, configured with Redis at 127.0.0.1:26379 and the downstream at
+http://127.0.0.1:28081, where `koala record` listens:
 
-Talk framing follows Koala's recorder: on one connection, the bytes the client side sends
-form a talk's request and the bytes received after them its response; a send after a receive
-starts the next talk. Requests are sent one at a time, so an outbound talk belongs to the
-inbound request being served when it started.
+    koala record --listen 127.0.0.1:18080 --target 127.0.0.1:<service> \\
+        --outbound 127.0.0.1:26379=127.0.0.1:16379 --outbound 127.0.0.1:28081=127.0.0.1:18081
+
+So the recorded peers are the real dependencies (127.0.0.1:16379 and 127.0.0.1:18081) and
+`koala replay --outbound 127.0.0.1:26379=127.0.0.1:16379 ...` (scripts/demo.sh) takes the
+same mappings, with the service pointed at the same addresses as when it was recorded. The
+scripted client sends its requests through 127.0.0.1:18080 one at a time on keep-alive
+connections; `koala record` stops with SIGTERM (nothing recorded is lost), and the sessions
+are exported from its store, one file per session named by its SessionId.
+
+The functions here (SCRIPT, run_script, start_redis, ...) also drive the test that records
+the demo for real (tests/test_record_demo.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import http.client
-import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent))  # run from a checkout without installing
-
-from koala_store.formats import koala  # noqa: E402
-from koala_store.model import CallFromInbound, CallOutbound, Peer, ReturnInbound, Session  # noqa: E402
-
-# Fixed addresses the service and its clients use (capturing proxies listen there), so the
-# recorded peers, and the replay mappings, are the same every run.
-REDIS_PORT = 16379
-DOWNSTREAM_PORT = 18081
-SERVICE_PORT = 18080
+ROOT = HERE.parent.parent
 LOOPBACK = "127.0.0.1"
-FIRST_FD = 10  # stand-in socket numbers for outbound connections start here, like a real process's
+# Where the real dependencies listen, i.e. the recorded peers; where the proxies listen (the
+# service is configured with these); where clients call.
+REDIS_PORT, DOWNSTREAM_PORT = 16379, 18081
+REDIS_PROXY_PORT, DOWNSTREAM_PROXY_PORT = 26379, 28081
+SERVICE_PORT = 18080
 
 # The scripted traffic: each group runs on one keep-alive client connection, in order.
 # Comments give the v1 outcome; all of it is deterministic on a flushed Redis.
-Request = tuple[str, str, dict | str | None]
+Request = tuple[str, str, "dict | str | None"]
 SCRIPT: list[list[Request]] = [
     [
         ("GET", "/health", None),
@@ -91,151 +85,48 @@ SCRIPT: list[list[Request]] = [
     ],
 ]
 
-# --- talks and the proxies that capture them ------------------------------------------------
+
+# --- the scripted client: raw sockets, so what it sent and received is known exactly ----------
 
 
-@dataclass
-class Connection:
-    number: int  # stable per connection: the SocketFD of outbound talks, the thread of inbound ones
-    client: Peer  # the connecting side, as the proxy sees it
-    recorded_peer: Peer  # the address the talks are recorded against
+def request_bytes(method: str, path: str, body: dict | str | None, port: int) -> bytes:
+    """The request as Python's http.client sends it."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nAccept-Encoding: identity\r\n"
+    payload = b""
+    if body is not None:
+        payload = (body if isinstance(body, str) else json.dumps(body)).encode()
+        head += f"Content-Length: {len(payload)}\r\nContent-Type: application/json\r\n"
+    return head.encode() + b"\r\n" + payload
 
 
-@dataclass
-class Talk:
-    connection: Connection
-    occurred_at: int  # first request byte (or first response byte for a greeting)
-    request: bytearray = field(default_factory=bytearray)
-    response: bytearray = field(default_factory=bytearray)
-    response_started: int = 0  # first response byte
-    response_time: int = 0  # last response byte
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (every answer of the demo has Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"the connection closed after {len(data)} bytes of a response")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:] if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the connection closed in the middle of a response body")
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
-class CaptureProxy:
-    """A TCP proxy that forwards both ways and frames each connection's bytes into talks."""
-
-    def __init__(self, upstream: tuple[str, int], recorded_peer: Peer, on_talk: Callable[[Talk], None], numbers: itertools.count) -> None:
-        self.upstream = upstream
-        self.recorded_peer = recorded_peer
-        self.on_talk = on_talk  # called when a talk starts; it keeps filling afterwards
-        self.numbers = numbers
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task] = set()  # one per open connection
-
-    async def start(self, port: int = 0) -> int:
-        self.server = await asyncio.start_server(self._serve, LOOPBACK, port)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        """Stop listening and let open connections end (their peers have been stopped)."""
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-        if self.tasks:
-            _, pending = await asyncio.wait(self.tasks, timeout=5)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        host, port = client_w.get_extra_info("peername")[:2]
-        conn = Connection(next(self.numbers), Peer(host, port), self.recorded_peer)
-        try:
-            up_r, up_w = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            client_w.close()
-            return
-        current: list[Talk] = []  # the connection's latest talk, shared by both directions
-
-        def sent(data: bytes) -> None:
-            now = time.time_ns()
-            if not current or current[0].response:  # a send after a receive: the next talk
-                current[:] = [Talk(conn, now)]
-                self.on_talk(current[0])
-            current[0].request += data  # a second send before any answer joins the request
-
-        def received(data: bytes) -> None:
-            now = time.time_ns()
-            if not current:  # bytes before anything was sent: a greeting, with empty request
-                current[:] = [Talk(conn, now)]
-                self.on_talk(current[0])
-            talk = current[0]
-            talk.response_started = talk.response_started or now
-            talk.response += data
-            talk.response_time = now
-
-        await asyncio.gather(_pump(client_r, up_w, sent), _pump(up_r, client_w, received))
-
-
-async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: Callable[[bytes], None]) -> None:
-    """Copy one direction, recording each chunk before forwarding it (so it is recorded before
-    the other side can react); when the source closes, close the destination too."""
-    try:
-        while data := await src.read(65536):
-            record(data)
-            dst.write(data)
-            await dst.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        dst.close()
-
-
-# --- sessions -------------------------------------------------------------------------------
-
-
-@dataclass
-class Recording:
-    """Inbound talks and the outbound talks made while each was served."""
-
-    sessions: list[tuple[Talk, list[Talk]]] = field(default_factory=list)
-    stray: list[Talk] = field(default_factory=list)  # outbound talks outside any request
-
-    def inbound(self, talk: Talk) -> None:
-        self.sessions.append((talk, []))
-
-    def outbound(self, talk: Talk) -> None:
-        (self.sessions[-1][1] if self.sessions else self.stray).append(talk)
-
-    def to_sessions(self) -> list[Session]:
-        built = [_session(inbound, outbound) for inbound, outbound in self.sessions if inbound.request]
-        # NextSessionId links consecutive sessions of one thread (here: one client connection).
-        last_on_thread: dict[int, Session] = {}
-        for session in built:
-            previous = last_on_thread.get(session.thread_id)
-            if previous is not None:
-                previous.next_session_id = session.session_id
-            last_on_thread[session.thread_id] = session
-        return built
-
-
-def _session(inbound: Talk, outbound: list[Talk]) -> Session:
-    thread = inbound.connection.number
-    actions: list = [
-        CallOutbound(
-            action_index=i,
-            occurred_at=talk.occurred_at,
-            request=bytes(talk.request),
-            response=bytes(talk.response),
-            peer=talk.connection.recorded_peer,
-            socket_fd=talk.connection.number,
-            response_time=talk.response_time,
-        )
-        for i, talk in enumerate(outbound)
-    ]
-    answered = ReturnInbound(len(actions), inbound.response_started or inbound.occurred_at, bytes(inbound.response))
-    actions.append(answered)  # Koala repeats ReturnInbound as the last action
-    return Session(
-        session_id=f"{inbound.occurred_at}-{thread}",
-        call_from_inbound=CallFromInbound(0, inbound.occurred_at, request=bytes(inbound.request), peer=inbound.connection.client),
-        return_inbound=answered,
-        actions=actions,
-        thread_id=thread,
-    )
+def run_script(port: int, script: list[list[Request]] = SCRIPT) -> list[tuple[bytes, bytes]]:
+    """Send the scripted requests to `port`, one at a time; (request, response) bytes of each."""
+    exchanges = []
+    for group in script:
+        with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+            for method, path, body in group:
+                request = request_bytes(method, path, body, port)
+                sock.sendall(request)
+                exchanges.append((request, read_response(sock)))
+    return exchanges
 
 
 # --- the real processes -----------------------------------------------------------------------
@@ -260,7 +151,6 @@ def find_redis_server() -> str:
 
 def require_free(port: int, what: str) -> None:
     with socket.socket() as probe:
-        # As asyncio's listeners do, so connections of a previous run in TIME_WAIT don't count.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((LOOPBACK, port))
@@ -268,116 +158,99 @@ def require_free(port: int, what: str) -> None:
             sys.exit(f"port {LOOPBACK}:{port} (for {what}) is in use; stop what listens there and run again.")
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open while choosing, so none repeats)."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind((LOOPBACK, 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
 
 
-def wait_until(check: Callable[[], object], what: str, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, what: str, process: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while True:
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
         try:
-            if check():
+            with socket.create_connection((LOOPBACK, port), timeout=0.2):
                 return
-        except (OSError, redis.RedisError, http.client.HTTPException):
-            pass
-        if time.monotonic() > deadline:
-            sys.exit(f"{what} did not come up within {timeout:.0f} s.")
-        time.sleep(0.05)
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{what} did not come up on {LOOPBACK}:{port} within {timeout:.0f} s")
 
 
-def http_ok(port: int, path: str) -> bool:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=2)
+def start_redis(port: int, folder: str) -> subprocess.Popen:
+    """A real, empty redis-server without persistence."""
+    args = ["--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no", "--dir", folder, "--loglevel", "warning"]
+    process = subprocess.Popen([find_redis_server(), *args], stdout=subprocess.DEVNULL)
+    wait_for_port(port, "redis-server", process)
+    return process
+
+
+def start_downstream(port: int) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, str(HERE / "downstream.py"), "--port", str(port)])
+    wait_for_port(port, "the downstream service", process)
+    return process
+
+
+def start_service(port: int, redis_address: str, downstream_url: str, build: str = "v1") -> subprocess.Popen:
+    command = [sys.executable, str(HERE / "service.py"), "--port", str(port), "--build", build, "--redis", redis_address, "--downstream", downstream_url]
+    process = subprocess.Popen(command)
+    wait_for_port(port, f"the {build} service", process)
+    return process
+
+
+def start_recorder(listen: int, service: int, outbound: list[tuple[int, int]], store: str, spool: str, *extra: str) -> subprocess.Popen:
+    """`koala record` as its own process (stopped with SIGTERM: nothing recorded is lost)."""
+    command = [sys.executable, "-m", "koala_store", "record", "--listen", f"{LOOPBACK}:{listen}", "--target", f"{LOOPBACK}:{service}", "--store", store, "--spool", spool, "--quiet"]
+    for proxy, real in outbound:
+        command += ["--outbound", f"{LOOPBACK}:{proxy}={LOOPBACK}:{real}"]
+    process = subprocess.Popen([*command, *extra], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    wait_for_port(listen, "koala record", process)
+    return process
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
     try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()  # closing with unread bytes would reset the connection
-        return response.status < 500
-    finally:
-        conn.close()
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
-def run_script(port: int) -> list[int]:
-    """Send the scripted requests through the inbound proxy, one at a time; their statuses."""
-    statuses = []
-    for group in SCRIPT:
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-        for method, path, body in group:
-            payload = None if body is None else (body if isinstance(body, str) else json.dumps(body)).encode()
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
-            conn.request(method, path, body=payload, headers=headers)
-            response = conn.getresponse()
-            response.read()  # the whole answer, so the next request starts a new talk
-            statuses.append(response.status)
-        conn.close()
-    return statuses
-
-
-async def record(out: Path, build: str = "v1") -> list[Session]:
-    redis_server = find_redis_server()
-    for port, what in ((REDIS_PORT, "Redis"), (DOWNSTREAM_PORT, "the downstream service"), (SERVICE_PORT, "the service")):
+def record(out: Path, build: str = "v1", after: Callable[[], None] | None = None) -> int:
+    """Record the scripted traffic of `build` into `out` (replacing what is there)."""
+    for port, what in ((REDIS_PORT, "Redis"), (DOWNSTREAM_PORT, "the downstream service"), (SERVICE_PORT, "koala record"), (REDIS_PROXY_PORT, "the Redis proxy"), (DOWNSTREAM_PROXY_PORT, "the downstream proxy")):
         require_free(port, what)
-    real_redis, real_downstream, service_port = free_ports(3)
-    python = sys.executable
     processes: list[subprocess.Popen] = []
-    proxies: list[CaptureProxy] = []
-    with tempfile.TemporaryDirectory(prefix="koala-demo-redis-") as redis_dir:
+    with tempfile.TemporaryDirectory(prefix="koala-demo-") as work:
+        store = f"sqlite:///{work}/recording.db"
         try:
-            # No persistence: every run starts from an empty, flushed Redis.
-            redis_args = ["--port", str(real_redis), "--bind", LOOPBACK, "--save", "", "--appendonly", "no", "--dir", redis_dir]
-            processes.append(subprocess.Popen([redis_server, *redis_args, "--loglevel", "warning"], stdout=subprocess.DEVNULL))
-            processes.append(subprocess.Popen([python, str(HERE / "downstream.py"), "--port", str(real_downstream)]))
-            admin = redis.Redis(host=LOOPBACK, port=real_redis)  # direct, so none of this is recorded
-            wait_until(admin.ping, "redis-server")
-            admin.flushall()
-            admin.close()
-            wait_until(lambda: http_ok(real_downstream, "/prices?item=apple"), "the downstream service")
-
-            recording = Recording()
-            numbers = itertools.count(FIRST_FD)  # one sequence for all outbound connections
-            redis_proxy = CaptureProxy((LOOPBACK, real_redis), Peer(LOOPBACK, REDIS_PORT), recording.outbound, numbers)
-            downstream_proxy = CaptureProxy((LOOPBACK, real_downstream), Peer(LOOPBACK, DOWNSTREAM_PORT), recording.outbound, numbers)
-            inbound_proxy = CaptureProxy((LOOPBACK, service_port), Peer(LOOPBACK, SERVICE_PORT), recording.inbound, itertools.count(1))
-            proxies += [redis_proxy, downstream_proxy, inbound_proxy]
-            await redis_proxy.start(REDIS_PORT)
-            await downstream_proxy.start(DOWNSTREAM_PORT)
-            await inbound_proxy.start(SERVICE_PORT)
-
-            processes.append(
-                subprocess.Popen(
-                    [python, str(HERE / "service.py"), "--port", str(service_port), "--build", build]
-                    + ["--redis", f"{LOOPBACK}:{REDIS_PORT}", "--downstream", f"http://{LOOPBACK}:{DOWNSTREAM_PORT}"]
-                )
-            )
-            # Probe the service directly, not through the proxy, so the probe is not recorded.
-            await asyncio.to_thread(wait_until, lambda: http_ok(service_port, "/health"), f"the {build} service")
-            statuses = await asyncio.to_thread(run_script, SERVICE_PORT)
-            print("statuses:", " ".join(map(str, statuses)))
-            if recording.stray:
-                sys.exit(f"{len(recording.stray)} outbound talks happened outside any inbound request; not writing a recording.")
+            processes.append(start_redis(REDIS_PORT, work))
+            processes.append(start_downstream(DOWNSTREAM_PORT))
+            service_port = free_port()
+            # The service first (it reaches its dependencies lazily), so nothing probes it
+            # through the recorder.
+            processes.append(start_service(service_port, f"{LOOPBACK}:{REDIS_PROXY_PORT}", f"http://{LOOPBACK}:{DOWNSTREAM_PROXY_PORT}", build))
+            recorder = start_recorder(SERVICE_PORT, service_port, [(REDIS_PROXY_PORT, REDIS_PORT), (DOWNSTREAM_PROXY_PORT, DOWNSTREAM_PORT)], store, f"{work}/spool")
+            processes.append(recorder)
+            exchanges = run_script(SERVICE_PORT)
+            print("statuses:", " ".join(response.split(b" ", 2)[1].decode() for _, response in exchanges))
+            stop(recorder)
+            print(recorder.stderr.read().strip() if recorder.stderr else "")
+            if recorder.returncode not in (0, 143):
+                sys.exit(f"koala record exited with {recorder.returncode}")
         finally:
             for process in reversed(processes):
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=10)
-            for proxy in proxies:
-                await proxy.close()
-
-    sessions = recording.to_sessions()
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.iterdir():  # a re-recording replaces the previous one
-        if old.is_file() and old.name[:1].isdigit():
-            old.unlink()
-    for session in sessions:
-        (out / session.session_id).write_bytes(koala.dumps(session) + b"\n")
-    return sessions
+                stop(process)
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.iterdir():  # a re-recording replaces the previous one
+            if old.is_file() and old.name[:1].isdigit():
+                old.unlink()
+        done = subprocess.run([sys.executable, "-m", "koala_store", "sessions", "export", "*", "--format", "koala", "-o", str(out), "--store", store], cwd=ROOT)
+        if done.returncode != 0:
+            sys.exit("exporting the recorded sessions failed")
+    return len(exchanges)
 
 
 def main() -> None:
@@ -385,9 +258,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "recording", help="folder for the session files (default: %(default)s)")
     parser.add_argument("--build", choices=("v1", "v2"), default="v1", help="the build to record (the demo's recording is of v1)")
     args = parser.parse_args()
-    sessions = asyncio.run(record(args.out, args.build))
-    calls = sum(len(s.outbound_calls) for s in sessions)
-    print(f"recorded {len(sessions)} sessions with {calls} outbound calls into {args.out}")
+    count = record(args.out, args.build)
+    print(f"recorded {count} requests into {args.out}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from . import es, kibana, replay, sessions, store
 from .common import EXIT_USER_ERROR, fail, say
 from .ingest import ingest_command
 from .report import report_command
+from .record import record_command
+from .serve import serve_command
 
 app = typer.Typer(
     help="koala-store: record, store, replay and diff backend traffic (Koala and GoReplay compatible).",
@@ -39,6 +41,8 @@ def _root(
 app.command("ingest")(ingest_command)
 app.command("replay")(replay.replay_command)
 app.command("report")(report_command)
+app.command("serve")(serve_command)
+app.command("record")(record_command)
 app.add_typer(replay.runs_app, name="runs")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(store.app, name="store")

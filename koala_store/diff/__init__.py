@@ -11,6 +11,8 @@
   bytes; other protocols as one difference at `response`.
 - Side effects (koala_store.diff.outbound): unmatched, missing, repeated and reordered calls,
   and meaningful request changes (koala_store.diff.requests).
+- Masked values (koala_store.diff.masked): where the recording was redacted, the replayed
+  bytes are masked alike before comparing, so a masked value is not compared.
 - Noise (koala_store.diff.noise): `--noise-runs` suppression and Diffy's three-way rule.
 - Paths and `--ignore` patterns: koala_store.diff.paths; kinds: koala_store.diff.difference;
   value rules (floats, timestamps): koala_store.diff.values.
@@ -33,6 +35,7 @@ from .difference import (
     Difference,
 )
 from .jsondiff import diff_json, parse_json
+from .masked import as_recorded
 from .noise import DiffyNoise, endpoint_of, suppress_repeated
 from .options import DEFAULT_IGNORED_HEADERS, DiffOptions, DiffOptionsError, compile_options, options_from_cli
 from .outbound import (
@@ -75,6 +78,7 @@ __all__ = [
     "Talk",
     "TalkOutcome",
     "UnmatchedTalk",
+    "as_recorded",
     "attribute",
     "compare_headers",
     "compare_outbound",

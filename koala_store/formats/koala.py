@@ -21,6 +21,7 @@ from ..model import (
     ReadStorage,
     ReturnInbound,
     SendUDP,
+    Redaction,
     Session,
     UnixAddr,
 )
@@ -82,6 +83,13 @@ class _ReadStorageW(_ActionW, tag="ReadStorage"):
 _AnyActionW = Union[_CallFromInboundW, _ReturnInboundW, _CallOutboundW, _AppendFileW, _SendUDPW, _ReadStorageW]
 
 
+class RedactionW(msgspec.Struct, omit_defaults=True):
+    Where: str
+    Header: str = ""
+    Body: str = ""
+    Count: int = 1
+
+
 class _SessionW(msgspec.Struct):
     SessionId: str
     CallFromInbound: _CallFromInboundW
@@ -94,6 +102,9 @@ class _SessionW(msgspec.Struct):
     Actions: list[_AnyActionW] | None = None
     TraceId: str = ""
     SpanId: str = ""
+    # koala-store's own keys (see model.Session), present only when set.
+    Incomplete: str = ""
+    Redactions: list[RedactionW] | None = None
 
 
 KNOWN_KEYS = frozenset(_SessionW.__struct_fields__)
@@ -177,6 +188,8 @@ def from_dict(obj: Any) -> Session:
         trace_id=w.TraceId,
         span_id=w.SpanId,
         extra={k: v for k, v in obj.items() if k not in KNOWN_KEYS},
+        incomplete=w.Incomplete,
+        redactions=[Redaction(r.Where, r.Header, r.Body, r.Count) for r in w.Redactions or ()],
     )
 
 
@@ -263,6 +276,20 @@ def to_dict(session: Session) -> dict[str, Any]:
         "SpanId": session.span_id,
     }
     out.update(session.extra)
+    if session.incomplete:
+        out["Incomplete"] = session.incomplete
+    if session.redactions:
+        out["Redactions"] = [redaction_to_dict(r) for r in session.redactions]
+    return out
+
+
+def redaction_to_dict(redaction: Redaction) -> dict[str, Any]:
+    out: dict[str, Any] = {"Where": redaction.where}
+    if redaction.header:
+        out["Header"] = redaction.header
+    if redaction.body:
+        out["Body"] = redaction.body
+    out["Count"] = redaction.count
     return out
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 
 from ..errors import FormatError
-from ..model import CallFromInbound, CallOutbound, Peer, ReturnInbound, Session, UnixAddr
-from .koala import PeerW, UnixAddrW, peer_from_wire, unix_from_wire
+from ..model import CallFromInbound, CallOutbound, Peer, Redaction, ReturnInbound, Session, UnixAddr
+from .koala import PeerW, RedactionW, UnixAddrW, peer_from_wire, unix_from_wire
 
 
 class _CallFromInboundW(msgspec.Struct):
@@ -44,7 +44,7 @@ class _CallOutboundW(msgspec.Struct):
     CSpanId: str = ""
 
 
-class _ReplayingSessionW(msgspec.Struct):
+class _ReplayingSessionW(msgspec.Struct, omit_defaults=True):
     SessionId: str
     CallFromInbound: _CallFromInboundW
     ReturnInbound: _ReturnInboundW
@@ -52,6 +52,9 @@ class _ReplayingSessionW(msgspec.Struct):
     MockFiles: dict[str, bytes] | None = None
     RedirectDirs: dict[str, str] | None = None
     TracePaths: list[str] | None = None
+    # koala-store's own (model.Session); Koala's replayer ignores keys it does not know.
+    Incomplete: str = ""
+    Redactions: list[RedactionW] | None = None
 
 
 def _peer(p: Peer) -> PeerW:
@@ -94,6 +97,8 @@ def to_replayer(
         MockFiles=mock_files or {},
         RedirectDirs=redirect_dirs or {},
         TracePaths=trace_paths or [],
+        Incomplete=session.incomplete,
+        Redactions=[RedactionW(r.where, r.header, r.body, r.count) for r in session.redactions] or None,
     )
     return msgspec.json.encode(body)
 
@@ -129,6 +134,8 @@ def from_replayer(data: bytes | str) -> Session:
         call_from_inbound=CallFromInbound(cfi.ActionIndex, cfi.OccurredAt, request=cfi.Request or b"", peer=peer_from_wire(cfi.Peer), unix_addr=unix_from_wire(cfi.UnixAddr)),
         return_inbound=ret,
         actions=[*calls, ret],
+        incomplete=w.Incomplete,
+        redactions=[Redaction(r.Where, r.Header, r.Body, r.Count) for r in w.Redactions or ()],
     )
 
 

@@ -68,6 +68,9 @@ class ReplayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allow_url: Annotated[list[str], cli("--allow-url", help="Replay only requests whose target matches this regular expression (repeatable).", panel=Panel.TARGET)] = []
     disallow_url: Annotated[list[str], cli("--disallow-url", help="Skip requests whose target matches this regular expression (repeatable).", panel=Panel.TARGET)] = []
     timeout: Annotated[float, cli("--timeout", help="Seconds to wait for the target's answer (GoReplay: 5).", panel=Panel.TARGET)] = 5.0
+    include_incomplete: Annotated[
+        bool, cli("--include-incomplete", help="Also replay sessions koala record marked incomplete (skipped by default).", panel=Panel.TARGET)
+    ] = False
     # --- mock ---
     outbound: Annotated[
         list[str],
@@ -248,5 +251,6 @@ def to_options(config: ReplayConfig) -> ReplayOptions:
         allow_url=list(config.allow_url),
         disallow_url=list(config.disallow_url),
         timeout=config.timeout,
+        include_incomplete=config.include_incomplete,
         config=msgspec.to_builtins(config),
     )

@@ -37,6 +37,11 @@ def summary_lines(summary: RunSummary) -> list[str]:
         f"  matcher {summary.matcher}" + (f" (threshold {summary.threshold:g})" if summary.threshold is not None else "")
         + f", query {summary.query!r}, started {ns_to_iso(summary.started_at)[:19]}Z",
     ]
+    if summary.skipped_incomplete:
+        lines.append(
+            f"  {summary.skipped_incomplete} sessions recorded as incomplete were skipped (outbound talks made while several requests were "
+            "in flight could not be attributed); --include-incomplete replays them"
+        )
     if summary.unattributed:
         lines.append(f"  {summary.unattributed} outbound talks could not be attributed to a session (closed, unanswered):")
         lines += [f"    {note.peer}: {note.reason}: {note.request[:80]}" for note in summary.unattributed_talks[:5]]

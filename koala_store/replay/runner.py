@@ -68,6 +68,7 @@ class ReplayOptions(msgspec.Struct, kw_only=True):
     disallow_url: list[str] = msgspec.field(default_factory=list)
     timeout: float = 5.0
     settle: float = 0.002  # grace after a response for calls the SUT makes just after it
+    include_incomplete: bool = False  # replay sessions recorded as incomplete too
     # The ReplayConfig these options came from (koala_store.replay.config), kept whole in the
     # run so `koala replay --rerun RUN` repeats it; None when built directly by a library user.
     config: dict[str, Any] | None = None
@@ -78,6 +79,7 @@ class Counts(msgspec.Struct):
     different: int = 0
     error: int = 0
     skipped: int = 0
+    skipped_incomplete: int = 0
 
     def add(self, verdict: Verdict) -> None:
         match verdict:
@@ -238,6 +240,12 @@ class Replay:
             if not self._wanted(session):
                 self.counts.skipped += 1
                 continue
+            if session.incomplete and not self.options.include_incomplete:
+                # Some of its outbound talks could not be attributed when recorded: replaying
+                # it would report their absence as a regression.
+                self.counts.skipped += 1
+                self.counts.skipped_incomplete += 1
+                continue
             if self.options.rate:
                 await _sleep_until(began + sent / self.options.rate)
             elif self.options.speed:
@@ -367,6 +375,9 @@ class Replay:
             # Timestamps the SUT writes now are compared with the recording's, shifted by its age.
             options = msgspec.structs.replace(options, clock_offset_s=max((time.time_ns() - session.recorded_at) / 1e9, 0.0))
         recorded = session.response
+        # Values masked when recorded (secrets) are masked in the replayed bytes too: not compared.
+        replayed_response, talks = diff.as_recorded(session, first.response, talks)
+        first = msgspec.structs.replace(first, response=replayed_response)
         comparison = Comparison(
             run_id=self.summary.run_id,
             session_id=session.session_id,
@@ -380,6 +391,10 @@ class Replay:
             replayed_latency_ms=round(first.latency_ms, 3),
             bypassed=context.bypassed,
         )
+        if session.incomplete:
+            comparison.notes.append(f"recorded incomplete: {session.incomplete}")
+        if session.redactions:
+            comparison.notes.append(f"{sum(r.count for r in session.redactions)} values were masked when recorded; they are not compared")
         if first.error is not None:
             comparison.verdict, comparison.error = ERROR, first.error
             comparison.outbound = diff.compare_outbound(session.outbound_calls, talks, options)
@@ -405,6 +420,8 @@ class Replay:
         comparison.outbound = report
         if baseline is not None and self.noise is not None:
             old, old_talks = await self._send(session, baseline)
+            old_response, old_talks = diff.as_recorded(session, old.response, old_talks)
+            old = msgspec.structs.replace(old, response=old_response)
             noise_paths = set()
             if old.error is None:
                 noise_paths = {d.path for d in diff.compare_responses(recorded, old.response, options)}
@@ -453,6 +470,7 @@ class Replay:
         summary = self.summary
         summary.same, summary.different, summary.error = self.counts.same, self.counts.different, self.counts.error
         summary.skipped = self.counts.skipped
+        summary.skipped_incomplete = self.counts.skipped_incomplete
         summary.total = summary.same + summary.different + summary.error
         summary.suppressed = self.suppressed
         summary.unattributed = len(self.mock.unattributed)

@@ -1,0 +1,3 @@
+module koala-store/bench/loadgen
+
+go 1.26
