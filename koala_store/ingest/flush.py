@@ -36,11 +36,7 @@ ES_RETRY_FOR = 3.0
 def is_transient(rejected: Rejected) -> bool:
     """A rejection that says the store was away (the batch is tried again), not that it
     refuses the session (kept aside in rejected.ndjson)."""
-    transient = getattr(rejected, "transient", None)
-    if isinstance(transient, bool):
-        return transient
-    reason = rejected.reason.lower()
-    return "unavailable" in reason or "cannot reach" in reason or "not stored" in reason
+    return rejected.transient
 
 
 def open_for_flush(url: str, index: str | None = None) -> SessionStore:

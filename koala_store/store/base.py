@@ -36,10 +36,12 @@ def peers_by_scan(sessions: Iterable[Session]) -> dict[str, int]:
 
 
 class Rejected(Struct):
-    """One session a store would not keep, and why."""
+    """One session a store would not keep, and why; `transient` when the store was away (the
+    same session may be stored later), not refusing it."""
 
     session_id: str
     reason: str
+    transient: bool = False
 
 
 class PutResult(Struct):

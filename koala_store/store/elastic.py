@@ -385,7 +385,7 @@ class ElasticStore:
         try:
             elsewhere = self._retrying(lambda: self._copies_elsewhere(docs))
         except _GaveUp as gave_up:
-            result.rejected += [Rejected(sid, gave_up.reason) for sid in docs]
+            result.rejected += [Rejected(sid, gave_up.reason, transient=True) for sid in docs]
             return {}, []
         return docs, [{"_op_type": "delete", "_index": index, "_id": doc_id} for index, doc_id in elsewhere]
 
@@ -417,7 +417,7 @@ class ElasticStore:
         try:
             stored = self._retrying(lambda: self._stored_docs(conflicts, docs))
         except _GaveUp as gave_up:
-            result.rejected += [Rejected(sid, gave_up.reason) for sid in conflicts]
+            result.rejected += [Rejected(sid, gave_up.reason, transient=True) for sid in conflicts]
             return result
         replacements = []
         for sid in conflicts:
@@ -485,7 +485,7 @@ class ElasticStore:
             if not retry:
                 break
             if not next(waiting):
-                result.rejected += [Rejected(a["_id"], self._unavailable()) for a in retry if a["_op_type"] != "delete"]
+                result.rejected += [Rejected(a["_id"], self._unavailable(), transient=True) for a in retry if a["_op_type"] != "delete"]
                 break
             pending = retry
             retried.update(a["_id"] for a in retry)
