@@ -64,6 +64,7 @@ typedef struct {
     /* gram -> entries */
     Slot *slots;
     uint64_t slot_mask;
+    int slot_shift;
     Entry *entries;
     uint64_t *filter;
     /* per candidate: occurrences as linked lists per distinct chunk, in ascending order */
@@ -106,7 +107,7 @@ static void scan_free(Scan *s) {
 }
 
 static inline uint64_t find_slot(const Scan *s, uint64_t x, uint32_t y, uint64_t h) {
-    uint64_t i = (h >> 24) & s->slot_mask;
+    uint64_t i = h >> s->slot_shift; /* the top bits: a multiplicative hash mixes every byte into them */
     while (s->slots[i].start >= 0 && (s->slots[i].x != x || s->slots[i].y != y)) i = (i + 1) & s->slot_mask;
     return i;
 }
@@ -119,7 +120,11 @@ static int build_table(Scan *s) {
         grams += s->indexed[k] ? STRIDE : 0;
     }
     uint64_t size = 16;
-    while (size < (uint64_t)grams * 2) size <<= 1;
+    s->slot_shift = 60;
+    while (size < (uint64_t)grams * 2) {
+        size <<= 1;
+        s->slot_shift--;
+    }
     s->slots = PyMem_Malloc(size * sizeof(Slot));
     s->entries = PyMem_Malloc((grams ? grams : 1) * sizeof(Entry));
     s->filter = PyMem_Calloc((1u << FILTER_BITS) / 64, sizeof(uint64_t));

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from koala_store.model import CallOutbound
 
-from .base import ConnectionState, MatchResult, SessionMatcher, Strategy, check_options, fmt
-from .chunk_scan import Hit, scanner_for
+from .base import NEAR_MISSES, ConnectionState, MatchResult, SessionMatcher, Strategy, check_options, fmt
+from .chunk_scan import Hit, Scanner, scanner_for
 
 UNIT = 16  # chunk size
 LONG = 256  # requests longer than this get the readable-prefix chunk
@@ -77,6 +77,38 @@ class _Pass:
         return self.winner is not None and self.best > 0 and self.mark >= self.required
 
 
+class _Searches:
+    """One live request's searches, shared by a pass and its retry: where the chunks hit
+    does not depend on the pass, only what a hit scores. Keys are the first position of
+    each distinct recorded request (identical requests hit identically)."""
+
+    __slots__ = ("_found", "_heads", "_requests", "_scanner", "chunks")
+
+    def __init__(self, chunks: list[bytes], requests: list[bytes], scanner: Scanner):
+        self.chunks = chunks
+        self._requests = requests
+        self._scanner = scanner
+        self._found: dict[int, Hit] = {}
+        self._heads: dict[int, int] = {}
+
+    def hits(self, keys: list[int]) -> dict[int, Hit]:
+        found = self._found
+        todo = [q for q in dict.fromkeys(keys) if q not in found]
+        if todo:
+            found.update(zip(todo, self._scanner.scan(self.chunks, todo)))
+        return found
+
+    def head(self, key: int) -> int:
+        """Where chunk 0 is in that request (-1: missing), without searching the others."""
+        hit = self._found.get(key)
+        if hit is not None:
+            return hit[0]
+        at = self._heads.get(key)
+        if at is None:
+            at = self._heads[key] = self._requests[key].find(self.chunks[0])
+        return at
+
+
 class ChunkSessionMatcher(SessionMatcher):
     strategy = "chunk"
 
@@ -92,20 +124,17 @@ class ChunkSessionMatcher(SessionMatcher):
         self._scanner = scanner_for(self._requests, scanner)
 
     def _match(self, request: bytes, conn: ConnectionState, eligible: tuple[int, ...]) -> MatchResult:
-        chunks = cut_chunks(request)
         expect = has_expect_continue(request)
-        # Where chunks hit does not depend on the pass, only what a hit scores: the retry
-        # reuses the first pass's searches and searches only the positions it skipped.
-        hits: dict[int, Hit] = {}
-        first = self._search(chunks, conn.last, eligible, expect, hits)
+        searches = _Searches(cut_chunks(request), self._requests, self._scanner)
+        first = self._search(searches, conn.last, eligible, expect)
         if first.ok or first.fresh:
             return self._decide(conn, first, None, expect)
         # On a connection that already matched, a failure is retried once as fresh.
-        retry = self._search(chunks, -1, eligible, expect, hits)
+        retry = self._search(searches, -1, eligible, expect)
         return self._decide(conn, retry, first, expect)
 
-    def _search(self, chunks: list[bytes], last: int, eligible: tuple[int, ...], expect: bool, hits: dict[int, Hit]) -> _Pass:
-        n = len(chunks)
+    def _search(self, searches: _Searches, last: int, eligible: tuple[int, ...], expect: bool) -> _Pass:
+        n = len(searches.chunks)
         result = _Pass(n, last)
         # Chunk 0 adds n on a fresh connection, max(n // 2, 2) at offset 0 on one that
         # already matched, and 1 elsewhere; any other hit adds 1.
@@ -113,19 +142,31 @@ class ChunkSessionMatcher(SessionMatcher):
         first_at_zero = n if result.fresh else max(n // 2, 2)
         positions = eligible[bisect.bisect_right(eligible, last) :]
         same = self._same
-        todo = [q for q in dict.fromkeys(same[p] for p in positions) if q not in hits]
-        if todo:
-            hits.update(zip(todo, self._scanner.scan(chunks, todo)))
+        groups = [positions]
+        if result.fresh and len(positions) > NEAR_MISSES + 1:
+            # On a fresh pass chunk 0 alone adds n, so a call without it (n - 1 at most) scores
+            # below every call holding it: search those first, and the others only when fewer
+            # than the winner and its near misses scored n or more.
+            head = searches.head
+            holding: list[int] = []
+            lacking: list[int] = []
+            for p in positions:
+                (holding if head(same[p]) >= 0 else lacking).append(p)
+            groups = [holding, lacking]
         scores, reached = result.scores, result.reached
-        for p in positions:
-            head_at, count, reached[p] = hits[same[p]]
-            scores[p] = count + (0 if head_at < 0 else first_at_zero if head_at == 0 else first_score)
+        for k, group in enumerate(groups):
+            if k and self._settled(scores, n - 1, expect):
+                break
+            hits = searches.hits([same[p] for p in group])
+            for p in group:
+                head_at, count, reached[p] = hits[same[p]]
+                scores[p] = count + (0 if head_at < 0 else first_at_zero if head_at == 0 else first_score)
         # A candidate that disagrees on Expect: 100-continue can never win.
         contenders = [p for p in scores if self._expect[p] == expect and scores[p] > 0]
         if not contenders:
             return result
         best = max(scores[p] for p in contenders)
-        tied = [p for p in contenders if scores[p] == best]
+        tied = sorted(p for p in contenders if scores[p] == best)
         winner = next((p for p in tied if p > self.outs_last), None)
         if winner is not None:
             result.rule = "after-last"
@@ -136,6 +177,12 @@ class ChunkSessionMatcher(SessionMatcher):
             result.rule = "first-to-reach"
         result.best, result.winner, result.mark = best, winner, best / n
         return result
+
+    def _settled(self, scores: dict[int, int], bound: int, expect: bool) -> bool:
+        """Whether no call scoring `bound` or less can change the outcome: a contender scored
+        more (so it cannot win or tie), and so did the winner and all its near misses."""
+        above = [p for p, s in scores.items() if s > bound]
+        return len(above) > NEAR_MISSES and any(self._expect[p] == expect for p in above)
 
     def _decide(self, conn: ConnectionState, final: _Pass, first: _Pass | None, expect: bool) -> MatchResult:
         n = final.n
