@@ -163,9 +163,7 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="only the accuracy figures")
     parser.add_argument("--sessions", type=int, default=300, help="sessions in the drift set (default 300)")
     parser.add_argument("--seed", type=int, default=20190122, help="seed of the drift set (default 20190122)")
-    parser.add_argument(
-        "--strategy", action="append", choices=STRATEGIES, help="only this strategy (repeat for several; default all of them)"
-    )
+    parser.add_argument("--strategy", action="append", choices=STRATEGIES, help="only this strategy (repeat for several; default all of them)")
     args = parser.parse_args()
     strategies = tuple(args.strategy) if args.strategy else STRATEGIES
     both = not args.latency and not args.accuracy

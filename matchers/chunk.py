@@ -95,7 +95,7 @@ class _Searches:
         found = self._found
         todo = [q for q in dict.fromkeys(keys) if q not in found]
         if todo:
-            found.update(zip(todo, self._scanner.scan(self.chunks, todo)))
+            found.update(zip(todo, self._scanner.scan(self.chunks, todo), strict=True))
         return found
 
     def head(self, key: int) -> int:

@@ -18,6 +18,7 @@ def scanner(request, monkeypatch):
     monkeypatch.setattr(chunk_scan, "DEFAULT", request.param)
     return request.param
 
+
 # --- 1. cutting ---------------------------------------------------------------------------------
 
 
@@ -356,27 +357,3 @@ def test_long_binary_framed_requests_match_on_their_readable_prefix():
     assert result.position == 0
     n = len(chunks)
     assert result.score == pytest.approx((2 * n - 1) / n)
-
-
-def test_calls_past_the_index_budget_score_the_same():
-    """The pure-Python scanner's index covers INDEX_BUDGET bytes; calls past it are searched in full."""
-    import random
-
-    from matchers.chunk import ChunkSessionMatcher
-    from matchers.chunk_scan import INDEX_BUDGET
-
-    rng = random.Random(7)
-    letters = bytes.maketrans(bytes(range(256)), b"abcdefghij {}:,-" * 16)
-    filler = b"XYZ" * ((INDEX_BUDGET - 10_000) // 3)  # shares no chunk with the others
-    b, c = (rng.randbytes(20_000).translate(letters) for _ in range(2))
-    live = c[:5000] + b"DRIFT" + c[5005:]
-    results = {}
-    for order in ((filler, b, c), (b, c, filler)):
-        session = ChunkSessionMatcher(session_calls(*order), scanner="python")
-        position = order.index(c)
-        indexed = not (session._scanner.unindexed >> position) & 1
-        result = session.match(live, session.connection())
-        assert result.call.request == c
-        results[indexed] = (result.score, [(m.score, m.reason) for m in result.near_misses])
-    assert set(results) == {True, False}  # c was indexed in one session and not in the other
-    assert results[True] == results[False]
