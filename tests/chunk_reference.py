@@ -5,13 +5,14 @@ this. It does what the spec says, in the order it says it, the way Koala's Go lo
 for each chunk, for each candidate after `last`, search the chunk in the candidate's
 remaining bytes and cut them at the hit; the running scores give "the first to reach the
 best score" as it happens. No index, no cache, no pruning. The cutting is written out again
-here; only the Expect header test and the wording of reasons (`_decide`, which turns the
-scores into a MatchResult and the state updates) come from the module under test.
+and the Expect header test are written out again here; only the wording of reasons
+(`_decide`, which turns the scores into a MatchResult and the state updates) comes from the
+module under test.
 """
 
 from __future__ import annotations
 
-from matchers.chunk import ChunkSessionMatcher, _Pass, has_expect_continue
+from matchers.chunk import ChunkSessionMatcher, _Pass
 
 PRINTABLE = range(32, 127)
 
@@ -38,10 +39,22 @@ def reference_chunks(request: bytes) -> list[bytes]:
     return chunks
 
 
+def reference_expect(request: bytes) -> bool:
+    """Step 2: a line of the head (up to the first blank line) reads, in any case,
+    `Expect:` then `100-continue`, with spaces or tabs around the colon."""
+    head = request.split(b"\r\n\r\n", 1)[0]
+    for line in head.lower().split(b"\n"):
+        if line.startswith(b"expect"):
+            rest = line[len(b"expect") :].lstrip(b" \t")
+            if rest.startswith(b":") and rest[1:].lstrip(b" \t").startswith(b"100-continue"):
+                return True
+    return False
+
+
 class ReferenceChunkSessionMatcher(ChunkSessionMatcher):
     def _match(self, request, conn, eligible):
         chunks = reference_chunks(request)
-        expect = has_expect_continue(request)
+        expect = reference_expect(request)
         first = self._scan(chunks, conn.last, eligible, expect)
         if first.ok or first.fresh:
             return self._decide(conn, first, None, expect)
@@ -73,7 +86,7 @@ class ReferenceChunkSessionMatcher(ChunkSessionMatcher):
                 reached[p] = i
                 reaching.append((p, scores[p]))
         result.scores, result.reached = scores, reached
-        contenders = [p for p in candidates if scores[p] > 0 and has_expect_continue(self.calls[p].request) == expect]
+        contenders = [p for p in candidates if scores[p] > 0 and reference_expect(self.calls[p].request) == expect]
         if not contenders:
             return result
         best = max(scores[p] for p in contenders)

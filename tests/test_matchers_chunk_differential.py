@@ -12,13 +12,13 @@ from __future__ import annotations
 import random
 
 import pytest
-from chunk_reference import ReferenceChunkSessionMatcher, reference_chunks
+from chunk_reference import ReferenceChunkSessionMatcher, reference_chunks, reference_expect
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from matchers_fixtures import call, http, session_calls
 
 from matchers import chunk_scan
-from matchers.chunk import ChunkSessionMatcher, cut_chunks
+from matchers.chunk import ChunkSessionMatcher, cut_chunks, has_expect_continue
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SCANNERS = ["compiled", "python"]
@@ -106,6 +106,23 @@ def compiled_is_built():
 @example(request=b"A" * 8 + b"\x00" + b"C" * 300)
 def test_the_cut_is_the_spec_cut(request):
     assert cut_chunks(request) == reference_chunks(request)
+
+
+heads = st.lists(
+    st.one_of(
+        st.sampled_from([b"Expect: 100-continue", b"expect:100-Continue", b"EXPECT \t: \t100-CONTINUE", b"X-Expect: 100-continue", b"Expect: 100-"]),
+        st.text("Expct: 10-continu\t", max_size=24).map(str.encode),
+        st.binary(max_size=12),
+    ),
+    max_size=5,
+)
+
+
+@SETTINGS
+@given(lines=heads, separator=st.sampled_from([b"\r\n", b"\n", b"\r"]), body=st.sampled_from([b"", b"\r\n\r\nExpect: 100-continue"]))
+def test_the_expect_test_is_the_spec_test(lines, separator, body):
+    request = b"POST /u HTTP/1.1" + separator + separator.join(lines) + body
+    assert has_expect_continue(request) == reference_expect(request)
 
 
 # --- the scanners ------------------------------------------------------------------------------
