@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import matchers  # noqa: E402
+from matchers import chunk_scan  # noqa: E402
 from koala_store import wire  # noqa: E402
 from matchers_data import drift_set, sized_candidates  # noqa: E402
 
@@ -73,6 +74,8 @@ def run_latency(strategies: tuple[str, ...]) -> None:
     print("Per-match latency, ms: wall clock (perf_counter) and this process's CPU time (process_time,")
     print("which leaves out time other processes on the box took). Each live request on a fresh connection")
     print("unless noted; a long-lived one makes chunk retry as fresh when the request is before its last match.")
+    if "chunk" in strategies:
+        print(f"chunk uses the {chunk_scan.DEFAULT} scanner (matchers/chunk_scan.py)")
     print(f"{'case':<28}{'strategy':<9}{'p50':>9}{'p99':>9}{'cpu p50':>9}{'cpu p99':>9}{'prep':>9}{'matched':>9}")
     for count, size, matches in ((50, 1024, 2000), (500, 8192, 40)):
         for long_lived in (False, True):

@@ -117,7 +117,7 @@ class ChunkSessionMatcher(SessionMatcher):
     def __init__(self, calls: Sequence[CallOutbound], *, scanner: str | None = None):
         """`scanner`: "compiled" or "python" (see matchers.chunk_scan); the fastest by default."""
         super().__init__(calls)
-        self._requests = [c.request for c in self.calls]
+        self._requests = [bytes(c.request) for c in self.calls]  # the C scanner reads bytes only
         self._expect = [has_expect_continue(r) for r in self._requests]
         # Identical recorded requests hit identically: each is searched once, under the
         # first position holding it.

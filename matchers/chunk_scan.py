@@ -30,6 +30,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Protocol
 
+from .base import MatcherError
+
 # (head_at, count, at) as above.
 Hit = tuple[int, int, int]
 
@@ -61,7 +63,9 @@ class CompiledScanner:
 
     def __init__(self, requests: Sequence[bytes]):
         if _chunkscan is None:
-            raise RuntimeError("the compiled chunk scanner is not built; install koala-store with ./scripts/setup.sh (needs a C compiler and Python headers)")
+            raise MatcherError(
+                "the compiled chunk scanner is not built; reinstall koala-store with ./scripts/setup.sh (needs a C compiler and Python headers) or use scanner='python'"
+            )
         self._requests = requests
         self._scan = _chunkscan.scan
 
@@ -174,4 +178,7 @@ DEFAULT = "compiled" if COMPILED else "python"
 
 def scanner_for(requests: Sequence[bytes], kind: str | None = None) -> Scanner:
     """A scanner of `requests`: `kind` "compiled" or "python", else DEFAULT (the fastest built)."""
-    return SCANNERS[kind or DEFAULT](requests)
+    scanner = SCANNERS.get(kind or DEFAULT)
+    if scanner is None:
+        raise MatcherError(f"unknown chunk scanner {kind!r}; use one of: {', '.join(SCANNERS)}")
+    return scanner(requests)

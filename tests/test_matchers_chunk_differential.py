@@ -211,6 +211,13 @@ def test_calls_past_the_index_budget_score_the_same():
     assert results[True] == results[False]
 
 
+def test_a_bad_scanner_name_is_one_clear_error():
+    from matchers import MatcherError
+
+    with pytest.raises(MatcherError, match="unknown chunk scanner 'fast'; use one of: compiled, python"):
+        ChunkSessionMatcher(session_calls(b"abc"), scanner="fast")
+
+
 def test_the_compiled_scan_names_a_bad_argument():
     from matchers import _chunkscan
 
