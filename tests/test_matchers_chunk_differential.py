@@ -9,7 +9,10 @@ shorter than 16 bytes, a short last chunk, candidates shorter than a chunk, Expe
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 from chunk_reference import ReferenceChunkSessionMatcher, reference_chunks, reference_expect
@@ -209,6 +212,24 @@ def test_calls_past_the_index_budget_score_the_same():
         results[indexed] = (result.score, [(m.score, m.reason) for m in result.near_misses])
     assert set(results) == {True, False}  # c was indexed in one session and not in the other
     assert results[True] == results[False]
+
+
+def test_without_the_extension_the_python_scanner_decides():
+    """Where _chunkscan was not built (no compiler) the import fails and chunk still matches."""
+    code = (
+        "import sys; sys.modules['matchers._chunkscan'] = None\n"  # what a missing extension does to the import
+        "import matchers; from matchers import chunk_scan; from matchers_fixtures import session_calls\n"
+        "session = matchers.get('chunk').for_session(session_calls(b'alpha___________bravo___________', b'other'))\n"
+        "result = session.match(b'alpha___________bravo___________', session.connection())\n"
+        "print(chunk_scan.COMPILED, type(session._scanner).__name__, result.position, result.reason)\n"
+        "try:\n    chunk_scan.scanner_for([], 'compiled')\nexcept matchers.MatcherError as e:\n    print(e)\n"
+    )
+    tests = os.path.dirname(os.path.abspath(__file__))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tests, timeout=60)
+    assert run.returncode == 0, run.stderr
+    first, second = run.stdout.splitlines()
+    assert first == "False PythonScanner 0 mark 1.50 over 2 chunks"
+    assert second.startswith("the compiled chunk scanner is not built; reinstall koala-store with ./scripts/setup.sh")
 
 
 def test_a_bad_scanner_name_is_one_clear_error():
