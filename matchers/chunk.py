@@ -5,6 +5,12 @@ prefix first when it is over 256 bytes), look for each chunk in order in every c
 after the connection's last match, score hits, pick the best (ties: first after the
 session's last match, else first to reach the best score), and require a mark of 0.85 on a
 connection that already matched (0.1 on a fresh one), retrying once as fresh.
+
+Speed, with the same decisions: matchers/chunk_scan.py finds where the chunks hit (in C
+when built: each recorded request is read once per live request), identical recorded
+requests are searched once, and a fresh pass skips the calls without chunk 0 when they
+provably can be neither the winner nor a near miss. tests/chunk_reference.py is the spec
+read literally; the differential tests hold this module to it.
 """
 
 from __future__ import annotations
@@ -147,8 +153,8 @@ class ChunkSessionMatcher(SessionMatcher):
         groups = [positions]
         if result.fresh and len(positions) > NEAR_MISSES + 1:
             # On a fresh pass chunk 0 alone adds n, so a call without it (n - 1 at most) scores
-            # below every call holding it: search those first, and the others only when fewer
-            # than the winner and its near misses scored n or more.
+            # below every call holding it: search those first, and the others only if they
+            # may still win or be a near miss (see _settled).
             head = searches.head
             holding: list[int] = []
             lacking: list[int] = []
@@ -181,8 +187,10 @@ class ChunkSessionMatcher(SessionMatcher):
         return result
 
     def _settled(self, scores: dict[int, int], bound: int, expect: bool) -> bool:
-        """Whether no call scoring `bound` or less can change the outcome: a contender scored
-        more (so it cannot win or tie), and so did the winner and all its near misses."""
+        """Whether a call scoring `bound` or less can no longer change the result: it cannot
+        win or tie if a contender (agreeing on Expect) scored more, and it cannot be a near
+        miss if the winner and NEAR_MISSES more calls did (ties between near misses go to
+        the first position, but every score above `bound` beats it outright)."""
         above = [p for p, s in scores.items() if s > bound]
         return len(above) > NEAR_MISSES and any(self._expect[p] == expect for p in above)
 
