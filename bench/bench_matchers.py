@@ -1,6 +1,6 @@
 """Figures for matchers/: per-match latency (p50/p99) and accuracy on a drifted replay.
 
-    .venv/bin/python bench/bench_matchers.py [--latency] [--accuracy] [--sessions N] [--seed S]
+    .venv/bin/python bench/bench_matchers.py [--latency] [--accuracy] [--strategy NAME] [--sessions N] [--seed S]
 
 Latency: 50 recorded calls of ~1 KB (target p99 < 1 ms for chunk and fuzzy) and 500 of
 ~8 KB (Koala's cap on a session), each match timed alone with perf_counter_ns; per-session
@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import matchers  # noqa: E402
+from matchers import chunk_scan  # noqa: E402
 from koala_store import wire  # noqa: E402
 from matchers_data import drift_set, sized_candidates  # noqa: E402
 
@@ -69,15 +70,17 @@ def latency(name: str, count: int, size: int, matches: int, long_lived: bool) ->
     }
 
 
-def run_latency() -> None:
+def run_latency(strategies: tuple[str, ...]) -> None:
     print("Per-match latency, ms: wall clock (perf_counter) and this process's CPU time (process_time,")
     print("which leaves out time other processes on the box took). Each live request on a fresh connection")
     print("unless noted; a long-lived one makes chunk retry as fresh when the request is before its last match.")
+    if "chunk" in strategies:
+        print(f"chunk uses the {chunk_scan.DEFAULT} scanner (matchers/chunk_scan.py)")
     print(f"{'case':<28}{'strategy':<9}{'p50':>9}{'p99':>9}{'cpu p50':>9}{'cpu p99':>9}{'prep':>9}{'matched':>9}")
     for count, size, matches in ((50, 1024, 2000), (500, 8192, 40)):
         for long_lived in (False, True):
             label = f"{count} x {size // 1024} KB" + (" long-lived conn" if long_lived else "")
-            for name in STRATEGIES:
+            for name in strategies:
                 r = latency(name, count, size, matches, long_lived)
                 print(f"{label:<28}{name:<9}{r['p50']:>9.3f}{r['p99']:>9.3f}{r['cpu_p50']:>9.3f}{r['cpu_p99']:>9.3f}{r['prep']:>9.1f}{r['matched']:>9.0%}")
             if count == 500:
@@ -93,7 +96,7 @@ def protocol_of(request: bytes, port: int) -> str:
     return wire.guess_protocol(request, b"", port) if port != 3306 else "mysql"
 
 
-def run_accuracy(sessions: int, seed: int) -> None:
+def run_accuracy(sessions: int, seed: int, strategies: tuple[str, ...]) -> None:
     t0 = time.perf_counter()
     cases = drift_set(sessions, seed)
     calls_total = sum(len(c.live) for c in cases)
@@ -106,7 +109,7 @@ def run_accuracy(sessions: int, seed: int) -> None:
         mode = "runner passes the peer" if use_peer else "no peer given (as Koala)"
         print(f"\n  {mode}")
         print(f"  {'strategy':<10}{'right':>9}{'wrong':>7}{'unmatched':>11}{'right resp.':>13}{'greetings':>11}   right by protocol{'':<17}time")
-        for name in STRATEGIES:
+        for name in strategies:
             t1 = time.perf_counter()
             stats, per_proto = replay(matchers.get(name), cases, use_peer)
             elapsed = time.perf_counter() - t1
@@ -163,12 +166,14 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="only the accuracy figures")
     parser.add_argument("--sessions", type=int, default=300, help="sessions in the drift set (default 300)")
     parser.add_argument("--seed", type=int, default=20190122, help="seed of the drift set (default 20190122)")
+    parser.add_argument("--strategy", action="append", choices=STRATEGIES, help="only this strategy (repeat for several; default all of them)")
     args = parser.parse_args()
+    strategies = tuple(args.strategy) if args.strategy else STRATEGIES
     both = not args.latency and not args.accuracy
     if args.latency or both:
-        run_latency()
+        run_latency(strategies)
     if args.accuracy or both:
-        run_accuracy(args.sessions, args.seed)
+        run_accuracy(args.sessions, args.seed, strategies)
 
 
 if __name__ == "__main__":

@@ -5,16 +5,24 @@ prefix first when it is over 256 bytes), look for each chunk in order in every c
 after the connection's last match, score hits, pick the best (ties: first after the
 session's last match, else first to reach the best score), and require a mark of 0.85 on a
 connection that already matched (0.1 on a fresh one), retrying once as fresh.
+
+Speed, with the same decisions: matchers/chunk_scan.py finds where the chunks hit (in C
+when built: each recorded request is read once per live request), identical recorded
+requests are searched once, and a fresh pass skips the calls without chunk 0 when they
+provably can be neither the winner nor a near miss. tests/chunk_reference.py is the spec
+read literally; the differential tests hold this module to it.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 
 from koala_store.model import CallOutbound
 
-from .base import ConnectionState, MatchResult, SessionMatcher, Strategy, check_options, fmt
+from .base import NEAR_MISSES, ConnectionState, MatchResult, SessionMatcher, Strategy, check_options, fmt
+from .chunk_scan import Hit, Scanner, scanner_for
 
 UNIT = 16  # chunk size
 LONG = 256  # requests longer than this get the readable-prefix chunk
@@ -27,8 +35,6 @@ _READABLE_RUN = re.compile(rb"[\x20-\x7e]{9,}")
 # Case-insensitive, in the head only: header names are case-insensitive in HTTP.
 _EXPECT_100 = re.compile(rb"(?im)^expect[ \t]*:[ \t]*100-continue")
 _HEAD_END = b"\r\n\r\n"
-_GRAM, _STRIDE = 13, 4  # the per-session index: 13-byte grams starting every 4 bytes
-INDEX_BUDGET = 1024 * 1024  # request bytes indexed per session (about 13 MB of index)
 
 
 def cut_chunks(request: bytes) -> list[bytes]:
@@ -49,7 +55,9 @@ def cut_chunks(request: bytes) -> list[bytes]:
 def has_expect_continue(request: bytes) -> bool:
     """Whether the request's head carries `Expect: 100-continue`."""
     end = request.find(_HEAD_END)
-    return _EXPECT_100.search(request if end < 0 else request[:end]) is not None
+    head = request if end < 0 else request[:end]
+    # "100-" has no case: without it the (slow, multi-line) regex cannot match.
+    return b"100-" in head and _EXPECT_100.search(head) is not None
 
 
 class _Pass:
@@ -77,134 +85,96 @@ class _Pass:
         return self.winner is not None and self.best > 0 and self.mark >= self.required
 
 
+class _Searches:
+    """One live request's searches, shared by a pass and its retry: where the chunks hit
+    does not depend on the pass, only what a hit scores. Keys are the first position of
+    each distinct recorded request (identical requests hit identically)."""
+
+    __slots__ = ("_found", "_heads", "_requests", "_scanner", "chunks")
+
+    def __init__(self, chunks: list[bytes], requests: list[bytes], scanner: Scanner):
+        self.chunks = chunks
+        self._requests = requests
+        self._scanner = scanner
+        self._found: dict[int, Hit] = {}
+        self._heads: dict[int, int] = {}
+
+    def hits(self, keys: list[int]) -> dict[int, Hit]:
+        found = self._found
+        todo = [q for q in dict.fromkeys(keys) if q not in found]
+        if todo:
+            found.update(zip(todo, self._scanner.scan(self.chunks, todo), strict=True))
+        return found
+
+    def head(self, key: int) -> int:
+        """Where chunk 0 is in that request (-1: missing), without searching the others."""
+        hit = self._found.get(key)
+        if hit is not None:
+            return hit[0]
+        at = self._heads.get(key)
+        if at is None:
+            at = self._heads[key] = self._requests[key].find(self.chunks[0])
+        return at
+
+
 class ChunkSessionMatcher(SessionMatcher):
     strategy = "chunk"
 
-    def __init__(self, calls: Sequence[CallOutbound]):
+    def __init__(self, calls: Sequence[CallOutbound], *, scanner: str | None = None):
+        """`scanner`: "compiled" or "python" (see matchers.chunk_scan); the fastest by default."""
         super().__init__(calls)
-        # Cached per session: the request bytes, their Expect flag, and an index of the
-        # 13-byte grams starting every 4 bytes -> bitmask of the positions holding them.
-        # A 16-byte chunk found anywhere in a request covers one indexed gram starting at one
-        # of its first 4 offsets, so a candidate in none of those grams' masks cannot hold
-        # it and its search (a scan of the whole request for nothing) is skipped. Requests
-        # past a byte budget are not indexed (their bit is in every mask): memory stays
-        # bounded on huge sessions, which then cost what Koala's plain scan costs.
-        self._requests = [c.request for c in self.calls]
+        self._requests = [bytes(c.request) for c in self.calls]  # the C scanner reads bytes only
         self._expect = [has_expect_continue(r) for r in self._requests]
-        # Keys are the grams' hashes (a collision only costs a useless search) and a gram held
-        # by one request stores ~position instead of a bitmask: about 13 MB per MB indexed.
-        grams: dict[int, int] = {}
-        unindexed = 0
-        budget = INDEX_BUDGET
-        for p, data in enumerate(self._requests):
-            if len(data) > budget:
-                unindexed |= 1 << p
-                continue
-            budget -= len(data)
-            for s in range(0, len(data) - _GRAM + 1, _STRIDE):
-                h = hash(data[s : s + _GRAM])
-                v = grams.get(h)
-                if v is None:
-                    grams[h] = ~p
-                elif v < 0:
-                    if v != ~p:
-                        grams[h] = (1 << ~v) | (1 << p)
-                else:
-                    grams[h] = v | (1 << p)
-        self._grams = grams
-        self._unindexed = unindexed
-        self._indexed = ((1 << len(self._requests)) - 1) & ~unindexed
-
-    def _holders(self, chunk: bytes) -> int:
-        """A bitmask of the positions that may hold `chunk` (all of them for short chunks)."""
-        if len(chunk) < _GRAM + _STRIDE - 1:
-            return -1
-        get = self._grams.get
-        mask = self._unindexed
-        for d in range(_STRIDE):
-            v = get(hash(chunk[d : d + _GRAM]))
-            if v is not None:
-                mask |= (1 << ~v) if v < 0 else v
-        return mask
+        # Identical recorded requests hit identically: each is searched once, under the
+        # first position holding it.
+        first: dict[bytes, int] = {}
+        self._same = [first.setdefault(r, p) for p, r in enumerate(self._requests)]
+        self._scanner = scanner_for(self._requests, scanner)
 
     def _match(self, request: bytes, conn: ConnectionState, eligible: tuple[int, ...]) -> MatchResult:
-        chunks = cut_chunks(request)
-        masks = [self._holders(c) for c in chunks]
         expect = has_expect_continue(request)
-        # Where chunks hit does not depend on the pass, only what a hit scores: the retry
-        # reuses the first pass's searches and searches only the positions it skipped.
-        hits: dict[bytes, tuple[int, int, int]] = {}
-        first = self._search(chunks, masks, conn.last, eligible, expect, hits)
+        searches = _Searches(cut_chunks(request), self._requests, self._scanner)
+        first = self._search(searches, conn.last, eligible, expect)
         if first.ok or first.fresh:
             return self._decide(conn, first, None, expect)
         # On a connection that already matched, a failure is retried once as fresh.
-        retry = self._search(chunks, masks, -1, eligible, expect, hits)
+        retry = self._search(searches, -1, eligible, expect)
         return self._decide(conn, retry, first, expect)
 
-    def _search(
-        self,
-        chunks: list[bytes],
-        masks: list[int],
-        last: int,
-        eligible: tuple[int, ...],
-        expect: bool,
-        hits: dict[bytes, tuple[int, int, int]],
-    ) -> _Pass:
-        n = len(chunks)
+    def _search(self, searches: _Searches, last: int, eligible: tuple[int, ...], expect: bool) -> _Pass:
+        n = len(searches.chunks)
         result = _Pass(n, last)
         # Chunk 0 adds n on a fresh connection, max(n // 2, 2) at offset 0 on one that
         # already matched, and 1 elsewhere; any other hit adds 1.
         first_score = n if result.fresh else 1
         first_at_zero = n if result.fresh else max(n // 2, 2)
-        head, head_mask = chunks[0], masks[0]
-        # Which of chunks 1.. each indexed position may hold: the masks turned inside out.
-        # Unindexed positions (past the budget) are searched for every chunk.
-        todo: list[list[int]] = [[] for _ in self._requests]
-        indexed = self._indexed if last < 0 else self._indexed & ~((1 << (last + 1)) - 1)
-        for i in range(1, n):
-            m = masks[i]
-            m = indexed if m == -1 else m & indexed
-            while m:
-                low = m & -m
-                todo[low.bit_length() - 1].append(i)
-                m ^= low
-        every = range(1, n)
-        unindexed = self._unindexed
+        positions = eligible[bisect.bisect_right(eligible, last) :]
+        same = self._same
+        groups = [positions]
+        if result.fresh and len(positions) > NEAR_MISSES + 1:
+            # On a fresh pass chunk 0 alone adds n, so a call without it (n - 1 at most) scores
+            # below every call holding it: search those first, and the others only if they
+            # may still win or be a near miss (see _settled).
+            head = searches.head
+            holding: list[int] = []
+            lacking: list[int] = []
+            for p in positions:
+                (holding if head(same[p]) >= 0 else lacking).append(p)
+            groups = [holding, lacking]
         scores, reached = result.scores, result.reached
-        for p in eligible:
-            if p <= last:
-                continue
-            data = self._requests[p]
-            hit = hits.get(data)
-            if hit is None:
-                # Identical recorded requests hit identically: search once.
-                find = data.find
-                head_at = -1  # offset of chunk 0, -1 when missing
-                count = 0  # hits of the other chunks
-                at = -1  # index of the last chunk hit
-                off = 0
-                if (head_mask >> p) & 1:
-                    head_at = find(head)
-                    if head_at >= 0:
-                        off = head_at
-                        at = 0
-                # Only the chunks this request may hold (see _holders); the others miss.
-                for i in every if (unindexed >> p) & 1 else todo[p]:
-                    pos = find(chunks[i], off)
-                    if pos >= 0:
-                        # Later chunks must follow; overlap is allowed (search from the hit).
-                        off = pos
-                        count += 1
-                        at = i
-                hit = hits[data] = (head_at, count, at)
-            head_at, count, reached[p] = hit
-            scores[p] = count + (0 if head_at < 0 else first_at_zero if head_at == 0 else first_score)
+        for k, group in enumerate(groups):
+            if k and self._settled(scores, n - 1, expect):
+                break
+            hits = searches.hits([same[p] for p in group])
+            for p in group:
+                head_at, count, reached[p] = hits[same[p]]
+                scores[p] = count + (0 if head_at < 0 else first_at_zero if head_at == 0 else first_score)
         # A candidate that disagrees on Expect: 100-continue can never win.
         contenders = [p for p in scores if self._expect[p] == expect and scores[p] > 0]
         if not contenders:
             return result
         best = max(scores[p] for p in contenders)
-        tied = [p for p in contenders if scores[p] == best]
+        tied = sorted(p for p in contenders if scores[p] == best)
         winner = next((p for p in tied if p > self.outs_last), None)
         if winner is not None:
             result.rule = "after-last"
@@ -215,6 +185,14 @@ class ChunkSessionMatcher(SessionMatcher):
             result.rule = "first-to-reach"
         result.best, result.winner, result.mark = best, winner, best / n
         return result
+
+    def _settled(self, scores: dict[int, int], bound: int, expect: bool) -> bool:
+        """Whether a call scoring `bound` or less can no longer change the result: it cannot
+        win or tie if a contender (agreeing on Expect) scored more, and it cannot be a near
+        miss if the winner and NEAR_MISSES more calls did (ties between near misses go to
+        the first position, but every score above `bound` beats it outright)."""
+        above = [p for p, s in scores.items() if s > bound]
+        return len(above) > NEAR_MISSES and any(self._expect[p] == expect for p in above)
 
     def _decide(self, conn: ConnectionState, final: _Pass, first: _Pass | None, expect: bool) -> MatchResult:
         n = final.n

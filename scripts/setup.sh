@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with Python >= 3.11 and install koala-store with its dev extras.
-# Re-running is cheap: nothing is reinstalled unless pyproject.toml changed.
+# Re-running is cheap: nothing is reinstalled unless pyproject.toml or the compiled part
+# (setup.py, matchers/_chunkscan.c) changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,9 +22,13 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 stamp=.venv/.koala-installed
-wanted=$(sha1sum pyproject.toml | cut -d' ' -f1)
+wanted=$(cat pyproject.toml setup.py matchers/_chunkscan.c | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   echo "$wanted" > "$stamp"
+fi
+# The C scanner is optional (matching falls back to pure Python, slower): say so when it did not build.
+if ! .venv/bin/python -c 'import sys, matchers.chunk_scan as s; sys.exit(0 if s.COMPILED else 1)' 2>/dev/null; then
+  echo "setup: matchers/_chunkscan.c did not build (it needs a C compiler and Python headers, e.g. apt install gcc python3-dev); the chunk matcher runs in pure Python, slower" >&2
 fi

@@ -6,7 +6,18 @@ import pytest
 from matchers_fixtures import call, http, pieces, session_calls
 
 import matchers
+from matchers import chunk_scan
 from matchers.chunk import cut_chunks, has_expect_continue
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def scanner(request, monkeypatch):
+    """Every rule holds with both scanners (matchers/chunk_scan.py): the C one and its fallback."""
+    if request.param == "compiled":
+        assert chunk_scan.COMPILED, "matchers/_chunkscan is not built: run ./scripts/setup.sh (needs gcc and Python headers)"
+    monkeypatch.setattr(chunk_scan, "DEFAULT", request.param)
+    return request.param
+
 
 # --- 1. cutting ---------------------------------------------------------------------------------
 
@@ -346,26 +357,3 @@ def test_long_binary_framed_requests_match_on_their_readable_prefix():
     assert result.position == 0
     n = len(chunks)
     assert result.score == pytest.approx((2 * n - 1) / n)
-
-
-def test_calls_past_the_index_budget_score_the_same():
-    """The per-session index covers INDEX_BUDGET bytes; calls past it are searched in full."""
-    import random
-
-    from matchers.chunk import INDEX_BUDGET
-
-    rng = random.Random(7)
-    letters = bytes.maketrans(bytes(range(256)), b"abcdefghij {}:,-" * 16)
-    filler = b"XYZ" * ((INDEX_BUDGET - 10_000) // 3)  # shares no chunk with the others
-    b, c = (rng.randbytes(20_000).translate(letters) for _ in range(2))
-    live = c[:5000] + b"DRIFT" + c[5005:]
-    results = {}
-    for order in ((filler, b, c), (b, c, filler)):
-        session = matchers.get("chunk").for_session(session_calls(*order))
-        position = order.index(c)
-        indexed = not (session._unindexed >> position) & 1
-        result = session.match(live, session.connection())
-        assert result.call.request == c
-        results[indexed] = (result.score, [(m.score, m.reason) for m in result.near_misses])
-    assert set(results) == {True, False}  # c was indexed in one session and not in the other
-    assert results[True] == results[False]

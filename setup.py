@@ -1,0 +1,18 @@
+"""The compiled part of koala-store: matchers/_chunkscan.c (everything else is in pyproject.toml).
+
+It is optional: where it cannot be built (no C compiler or Python headers) the install goes
+on and matchers.chunk_scan uses its pure-Python scanner, with the same decisions, slower.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "matchers._chunkscan",
+            sources=["matchers/_chunkscan.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
+    ]
+)
