@@ -41,7 +41,7 @@ from koala_store.model import CallFromInbound, CallOutbound, Peer, ReturnInbound
 from koala_store.query.text import searchable_text  # noqa: E402
 from koala_store.store.sqlite import SCHEMA_VERSION, TEXT_VERSION, SqliteStore  # noqa: E402
 
-GENERATOR_VERSION = 1  # bump when the sessions below change: the cached NDJSON is remade
+GENERATOR_VERSION = 2  # bump when the sessions below change: the cached NDJSON is remade
 SIZE = 2048
 RARE = 10_000  # one session in RARE carries each rare value (100 at 1M)
 _WORDS = "order user cart item stock price total status pending shipped refund coupon region city sku alpha beta gamma delta warehouse".split()
@@ -82,14 +82,12 @@ def session(i: int, rng: random.Random, pool: list[bytes]) -> Session:
     if rare:  # one rare value per field, on the same sessions
         method, host, status, content_type = "PATCH", "admin.internal:8000", 503, "text/html"
         latency_ns = 1_500_000_000
+        at = start + 3_000_000
+        purge = http_request("PURGE", f"/cache/{uid}", host="10.0.0.99:8081")
         calls = [
             *calls,
-            *(
-                CallOutbound(
-                    len(calls) + k, start + 3_000_000 + k, request=b"get k%d\r\n" % k, response=b"END\r\n", peer=Peer("10.0.0.99", 11211), socket_fd=30
-                )
-                for k in range(4)
-            ),
+            CallOutbound(len(calls), at, request=purge, response=http_response(200, b"{}"), peer=Peer("10.0.0.99", 8081), socket_fd=30),
+            CallOutbound(len(calls) + 1, at + 1, request=b"\x13\x37binary-proto payload", response=b"\x01", peer=Peer("10.0.0.98", 7000), socket_fd=31),
         ]
     body = b'{"errno":0,"uid":%d,"trace":"%s","data":"' % (uid, b"zanzibar" if rng.randrange(100_000) == 0 else b"")
     filler = pool[i % len(pool)]
@@ -192,12 +190,13 @@ def keyword_queries(store: SqliteStore) -> list[tuple[str, str]]:
         ("inbound.content_type", 'inbound.content_type:"text/html"'),
         ("inbound.latency_ms", "inbound.latency_ms:>=1000"),
         ("recorded_at", f"recorded_at:[{day} TO {day}||+1m]"),
-        ("outbound.peer", 'outbound.peer:"10.0.0.99:11211"'),
+        ("outbound.peer", 'outbound.peer:"10.0.0.99:8081"'),
         ("outbound.protocol", "outbound.protocol:unknown"),
-        ("outbound.method", f"outbound.method:GET AND outbound.path:user\\:{uid}"),
+        ("outbound.method", "outbound.method:PURGE"),
         ("outbound.path", f'outbound.path:"/inventory/{uid}"'),
-        ("outbound.count", "outbound.count:5"),
-        ("two fields", f'inbound.status:201 AND inbound.query:"uid={uid}&src=app"'),
+        ("outbound.path prefix", f"outbound.path:/inventory/{uid[:-1]}*"),
+        ("outbound.count", "outbound.count:4"),
+        ("two fields", f"inbound.path:{item_path} AND inbound.status:200"),
         ("NOT a keyword", f"inbound.path:{item_path} AND NOT inbound.status:404"),
     ]
 
@@ -224,9 +223,9 @@ def timed(store: SqliteStore, query: str, runs: int = 5) -> tuple[float, int]:
 
 
 def show_plan(store: SqliteStore, query: str) -> None:
-    where, params = store._where(query)  # noqa: SLF001 (a bench looks inside)
-    sql = f"SELECT s.recorded_at, s.session_id, s.body FROM sessions s WHERE {where} ORDER BY s.recorded_at, s.session_id LIMIT 100"
-    for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}", params):
+    plan = store._plan(query)  # noqa: SLF001 (a bench looks inside)
+    keyset = [-(2**63)] if plan.by_id else [-(2**63), ""]
+    for row in store.db.execute(f"EXPLAIN QUERY PLAN {plan.sql}", [*plan.params, *keyset, 100]):
         print(f"      {row[-1]}")
 
 

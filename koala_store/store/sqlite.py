@@ -52,12 +52,17 @@ from .sqlite_tx import transaction
 TEXT_VERSION = 3
 _V1_TEXT_VERSION = "2"
 BATCH = 1000
+# Sessions indexed per refresh transaction: FTS5 writes one segment per transaction and merges
+# segments as they pile up, so fewer, bigger transactions index much faster (~20 MB of text).
+TEXT_BATCH = 10_000
 if TYPE_CHECKING:
     from ..results import RunStore
 
 _SQL_PARAMS = 500  # stay well under SQLite's bound-parameter limit
 _INT64 = (-(2**63), 2**63 - 1)
 _FIRST_ID = -(2**63)  # below every row id
+_TIE_GAP = 1 << 16  # id room left after a session recorded in the same nanosecond as the one before
+_SORTED = 5000  # matches a search may collect and sort rather than walk every session in order
 
 
 def _regexp(pattern: str, value: Any) -> int:
@@ -143,6 +148,15 @@ def text_row(session: Session) -> tuple[str, str, str, str]:
         CALL_SEPARATOR.join(searchable_text(call.request) for call in calls),
         CALL_SEPARATOR.join(searchable_text(call.response) for call in calls),
     )
+
+
+def _walks_rows(db: sqlite3.Connection, sql: str, params: list[Any]) -> bool:
+    """Whether SQLite's plan for `sql` visits the sessions table in row id order (no index)."""
+    for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params):
+        detail = row[-1]
+        if detail.startswith(("SCAN s", "SEARCH s ")):
+            return "INDEX" not in detail or "INTEGER PRIMARY KEY" in detail
+    return False
 
 
 @dataclass
@@ -324,12 +338,34 @@ class SqliteStore:
                 raise StoreWriteError(str(exc), result) from None
             result.add(written)
         try:
+            self._analyze(result.stored)
+        except sqlite3.Error as exc:
+            if str(exc) in _INTERRUPTED:
+                raise KeyboardInterrupt from None
+            # Statistics only steer plans; the sessions are committed.
+        try:
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.OperationalError as exc:
             if str(exc) in _INTERRUPTED:
                 raise KeyboardInterrupt from None
             # Otherwise what was committed is durable in the log; a later checkpoint copies it.
         return result
+
+    def _analyze(self, stored: int) -> None:
+        """Refresh the statistics SQLite plans with once the store has doubled since they were
+        taken: with them it starts from the most selective of two indexed conditions. Sampled
+        (analysis_limit), so it takes milliseconds whatever the size."""
+        grown = int(self._meta("written_since_analyze") or 0) + stored
+        if grown < max(1000, int(self._meta("analyzed_sessions") or 0)):
+            if stored:
+                self._set_meta("written_since_analyze", grown)
+            return
+        self.db.execute("PRAGMA analysis_limit = 1000")
+        self.db.execute("ANALYZE")
+        total = self.db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        with transaction(self.db):
+            self._set_meta("analyzed_sessions", total)
+            self._set_meta("written_since_analyze", 0)
 
     def _writable(self) -> None:
         if self.readonly:
@@ -372,7 +408,8 @@ class SqliteStore:
             return 0
         orphans = {r[0] for r in self.db.execute("SELECT id FROM text_orphans")}
         last = self.db.execute("SELECT id, recorded_at, session_id FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
-        top = last[0] if last else None  # the highest id in use
+        top = last[0] if last else None  # the highest id in use, and its recorded_at
+        top_at = last[1] if last else None
         aligned = self._aligned()
         appended: list[tuple[int, _Row]] = []
         for row in rows:
@@ -383,29 +420,32 @@ class SqliteStore:
                     continue
                 aligned = False
                 self._set_meta("aligned", 0)
-            if aligned:
+            if not aligned:
+                new = 1 if top is None else top + 1
+            elif top is None or row.key[0] > top_at:
                 new = row.key[0] if top is None else max(row.key[0], top + 1)
             else:
-                new = 1 if top is None else top + 1
+                new = top + _TIE_GAP  # recorded in the same nanosecond: room for others to come
             while new in orphans:
                 new += 1
             if new > MAX_ROW_ID:
                 raise StoreError("no row id is left for a new session; copy the sessions to a new store (koala store copy)")
             appended.append((new, row))
-            top = new
+            top, top_at = new, row.key[0]
         self._insert_rows(appended, blobs)
         return len(rows)
 
     def _slot(self, key: tuple[int, str], orphans: set[int]) -> int | None:
-        """A free id between the neighbours of `key` in recorded order, nearest its
-        recorded_at; None when there is none."""
+        """A free id between the neighbours of `key` in recorded order: its recorded_at when
+        that lies between them, else halfway (room on both sides for more); None when there
+        is none."""
         before = self.db.execute(
             "SELECT id FROM sessions WHERE (recorded_at, session_id) < (?, ?) ORDER BY recorded_at DESC, session_id DESC LIMIT 1", key
         ).fetchone()
         after = self.db.execute("SELECT id FROM sessions WHERE (recorded_at, session_id) > (?, ?) ORDER BY recorded_at, session_id LIMIT 1", key).fetchone()
         low = before[0] + 1 if before else _FIRST_ID + 1
         high = after[0] - 1 if after else MAX_ROW_ID
-        new = min(max(key[0], low), high)
+        new = key[0] if low <= key[0] <= high else (low + high) // 2
         while new in orphans and new < high:
             new += 1
         while new in orphans and new > low:
@@ -478,7 +518,7 @@ class SqliteStore:
             return
         while True:
             with _sql_errors(self.path, writing=True), transaction(self.db):
-                ids = [r[0] for r in self.db.execute("SELECT id FROM text_pending ORDER BY id LIMIT ?", (BATCH,))]
+                ids = [r[0] for r in self.db.execute("SELECT id FROM text_pending ORDER BY id LIMIT ?", (TEXT_BATCH,))]
                 if not ids:
                     return
                 texts = []
@@ -521,15 +561,32 @@ class SqliteStore:
         plan = driven(tree, text) if text.per_session and not text.pending else None
         if plan is None:
             where, params = compile_where(tree, text)
+            if self._few_by_index(where, params):
+                # Collect them from the index (no ORDER BY inside: SQLite then uses it), then
+                # read them in row id order.
+                where = f"s.id IN (SELECT s.id FROM sessions s WHERE {where})"
             return _Plan(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?", params, True)
         if plan.keyword_first:
-            # A keyword condition can use its index: start there, probe the text per session.
-            source = "sessions s JOIN session_text t ON t.rowid = s.id"
+            # A keyword condition can use its index, which lists sessions in row id order:
+            # start there and probe the text index per session.
+            source, order = "sessions s CROSS JOIN session_text t ON t.rowid = s.id", "s.id"
         else:
             # Walk the full-text matches in rowid order; stop when the page is full.
-            source = "session_text t CROSS JOIN sessions s ON s.id = t.rowid"
-        sql = f"SELECT s.id, s.session_id, s.body FROM {source} WHERE t.session_text MATCH ? AND {plan.where} AND t.rowid > ? ORDER BY t.rowid LIMIT ?"
+            source, order = "session_text t CROSS JOIN sessions s ON s.id = t.rowid", "t.rowid"
+        sql = f"SELECT s.id, s.session_id, s.body FROM {source} WHERE t.session_text MATCH ? AND {plan.where} AND {order} > ? ORDER BY {order} LIMIT ?"
         return _Plan(sql, [plan.match, *plan.params], True)
+
+    def _few_by_index(self, where: str, params: list[Any]) -> bool:
+        """Whether a query SQLite would answer by walking every session in row id order (it
+        picks that for a range or a prefix, whose size it cannot know) is better answered
+        from an index and sorted: when that index holds at most _SORTED matches. The count
+        stops there, so asking costs at most that many index entries."""
+        if where == "1" or not _walks_rows(self.db, f"SELECT s.id FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?", [*params, 0, 1]):
+            return False
+        probe = f"SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE {where} LIMIT ?)"
+        if _walks_rows(self.db, probe, [*params, 1]):
+            return False  # no index helps either
+        return self.db.execute(probe, [*params, _SORTED + 1]).fetchone()[0] <= _SORTED
 
     # --- reading -----------------------------------------------------------------------
 
