@@ -247,3 +247,20 @@ def test_a_damaged_session_s_id_is_never_given_out_again(tmp_path: Path) -> None
     assert store.db.execute("SELECT id FROM sessions").fetchall() != [(at,)]
     assert store.count("quagga") == 0
     store.close()
+
+
+def test_a_frame_naming_a_dictionary_the_store_lacks_is_passed_over_and_named(tmp_path: Path) -> None:
+    import zstandard
+
+    sessions = varied_sessions(5)
+    write_v1_store(tmp_path / "old.db", sessions, indexed=5)
+    trained = zstandard.train_dictionary(2048, [b"GET /v1/user?uid=%d HTTP/1.1" % i * 8 for i in range(300)])
+    frame = b"\x02" + zstandard.ZstdCompressor(dict_data=trained).compress(b"x" * 100)
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.execute("UPDATE sessions SET body = ? WHERE session_id = ?", (frame, sessions[2].session_id))
+    db.commit()
+    db.close()
+    reader = SqliteStore(tmp_path / "old.db", readonly=True)
+    assert [s.session_id for s in reader.scan("*")] == [s.session_id for s in sessions if s is not sessions[2]]
+    assert [s.document for s in reader.skipped] == [sessions[2].session_id]
+    reader.close()

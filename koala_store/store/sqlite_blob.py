@@ -105,7 +105,10 @@ class BlobCodec:
         if dictionary == 0:
             decompressor = zstandard.ZstdDecompressor()
         else:
-            row = self.db.execute("SELECT data FROM blob_dictionaries WHERE id = ?", (dictionary,)).fetchone()
+            try:
+                row = self.db.execute("SELECT data FROM blob_dictionaries WHERE id = ?", (dictionary,)).fetchone()
+            except sqlite3.OperationalError:
+                row = None  # a store without dictionaries (schema 1): the frame is damage
             if row is None:
                 raise ValueError(f"its compression dictionary {dictionary} is not in the store")
             decompressor = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(row[0]))
