@@ -1,92 +1,285 @@
-"""Ingest N synthetic ~2 KB sessions into the SQLite store, then scan them all back by query.
+"""The SQLite store at scale: N realistic ~2 KB sessions (1,000,000 by default).
 
-Targets (issue 2): >= 20,000 sessions/s ingest; peak memory of the full scan < 200 MB.
-The scan runs in a fresh process so its peak RSS is its own (interpreter included).
+Prints, for issue 12 item 3:
+- ingest end to end from an NDJSON file (read, validate, derive, store, index full text);
+- the ceiling of FTS5 itself here: a bare contentless FTS5 table fed the same text;
+- database size / NDJSON size;
+- each keyword field's selective query (`koala sessions search Q --limit 100`: the first
+  100 matches in recorded order, decoded), median of several runs;
+- full text with --limit 100: a common term, a rare term, a common term with a keyword;
+- the query plan of each (EXPLAIN QUERY PLAN), with --plans.
+Targets: selective keyword queries < 5 ms, full text --limit 100 < 20 ms, ingest >= 20,000
+sessions/s including full text, database <= 0.6x the NDJSON.
 
-    .venv/bin/python bench/bench_sqlite_store.py [--sessions 100000]
+The NDJSON and the database are cached (default /var/tmp/koala-store-bench), so a rerun only
+queries; --rebuild ingests again. Generating 1M sessions takes a few minutes, once.
+
+    .venv/bin/python bench/bench_sqlite_store.py [--sessions 1000000] [--rebuild] [--plans] [--scan]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
+import sqlite3
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from factories import payload_bytes, varied_sessions  # noqa: E402
+from factories import BASE_NS, http_call, http_request, http_response, mysql_select, redis_get, redis_set  # noqa: E402
 
 from koala_store.formats import ndjson  # noqa: E402
 from koala_store.ingest import ingest  # noqa: E402
-from koala_store.store.sqlite import SqliteStore  # noqa: E402
+from koala_store.model import CallFromInbound, CallOutbound, Peer, ReturnInbound, Session  # noqa: E402
+from koala_store.query.text import searchable_text  # noqa: E402
+from koala_store.store.sqlite import SCHEMA_VERSION, TEXT_VERSION, SqliteStore  # noqa: E402
 
-SCAN_QUERY = "recorded_at:[2025-11-01 TO now] AND NOT inbound.path:/nothing"
+GENERATOR_VERSION = 2  # bump when the sessions below change: the cached NDJSON is remade
+SIZE = 2048
+RARE = 10_000  # one session in RARE carries each rare value (100 at 1M)
+_WORDS = "order user cart item stock price total status pending shipped refund coupon region city sku alpha beta gamma delta warehouse".split()
+
+
+def padding_pool(rng: random.Random) -> list[bytes]:
+    """JSON-ish filler text: words from a small vocabulary, as API answers repeat their keys."""
+    return [" ".join(rng.choice(_WORDS) + (str(rng.randint(0, 999)) if rng.random() < 0.2 else "") for _ in range(700)).encode() for _ in range(200)]
+
+
+def session(i: int, rng: random.Random, pool: list[bytes]) -> Session:
+    """Session i: realistic shapes (tests/factories.py) with values of every cardinality, so
+    each keyword field has selective values (ids, keys, paths) and rare ones (1 in RARE)."""
+    start = BASE_NS + i * 1_000_000_000  # one a second: 1M sessions span 11.6 days
+    uid = rng.randint(1, 100_000)
+    rare = rng.randrange(RARE) == 0
+    kind = i % 5
+    calls: list[CallOutbound]
+    status, content_type, method, host = 200, "application/json", "GET", "10.0.0.5:8000"
+    if kind == 0:
+        path, query = "/v1/user", f"uid={uid}"
+        calls = [redis_get(0, start + 1_000_000, b"user:%d" % uid, b"alice")]
+    elif kind == 1:
+        method, path, query, status = "POST", "/v1/order", f"uid={uid}&src=app", 201
+        calls = [
+            mysql_select(0, start + 1_000_000, b"SELECT name FROM user WHERE uid=%d" % uid),
+            redis_set(1, start + 2_000_000, b"user:%d" % uid, b"bob"),
+        ]
+    elif kind == 2:
+        path, query = f"/v1/item/{uid}", ""
+        calls = [http_call(0, start + 1_000_000, "GET", f"/inventory/{uid}", 200, b'{"stock":3}')]
+    elif kind == 3:
+        path, query, status = "/v1/user", f"uid={uid}", 404
+        calls = [redis_get(0, start + 1_000_000, b"user:%d" % uid, None)]
+    else:
+        method, path, query, status, calls = "DELETE", f"/v1/order/{uid}", "", 500, []
+    latency_ns = rng.randint(1_000_000, 80_000_000)
+    if rare:  # one rare value per field, on the same sessions
+        method, host, status, content_type = "PATCH", "admin.internal:8000", 503, "text/html"
+        latency_ns = 1_500_000_000
+        at = start + 3_000_000
+        purge = http_request("PURGE", f"/cache/{uid}", host="10.0.0.99:8081")
+        calls = [
+            *calls,
+            CallOutbound(len(calls), at, request=purge, response=http_response(200, b"{}"), peer=Peer("10.0.0.99", 8081), socket_fd=30),
+            CallOutbound(len(calls) + 1, at + 1, request=b"\x13\x37binary-proto payload", response=b"\x01", peer=Peer("10.0.0.98", 7000), socket_fd=31),
+        ]
+    body = b'{"errno":0,"uid":%d,"trace":"%s","data":"' % (uid, b"zanzibar" if rng.randrange(100_000) == 0 else b"")
+    filler = pool[i % len(pool)]
+    offset = rng.randrange(len(filler) - SIZE)
+    used = sum(len(c.request) + len(c.response) for c in calls) + 200 + len(body)
+    body += filler[offset : offset + max(0, SIZE - used)] + b'"}'
+    response = http_response(status, body, content_type)
+    request = http_request(method, path + (f"?{query}" if query else ""), b'{"uid":%d}' % uid if method == "POST" else b"", host=host)
+    thread = rng.randint(1, 60_000)
+    returned = ReturnInbound(len(calls), start + latency_ns, response=response)
+    return Session(
+        session_id=f"{start}-{thread}",
+        call_from_inbound=CallFromInbound(0, start, request=request, peer=Peer("10.0.0.2", 40000 + i % 20000)),
+        return_inbound=returned,
+        actions=[*calls, returned],
+        thread_id=thread,
+        trace_id="" if i % 10 == 9 else f"{rng.getrandbits(128):032x}",
+    )
+
+
+def sessions(n: int) -> Iterator[Session]:
+    rng = random.Random(12)
+    pool = padding_pool(rng)
+    for i in range(n):
+        yield session(i, rng, pool)
+
+
+def ensure_ndjson(n: int, cache: Path) -> Path:
+    path = cache / f"sessions-{n}-g{GENERATOR_VERSION}.ndjson"
+    if not path.exists():
+        print(f"generating {n:,} sessions into {path} (once) ...", flush=True)
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as out:
+            ndjson.write(sessions(n), out)
+        partial.rename(path)
+    return path
+
+
+def build(source: Path, db: Path) -> None:
+    for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    n = sum(1 for _ in source.open("rb"))
+    store = SqliteStore(db)
+    started = time.perf_counter()
+    report = ingest([str(source)], store)
+    stored_s = time.perf_counter() - started
+    store.refresh()
+    total_s = time.perf_counter() - started
+    assert report.stored == n and not report.rejected, report
+    store.close()
+    print(f"ingest from NDJSON:       {n / stored_s:>9,.0f} sessions/s stored ({stored_s:.1f} s)")
+    print(f"  + full text indexed:    {n / total_s:>9,.0f} sessions/s end to end ({total_s:.1f} s)")
+
+
+def fts_ceiling(source: Path, limit: int = 200_000) -> None:
+    """FTS5 alone: the same text, already extracted, into a bare contentless table."""
+    rows = []
+    with source.open("rb") as stream:
+        for record in ndjson.read(stream):
+            s = record.session
+            assert s is not None
+            outbound = [c for c in s.outbound_calls]
+            rows.append(
+                (
+                    searchable_text(s.call_from_inbound.request),
+                    searchable_text(s.response),
+                    " ".join(searchable_text(c.request) for c in outbound),
+                    " ".join(searchable_text(c.response) for c in outbound),
+                )
+            )
+            if len(rows) >= limit:
+                break
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE t USING fts5(a, b, c, d, content='', columnsize=0, tokenize='unicode61 remove_diacritics 0')")
+    started = time.perf_counter()
+    with db:
+        db.executemany("INSERT INTO t (rowid, a, b, c, d) VALUES (?, ?, ?, ?, ?)", ((i + 1, *r) for i, r in enumerate(rows)))
+    elapsed = time.perf_counter() - started
+    print(f"FTS5 ceiling (bare insert of the same text, {len(rows):,} rows): {len(rows) / elapsed:,.0f} sessions/s")
+
+
+def keyword_queries(store: SqliteStore) -> list[tuple[str, str]]:
+    """One selective query per keyword field, with values taken from the stored sessions."""
+    some = next(iter(store.scan("inbound.path:/v1/item/*", limit=1)))
+    sid = some.session_id
+    trace = some.trace_id or next(iter(store.scan("_exists_:trace_id", limit=1))).trace_id
+    item_path = some.call_from_inbound.request.split(b" ")[1].decode()
+    uid = item_path.rsplit("/", 1)[1]
+    day = time.strftime("%Y-%m-%dT%H:%M:00", time.gmtime(some.recorded_at // 1_000_000_000))
+    return [
+        ("session_id", f'session_id:"{sid}"'),
+        ("trace_id", f"trace_id:{trace}"),
+        ("thread_id", f"thread_id:{some.thread_id}"),
+        ("inbound.method", "inbound.method:PATCH"),
+        ("inbound.path", f"inbound.path:{item_path}"),
+        ("inbound.path prefix", f"inbound.path:{item_path[:-1]}*"),
+        ("inbound.query", f'inbound.query:"uid={uid}"'),
+        ("inbound.host", 'inbound.host:"admin.internal:8000"'),
+        ("inbound.status", "inbound.status:503"),
+        ("inbound.content_type", 'inbound.content_type:"text/html"'),
+        ("inbound.latency_ms", "inbound.latency_ms:>=1000"),
+        ("recorded_at", f"recorded_at:[{day} TO {day}||+1m]"),
+        ("outbound.peer", 'outbound.peer:"10.0.0.99:8081"'),
+        ("outbound.protocol", "outbound.protocol:unknown"),
+        ("outbound.method", "outbound.method:PURGE"),
+        ("outbound.path", f'outbound.path:"/inventory/{uid}"'),
+        ("outbound.path prefix", f"outbound.path:/inventory/{uid[:-1]}*"),
+        ("outbound.count", "outbound.count:4"),
+        ("two fields", f"inbound.path:{item_path} AND inbound.status:200"),
+        ("NOT a keyword", f"inbound.path:{item_path} AND NOT inbound.status:404"),
+    ]
+
+
+TEXT_QUERIES = [
+    ("common term", "order"),
+    ("common phrase", '"order status"'),
+    ("common prefix", "warehou*"),
+    ("common term in a field", "inbound.response:shipped"),
+    ("rare term", "zanzibar"),
+    ("common term + keyword", "order AND inbound.status:404"),
+    ("common term + rare keyword", "order AND inbound.status:503"),
+    ("term in no session", "xylophone"),
+]
+
+
+def timed(store: SqliteStore, query: str, runs: int = 5) -> tuple[float, int]:
+    times, found = [], 0
+    for _ in range(runs):
+        started = time.perf_counter()
+        found = sum(1 for _ in store.scan(query, limit=100))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000, found
+
+
+def show_plan(store: SqliteStore, query: str) -> None:
+    plan = store._plan(query)  # noqa: SLF001 (a bench looks inside)
+    keyset = [-(2**63)] if plan.by_id else [-(2**63), ""]
+    for row in store.db.execute(f"EXPLAIN QUERY PLAN {plan.sql}", [*plan.params, *keyset, 100]):
+        print(f"      {row[-1]}")
 
 
 def scan_child(db: str) -> None:
-    store = SqliteStore(db)
+    store = SqliteStore(db, readonly=True)
     started = time.perf_counter()
-    count = sum(1 for _ in store.scan(SCAN_QUERY))
+    count = sum(1 for _ in store.scan("recorded_at:[2025-11-01 TO now] AND NOT inbound.path:/nothing"))
     elapsed = time.perf_counter() - started
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
-    status = Path("/proc/self/status").read_text()
-    peak_mb = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    peak_mb = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
     print(f"{count} {elapsed:.3f} {peak_mb:.1f}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, default=100_000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("KOALA_BENCH_CACHE", "/var/tmp/koala-store-bench")))
+    parser.add_argument("--rebuild", action="store_true", help="ingest again even if a cached database exists")
+    parser.add_argument("--plans", action="store_true", help="print each query's plan")
+    parser.add_argument("--scan", action="store_true", help="also scan every session by query in a fresh process (peak memory)")
     parser.add_argument("--scan-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scan_child:
         scan_child(args.scan_child)
         return
+    args.cache.mkdir(parents=True, exist_ok=True)
+    source = ensure_ndjson(args.sessions, args.cache)
+    db = args.cache / f"store-{args.sessions}-g{GENERATOR_VERSION}-s{SCHEMA_VERSION}-t{TEXT_VERSION}.db"
+    print(f"{args.sessions:,} sessions of ~{SIZE} bytes; NDJSON {source.stat().st_size / 1e6:,.0f} MB; SQLite {sqlite3.sqlite_version}")
+    if args.rebuild or not db.exists():
+        build(source, db)
+        fts_ceiling(source)
+    size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    print(f"database size:            {size / 1e6:>9,.0f} MB = {size / source.stat().st_size:.2f}x the NDJSON")
 
-    n = args.sessions
-    sessions = varied_sessions(n, payload=2048)
-    mean = sum(payload_bytes(s) for s in sessions[:1000]) / 1000
-    print(f"sessions: {n}, mean payload {mean:.0f} bytes")
-    with tempfile.TemporaryDirectory() as tmp:
-        # 1. The store alone: put_many of Session objects.
-        store = SqliteStore(Path(tmp) / "a.db")
-        started = time.perf_counter()
-        result = store.put_many(sessions)
-        put_s = time.perf_counter() - started
-        assert result.stored == n, result
-        print(f"put_many:                 {n / put_s:>9,.0f} sessions/s  ({put_s:.2f} s)")
-        started = time.perf_counter()
-        store.refresh()
-        text_s = time.perf_counter() - started
-        print(f"full-text index (refresh): {n / text_s:>8,.0f} sessions/s  ({text_s:.2f} s)")
-        store.close()
-
-        # 2. End to end from a file: read NDJSON, validate, derive, store.
-        source = Path(tmp) / "sessions.ndjson"
-        with source.open("wb") as out:
-            ndjson.write(sessions, out)
-        del sessions
-        store = SqliteStore(Path(tmp) / "b.db")
-        started = time.perf_counter()
-        report = ingest([str(source)], store)
-        file_s = time.perf_counter() - started
-        assert report.stored == n and not report.rejected
-        print(f"ingest from NDJSON file:  {n / file_s:>9,.0f} sessions/s  ({file_s:.2f} s, {source.stat().st_size / 1e6:.0f} MB file)")
-        started = time.perf_counter()
-        store.refresh()
-        refresh_s = time.perf_counter() - started
-        print(f"  + full-text refresh:    {n / (file_s + refresh_s):>9,.0f} sessions/s end to end incl. text ({refresh_s:.2f} s)")
-        store.close()
-
-        # 3. Full scan by query in a fresh process.
-        done = subprocess.run([sys.executable, __file__, "--scan-child", str(Path(tmp) / "b.db")], capture_output=True, text=True, check=True)
+    store = SqliteStore(db, readonly=True)
+    print("selective keyword queries, first 100 in recorded order (ms, median of 5):")
+    for name, query in keyword_queries(store):
+        ms, found = timed(store, query)
+        flag = "" if ms < 5 else "   (over 5 ms)"
+        print(f"  {name:<22} {ms:>8.2f} ms  {found:>4} found  {query}{flag}")
+        if args.plans:
+            show_plan(store, query)
+    print("full text, --limit 100 (ms, median of 5):")
+    for name, query in TEXT_QUERIES:
+        ms, found = timed(store, query)
+        flag = "" if ms < 20 else "   (over 20 ms)"
+        print(f"  {name:<26} {ms:>8.2f} ms  {found:>4} found  {query}{flag}")
+        if args.plans:
+            show_plan(store, query)
+    store.close()
+    if args.scan:
+        done = subprocess.run([sys.executable, __file__, "--scan-child", str(db)], capture_output=True, text=True, check=True)
         count, elapsed, peak = done.stdout.split()
-        print(f"scan by query:            {int(count) / float(elapsed):>9,.0f} sessions/s  ({count} sessions, {elapsed} s)")
-        print(f"scan peak RSS:            {float(peak):>9.1f} MB (whole process)")
+        print(f"scan by query:            {int(count) / float(elapsed):>9,.0f} sessions/s  ({count} sessions, {elapsed} s, peak RSS {peak} MB)")
 
 
 if __name__ == "__main__":

@@ -134,3 +134,64 @@ def test_replaying_recorded_calls_in_any_interleaving_of_peers_has_no_side_effec
     report = diff.compare_outbound(recorded, talks)
     assert report.differences == []
     assert report.matched == len(recorded)
+
+
+# --- the whitespace fast path (body.same_json_text): it may only say "equal" when the object
+# diff would find nothing, and it must say so for the same JSON written with other whitespace.
+
+
+def object_diff(expected: bytes, actual: bytes) -> list:
+    """What the object diff alone says about two bodies (parse both, diff the values)."""
+    from koala_store.diff import options
+    from koala_store.diff.jsondiff import diff_json, parse_json
+
+    je, ja = parse_json(expected), parse_json(actual)
+    if je is None or ja is None:
+        return ["not both JSON"]
+    return diff_json(je.value, ja.value, ("body",), options.compile_options(None))
+
+
+@PROPERTY
+@given(documents, st.randoms(use_true_random=False))
+def test_the_same_json_with_other_whitespace_is_equal_without_parsing(doc, rng):
+    from koala_store.diff.body import same_json_text
+
+    body = orjson.dumps(doc)
+    if body[:1] not in b"{[":
+        return
+    other = orjson.dumps(doc, option=orjson.OPT_INDENT_2) if rng.random() < 0.7 else body  # same tokens, other whitespace
+    assert same_json_text(body, b"\r\n " + other + b"\n")
+    assert object_diff(body, other) == []
+
+
+json_texts = st.one_of(
+    documents.map(lambda d: orjson.dumps(d)),
+    st.sampled_from(
+        [b"[true]", b"[1]", b"[1.0]", b"[-0]", b"[0]", b"[false]", b'{"a":1,"a":2}', b'{"a":2}', b"[18446744073709551617]", b"[18446744073709551616]"]
+    ),
+    st.binary(max_size=30).map(lambda b: b"[" + b + b"]"),
+)
+
+
+@PROPERTY
+@given(json_texts, json_texts, st.sampled_from([b"", b" ", b"\n  "]))
+def test_the_fast_path_says_equal_only_when_the_object_diff_does(a, b, pad):
+    from koala_store.diff.body import same_json_text
+
+    spaced = b.replace(b",", b"," + pad) if pad else b
+    if same_json_text(a, spaced):
+        assert object_diff(a, spaced) == []
+
+
+def test_what_the_fast_path_leaves_to_the_object_diff():
+    from koala_store.diff.body import same_json_text
+
+    assert not same_json_text(b"[true]", b"[1]")  # == in Python, not in JSON
+    assert not same_json_text(b"[18446744073709551617]", b"[18446744073709551616]")
+    assert not same_json_text(b'{"a":1,"b":2}', b'{"b":2,"a":1}')  # keys in another order: parsed
+    assert not same_json_text(b'["\xc0\xaf"]', b'[ "\xc0\xaf" ]')  # not UTF-8: compared as bytes
+    assert diff.compare_responses(response(b'["\xc0\xaf"]'), response(b'[ "\xc0\xaf" ]')) != []
+    deep = b"[" * 300 + b"]" * 300
+    assert not same_json_text(deep, deep + b" ")
+    assert not same_json_text(b"[NaN]", b"[ NaN]") and diff.compare_responses(response(b"[NaN]"), response(b"[ NaN]")) == []
+    assert same_json_text(b'{"a":1,"a":2}', b'{"a": 1, "a": 2}')

@@ -83,7 +83,7 @@ def test_disk_full_mid_ingest_is_one_message_with_the_count(tmp_path: Path) -> N
         [sys.executable, "-m", "koala_store", "ingest", str(source), "--store", url],
         capture_output=True,
         timeout=300,
-        preexec_fn=_limit_file_size(4 * 1024 * 1024),  # room for some batches, not for all
+        preexec_fn=_limit_file_size(1024 * 1024),  # room for some batches, not for all (a session takes ~0.6 KB)
     )
     out, err = done.stdout.decode(), " ".join(done.stderr.decode().split())
     assert done.returncode in (1, 2), err

@@ -10,8 +10,7 @@ from koala_store.store.sqlite import SqliteStore
 
 
 def integrity_ok(store: SqliteStore) -> None:
-    for table in ("inbound_text", "outbound_text"):
-        store.db.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")
+    store.db.execute("INSERT INTO session_text (session_text, rank) VALUES ('integrity-check', 0)")
 
 
 def test_a_changed_copy_of_the_newest_session_is_found(tmp_path: Path) -> None:

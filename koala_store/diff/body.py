@@ -10,6 +10,8 @@ from __future__ import annotations
 import codecs
 import re
 
+import msgspec
+
 from .difference import CHANGED, TYPE_CHANGED, Difference, bytes_difference, excerpts, shown, text_difference
 from .jsondiff import diff_json, parse_json
 from .options import Rules
@@ -21,7 +23,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 def compare_body(expected: bytes, expected_type: str, actual: bytes, actual_type: str, path: Path, rules: Rules) -> list[Difference]:
     """Differences between two bodies at `path`; content types guide parsing and decoding."""
-    if expected == actual or rules.ignored(path):
+    if expected == actual or rules.ignored(path) or same_json_text(expected, actual):
         return []
     je, ja = parse_json(expected, expected_type), parse_json(actual, actual_type)
     where = format_path(path)
@@ -39,6 +41,44 @@ def compare_body(expected: bytes, expected_type: str, actual: bytes, actual_type
     if te is not None and ta is not None:
         return [text_difference(where, te, ta)]
     return [bytes_difference(where, expected, actual, "bodies" if path[-1] == "body" else "bytes")]
+
+
+_WHITESPACE = b" \t\n\r"
+_MAX_BRACKETS = 256  # far below any parser's nesting limit, so both sides surely parse
+
+
+def same_json_text(expected: bytes, actual: bytes) -> bool:
+    """Whether two bodies are the same JSON written with other whitespace: then they parse
+    to the same value and the object diff would find nothing, so they are not parsed.
+
+    msgspec reformats each in C without building objects (it validates the JSON and keeps
+    every token's bytes as written), and equal results mean equal token streams. Only
+    bodies parse_json reads as JSON whatever their type (starting with `{` or `[`) qualify,
+    and only when their first tokens agree: bodies whose keys come in another order are left
+    to the object diff at once rather than reformatted for nothing. The gates keep this
+    exact: msgspec accepts invalid UTF-8 and deeper nesting than the parsers, so such bodies
+    are left to the object diff too."""
+    e, a = expected.lstrip(), actual.lstrip()
+    if e[:1] not in (b"{", b"[") or e[:1] != a[:1]:
+        return False
+    head_e, head_a = e[:64].translate(None, _WHITESPACE), a[:64].translate(None, _WHITESPACE)
+    n = min(len(head_e), len(head_a), 24)
+    if head_e[:n] != head_a[:n]:
+        return False
+    try:
+        if msgspec.json.format(e, indent=-1) != msgspec.json.format(a, indent=-1):
+            return False
+    except msgspec.DecodeError:
+        return False
+    # Equal token streams: what holds for one side's tokens holds for the other's.
+    if e.count(b"[") + e.count(b"{") > _MAX_BRACKETS:
+        return False
+    if not e.isascii():
+        try:
+            e.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def decode_text(data: bytes, content_type: str = "") -> str | None:

@@ -1,13 +1,24 @@
 """The embedded default store: one SQLite file (./koala.db unless told otherwise).
 
-Layout: `sessions` (one row per session: derived columns for queries, the Session itself as
-a msgpack blob), `outbound` (one row per outbound call, for per-call conditions) and two
-contentless FTS5 tables for full text. Writes go in batches, one transaction each.
+Layout (sqlite_schema): `sessions` (one row per session: derived columns for queries, each
+indexed, the Session itself as a compressed msgpack blob, sqlite_blob), `outbound` (one row
+per outbound call, for per-call conditions) and `session_text`, a contentless FTS5 table with
+one row per session. Writes go in batches, one transaction each.
 
-Full text is indexed after the rows are written, like Elasticsearch's refresh: a watermark
-records the last session whose text is indexed, `refresh()` indexes the rest, and every
-query that searches text refreshes first, so answers are always complete. Ingest stays fast
-(tokenizing is most of SQLite's cost) and the index work happens once, in big batches.
+Row ids follow recorded order (recorded_at, session_id): a session gets its recorded_at in
+nanoseconds as its id, or the nearest free id between its neighbours in recorded order. So
+the full-text index, walked in rowid order, yields sessions in the order a search lists them,
+and a search with --limit 100 reads 100 matches, not all of them. If no id is free between
+two neighbours (thousands of sessions recorded in the same nanoseconds, out of order), the
+store stops relying on it (meta `aligned` = 0) and orders by (recorded_at, session_id).
+
+Full text is indexed after the rows are written, like Elasticsearch's refresh: new sessions
+are listed in `text_pending`, `refresh()` indexes them in bulk, and every query that searches
+text refreshes first (or, read-only, checks the pending sessions' text itself), so answers
+are always complete. Ingest stays fast and the index work happens in big batches.
+
+Schema 1 stores are migrated when opened for writing; opened read-only, they are read as
+they are (their per-call text index, insertion order), correctly if more slowly.
 """
 
 from __future__ import annotations
@@ -15,13 +26,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import lz4.block
 import msgspec
 
 from ..errors import StoreError
@@ -31,96 +42,31 @@ from ..query.evaluate import matches
 from ..query.text import searchable_text
 from ..summary import summarize
 from .base import PutResult, Query, Rejected, SkipLog, Skipped, StoreWriteError, as_tree
-from .sqlite_query import compile_where, decode_text
+from .sqlite_blob import BlobCodec, Unreadable
+from .sqlite_query import CALL_SEPARATOR, TextIndex, compile_where, decode_text, driven
+from .sqlite_schema import MAX_ROW_ID, SCHEMA_VERSION, create, migrate_from_1
 from .sqlite_tx import transaction
 
-SCHEMA_VERSION = 1
-# Bump when searchable_text changes: the contentless index must then be rebuilt. 2: stores
-# written before row ids stayed above the mark may hold rows never indexed, and deletes
-# of text never indexed; they are rebuilt once.
-TEXT_VERSION = 2
+# Bump when searchable_text or the text layout changes: every session is then indexed again.
+# (Schema 1 stores used 1 and 2 for their per-call tables.)
+TEXT_VERSION = 3
+_V1_TEXT_VERSION = "2"
 BATCH = 1000
+# Sessions indexed per refresh transaction: FTS5 writes one segment per transaction and merges
+# segments as they pile up, so fewer, bigger transactions index much faster (~20 MB of text).
+TEXT_BATCH = 10_000
 if TYPE_CHECKING:
     from ..results import RunStore
 
 _SQL_PARAMS = 500  # stay well under SQLite's bound-parameter limit
 _INT64 = (-(2**63), 2**63 - 1)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (
-    id INTEGER PRIMARY KEY,
-    session_id TEXT NOT NULL UNIQUE,
-    recorded_at INTEGER NOT NULL,
-    thread_id INTEGER,
-    trace_id TEXT,
-    method TEXT,
-    path TEXT,
-    query TEXT,
-    host TEXT,
-    status INTEGER,
-    content_type TEXT,
-    latency_ms REAL,
-    request_size INTEGER NOT NULL,
-    response_size INTEGER NOT NULL,
-    outbound_count INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (recorded_at, session_id);
-CREATE TABLE IF NOT EXISTS outbound (
-    id INTEGER PRIMARY KEY,
-    session INTEGER NOT NULL,
-    peer TEXT,
-    protocol TEXT,
-    method TEXT,
-    path TEXT,
-    request_size INTEGER NOT NULL,
-    response_size INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbound_by_session ON outbound (session);
-CREATE VIRTUAL TABLE IF NOT EXISTS inbound_text USING fts5(
-    request, response, content='', tokenize='unicode61 remove_diacritics 0');
-CREATE VIRTUAL TABLE IF NOT EXISTS outbound_text USING fts5(
-    request, response, content='', tokenize='unicode61 remove_diacritics 0');
-"""
-
-_to_msgpack = msgspec.msgpack.Encoder().encode
-_from_msgpack = msgspec.msgpack.Decoder(Session).decode
-# Blob layout: one marker byte, then the msgpack of the Session, LZ4-compressed when that
-# is smaller. Recorded traffic is mostly text and shrinks about 3x, and a smaller blob is
-# most of what makes writes and scans fast.
-_RAW, _LZ4 = b"\x00", b"\x01"
-
-
-def _encode(session: Session) -> bytes:
-    packed = _to_msgpack(session)
-    squeezed = lz4.block.compress(packed)
-    return _LZ4 + squeezed if len(squeezed) < len(packed) else _RAW + packed
-
-
-class _Unreadable(Exception):
-    pass
-
-
-def _decode(blob: bytes) -> Session:
-    try:
-        if blob[:1] == _LZ4:
-            return _from_msgpack(lz4.block.decompress(blob[1:]))
-        return _from_msgpack(blob[1:])
-    except (msgspec.MsgspecError, lz4.block.LZ4BlockError, ValueError, MemoryError) as exc:  # any damage to the bytes
-        raise _Unreadable(f"its stored form cannot be read ({exc}); the database is damaged or was written by another koala-store version") from None
+_FIRST_ID = -(2**63)  # below every row id
+_TIE_GAP = 1 << 16  # id room left after a session recorded in the same nanosecond as the one before
+_SORTED = 5000  # matches a search may collect and sort rather than walk every session in order
 
 
 def _regexp(pattern: str, value: Any) -> int:
     return int(value is not None and regex.fullmatch(pattern, str(value)))
-
-
-def _text_matches(node: bytes, body: bytes) -> int:
-    """A full-text condition on a session the index does not hold yet."""
-    try:
-        return int(matches(decode_text(node), _decode(body)))
-    except _Unreadable:
-        return 0  # scans name it; a condition on it is simply false
 
 
 def _keep_going() -> int:
@@ -144,15 +90,23 @@ def _check_int64(session: Session) -> str | None:
     return None
 
 
+class _Row(msgspec.Struct):
+    session: Session
+    columns: tuple[Any, ...]  # the session row without its id and blob
+    calls: list[tuple[Any, ...]]  # outbound rows without their ids and session
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.columns[1], self.columns[0])  # recorded order: (recorded_at, session_id)
+
+
 class _Prepared(msgspec.Struct):
-    # session_id -> (session row without its id, outbound rows without their ids);
-    # the blob is the session row's last column.
-    rows: dict[str, tuple[tuple[Any, ...], list[tuple[Any, ...]]]]
+    rows: dict[str, _Row]  # by session_id; the last copy in a batch wins
     rejected: list[Rejected]
 
 
 def _prepare(batch: list[Session]) -> _Prepared:
-    """Everything about a batch that needs no database: checks, summaries, rows, blobs."""
+    """Everything about a batch that needs no database: checks, summaries, rows."""
     prepared = _Prepared({}, [])
     for session in batch:
         problem = _check_int64(session)
@@ -160,7 +114,7 @@ def _prepare(batch: list[Session]) -> _Prepared:
             prepared.rejected.append(Rejected(session.session_id, problem))
             continue
         summary = summarize(session)
-        session_row = (
+        columns = (
             session.session_id,
             summary.recorded_at,
             session.thread_id,
@@ -175,14 +129,43 @@ def _prepare(batch: list[Session]) -> _Prepared:
             len(session.call_from_inbound.request),
             len(session.response),
             len(summary.outbound),
-            _encode(session),
         )
         calls = [
             (facts.peer, facts.protocol, _none_if_empty(facts.method), _none_if_empty(facts.path), len(call.request), len(call.response))
             for call, facts in zip(session.outbound_calls, summary.outbound, strict=True)
         ]
-        prepared.rows[session.session_id] = (session_row, calls)  # the last copy in a batch wins
+        prepared.rows[session.session_id] = _Row(session, columns, calls)
     return prepared
+
+
+def text_row(session: Session) -> tuple[str, str, str, str]:
+    """The session_text columns of a session: its inbound request and response, and its calls'
+    requests and responses, each call's text apart from the next (CALL_SEPARATOR)."""
+    calls = session.outbound_calls
+    return (
+        searchable_text(session.call_from_inbound.request),
+        searchable_text(session.response),
+        CALL_SEPARATOR.join(searchable_text(call.request) for call in calls),
+        CALL_SEPARATOR.join(searchable_text(call.response) for call in calls),
+    )
+
+
+def _walks_rows(db: sqlite3.Connection, sql: str, params: list[Any]) -> bool:
+    """Whether SQLite's plan for `sql` visits the sessions table in row id order (no index)."""
+    for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params):
+        detail = row[-1]
+        if detail.startswith(("SCAN s", "SEARCH s ")):
+            return "INDEX" not in detail or "INTEGER PRIMARY KEY" in detail
+    return False
+
+
+@dataclass
+class _Plan:
+    """A search's SQL: it ends with a keyset condition and LIMIT ?, filled per page."""
+
+    sql: str
+    params: list[Any]
+    by_id: bool  # keyset on the row id (recorded order); else on (recorded_at, session_id)
 
 
 # How SQLite reports a statement that Ctrl-C ended (through _keep_going or a function).
@@ -220,7 +203,7 @@ class SqliteStore:
         try:
             self.db = self._open_readonly() if readonly else self._open_for_writing()
             self.db.create_function("koala_regexp", 2, _regexp, deterministic=True)
-            self.db.create_function("koala_text", 2, _text_matches, deterministic=True)
+            self.db.create_function("koala_text", 2, self._text_matches, deterministic=True)
             self.db.set_progress_handler(_keep_going, 20_000)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the SQLite store {self.path}: {exc}; point --store at a koala-store database or a new file") from None
@@ -237,6 +220,7 @@ class SqliteStore:
         self.db.execute("PRAGMA cache_size = -65536")
         # Checkpoint every 64 MB of WAL rather than every 4 MB: fewer, larger copies.
         self.db.execute("PRAGMA wal_autocheckpoint = 16384")
+        self.codec = BlobCodec(self.db)
         self._migrate()
         return self.db
 
@@ -253,11 +237,13 @@ class SqliteStore:
                 raise
             db, tables = self._probe(uri + "&immutable=1")
         self.db = db
+        self.codec = BlobCodec(db)
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer koala-store (schema {version}); upgrade koala-store")
         if "sessions" not in tables:
             raise StoreError(f"no koala-store sessions in {self.path}; ingest sessions first (koala ingest PATH --store {self.url})")
+        self.schema = max(version, 1)
         return db
 
     @staticmethod
@@ -283,9 +269,17 @@ class SqliteStore:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer koala-store (schema {version}); upgrade koala-store")
-        self.db.executescript(_SCHEMA)
-        if version != SCHEMA_VERSION:
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version < SCHEMA_VERSION:
+            with _sql_errors(self.path, writing=True), transaction(self.db):
+                has_sessions = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()
+                if has_sessions:
+                    migrate_from_1(self.db)
+                else:
+                    create(self.db)
+                self._set_meta("aligned", 1)
+                self._set_meta("text_version", TEXT_VERSION)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.schema = SCHEMA_VERSION
         if self._meta("text_version") != str(TEXT_VERSION):
             self._rebuild_text_index()
 
@@ -297,17 +291,32 @@ class SqliteStore:
         self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, str(value)))
 
     def _rebuild_text_index(self) -> None:
-        with transaction(self.db):
-            self.db.execute("INSERT INTO inbound_text (inbound_text) VALUES ('delete-all')")
-            self.db.execute("INSERT INTO outbound_text (outbound_text) VALUES ('delete-all')")
-            self._set_meta("text_indexed_upto", 0)
+        """Forget the indexed text and list every session as pending (the next refresh
+        indexes them all)."""
+        with _sql_errors(self.path, writing=True), transaction(self.db):
+            self.db.execute("INSERT INTO session_text (session_text) VALUES ('delete-all')")
+            self.db.execute("INSERT OR IGNORE INTO text_pending (id) SELECT id FROM sessions")
             self._set_meta("text_version", TEXT_VERSION)
 
-    def _text_upto(self) -> int:
-        """Every session row at or below this id has its text indexed; none above it has."""
+    def _aligned(self) -> bool:
+        """Whether row ids follow recorded order (schema 2, and no id was ever out of room)."""
+        return self.schema >= 2 and self._meta("aligned") == "1"
+
+    def _text_index(self) -> TextIndex:
+        if self.schema < 2:
+            # Schema 1, read-only: rows above the mark are not in its per-call index.
+            indexed = self._meta("text_version") == _V1_TEXT_VERSION
+            return TextIndex(per_session=False, upto=int(self._meta("text_indexed_upto") or 0) if indexed else 0)
         if self._meta("text_version") != str(TEXT_VERSION):
-            return 0  # (read-only) an index of another version: rely on none of it
-        return int(self._meta("text_indexed_upto") or 0)
+            return TextIndex(pending=True, nothing_indexed=True)  # read-only, an index of another version
+        return TextIndex(pending=self.db.execute("SELECT 1 FROM text_pending LIMIT 1").fetchone() is not None)
+
+    def _text_matches(self, node: bytes, body: bytes) -> int:
+        """A full-text condition on a session the index does not hold yet."""
+        try:
+            return int(matches(decode_text(node), self.codec.decode(body)))
+        except Unreadable:
+            return 0  # scans name it; a condition on it is simply false
 
     @property
     def skipped(self) -> list[Skipped]:
@@ -329,6 +338,12 @@ class SqliteStore:
                 raise StoreWriteError(str(exc), result) from None
             result.add(written)
         try:
+            self._analyze(result.stored)
+        except sqlite3.Error as exc:
+            if str(exc) in _INTERRUPTED:
+                raise KeyboardInterrupt from None
+            # Statistics only steer plans; the sessions are committed.
+        try:
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.OperationalError as exc:
             if str(exc) in _INTERRUPTED:
@@ -336,98 +351,165 @@ class SqliteStore:
             # Otherwise what was committed is durable in the log; a later checkpoint copies it.
         return result
 
+    def _analyze(self, stored: int) -> None:
+        """Refresh the statistics SQLite plans with once the store has doubled since they were
+        taken: with them it starts from the most selective of two indexed conditions. Sampled
+        (analysis_limit), so it takes milliseconds whatever the size."""
+        grown = int(self._meta("written_since_analyze") or 0) + stored
+        if grown < max(1000, int(self._meta("analyzed_sessions") or 0)):
+            if stored:
+                self._set_meta("written_since_analyze", grown)
+            return
+        self.db.execute("PRAGMA analysis_limit = 1000")
+        self.db.execute("ANALYZE")
+        total = self.db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        with transaction(self.db):
+            self._set_meta("analyzed_sessions", total)
+            self._set_meta("written_since_analyze", 0)
+
     def _writable(self) -> None:
         if self.readonly:
             raise StoreError(f"{self.path} was opened read-only; this command cannot write to it")
 
-    def _write(self, prepared: "_Prepared") -> PutResult:
+    def _write(self, prepared: _Prepared) -> PutResult:
         result = PutResult(rejected=list(prepared.rejected))
         rows = prepared.rows
-        with transaction(self.db):
-            stale = []
-            ids = list(rows)
-            for start in range(0, len(ids), _SQL_PARAMS):
-                chunk = ids[start : start + _SQL_PARAMS]
-                marks = ",".join("?" * len(chunk))
-                for row_id, sid, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE session_id IN ({marks})", chunk):
-                    if body == rows[sid][0][-1]:
-                        result.unchanged += 1
-                        del rows[sid]
-                    else:
-                        stale.append(row_id)
-            self._delete_rows(stale)
-            # New rows always go above the full-text mark: a row id at or below it would be
-            # taken as indexed and never be (after the newest session was deleted or replaced).
-            next_id = max(self.db.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0], self._text_upto()) + 1
-            next_call = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM outbound").fetchone()[0]
-            session_rows, call_rows = [], []
-            for session_row, calls in rows.values():
-                session_rows.append((next_id, *session_row))
-                for call in calls:
-                    call_rows.append((next_call, next_id, *call))
-                    next_call += 1
-                next_id += 1
-            self.db.executemany(f"INSERT INTO sessions VALUES ({','.join('?' * 16)})", session_rows)
-            self.db.executemany("INSERT INTO outbound VALUES (?, ?, ?, ?, ?, ?, ?, ?)", call_rows)
-        result.stored += len(session_rows)
+        try:
+            with transaction(self.db):
+                blobs = dict(zip(rows, self.codec.prepare([row.session for row in rows.values()]), strict=True))
+                stale = []
+                ids = list(rows)
+                for start in range(0, len(ids), _SQL_PARAMS):
+                    chunk = ids[start : start + _SQL_PARAMS]
+                    marks = ",".join("?" * len(chunk))
+                    for row_id, sid, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE session_id IN ({marks})", chunk):
+                        if body == blobs[sid] or self._same(body, rows[sid].session):
+                            result.unchanged += 1
+                            del rows[sid]
+                        else:
+                            stale.append(row_id)
+                self._delete_rows(stale)
+                result.stored += self._insert(sorted(rows.values(), key=lambda row: row.key), blobs)
+        except BaseException:
+            self.codec.forget()  # a dictionary stored by this transaction is gone with it
+            raise
         return result
+
+    def _same(self, body: bytes, session: Session) -> bool:
+        """Whether a stored blob (perhaps written by an older version) holds this session."""
+        try:
+            return self.codec.decode(body) == session
+        except Unreadable:
+            return False
+
+    def _insert(self, rows: list[_Row], blobs: dict[str, bytes]) -> int:
+        """Insert rows given in recorded order, with ids in recorded order (inside a transaction)."""
+        if not rows:
+            return 0
+        orphans = {r[0] for r in self.db.execute("SELECT id FROM text_orphans")}
+        last = self.db.execute("SELECT id, recorded_at, session_id FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
+        top = last[0] if last else None  # the highest id in use, and its recorded_at
+        top_at = last[1] if last else None
+        aligned = self._aligned()
+        appended: list[tuple[int, _Row]] = []
+        for row in rows:
+            if aligned and last is not None and row.key < (last[1], last[2]):
+                new = self._slot(row.key, orphans)  # recorded before the newest: between its neighbours
+                if new is not None:
+                    self._insert_rows([(new, row)], blobs)
+                    continue
+                aligned = False
+                self._set_meta("aligned", 0)
+            if not aligned:
+                new = 1 if top is None else top + 1
+            elif top is None or row.key[0] > top_at:
+                new = row.key[0] if top is None else max(row.key[0], top + 1)
+            else:
+                new = top + _TIE_GAP  # recorded in the same nanosecond: room for others to come
+            while new in orphans:
+                new += 1
+            if new > MAX_ROW_ID:
+                raise StoreError("no row id is left for a new session; copy the sessions to a new store (koala store copy)")
+            appended.append((new, row))
+            top, top_at = new, row.key[0]
+        self._insert_rows(appended, blobs)
+        return len(rows)
+
+    def _slot(self, key: tuple[int, str], orphans: set[int]) -> int | None:
+        """A free id between the neighbours of `key` in recorded order: its recorded_at when
+        that lies between them, else halfway (room on both sides for more); None when there
+        is none."""
+        before = self.db.execute(
+            "SELECT id FROM sessions WHERE (recorded_at, session_id) < (?, ?) ORDER BY recorded_at DESC, session_id DESC LIMIT 1", key
+        ).fetchone()
+        after = self.db.execute("SELECT id FROM sessions WHERE (recorded_at, session_id) > (?, ?) ORDER BY recorded_at, session_id LIMIT 1", key).fetchone()
+        low = before[0] + 1 if before else _FIRST_ID + 1
+        high = after[0] - 1 if after else MAX_ROW_ID
+        new = key[0] if low <= key[0] <= high else (low + high) // 2
+        while new in orphans and new < high:
+            new += 1
+        while new in orphans and new > low:
+            new -= 1
+        return new if low <= new <= high and new not in orphans else None
+
+    def _insert_rows(self, placed: list[tuple[int, _Row]], blobs: dict[str, bytes]) -> None:
+        if not placed:
+            return
+        next_call = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM outbound").fetchone()[0]
+        session_rows, call_rows = [], []
+        for row_id, row in placed:
+            session_rows.append((row_id, *row.columns, blobs[row.columns[0]]))
+            for call in row.calls:
+                call_rows.append((next_call, row_id, *call))
+                next_call += 1
+        self.db.executemany(f"INSERT INTO sessions VALUES ({','.join('?' * 16)})", session_rows)
+        self.db.executemany("INSERT INTO outbound VALUES (?, ?, ?, ?, ?, ?, ?, ?)", call_rows)
+        self.db.executemany("INSERT INTO text_pending (id) VALUES (?)", ((row_id,) for row_id, _ in placed))
 
     def _delete_rows(self, row_ids: list[int]) -> None:
         """Delete sessions by row id, taking their text out of the index (inside a transaction)."""
-        if not row_ids:
-            return
-        upto = self._text_upto()
-        indexed = [i for i in row_ids if i <= upto]  # only these are in the index
-        for start in range(0, len(indexed), _SQL_PARAMS):
-            chunk = indexed[start : start + _SQL_PARAMS]
-            for row_id, session, call_ids in self._sessions_with_calls(chunk):
-                self._unindex(row_id, session, call_ids)
         for start in range(0, len(row_ids), _SQL_PARAMS):
             chunk = row_ids[start : start + _SQL_PARAMS]
             marks = ",".join("?" * len(chunk))
+            pending = {r[0] for r in self.db.execute(f"SELECT id FROM text_pending WHERE id IN ({marks})", chunk)}
+            indexed = [i for i in chunk if i not in pending]  # only these are in the index
+            if indexed:
+                self._unindex(indexed)
+            self.db.execute(f"DELETE FROM text_pending WHERE id IN ({marks})", chunk)
             self.db.execute(f"DELETE FROM outbound WHERE session IN ({marks})", chunk)
             self.db.execute(f"DELETE FROM sessions WHERE id IN ({marks})", chunk)
 
-    def _sessions_with_calls(self, row_ids: list[int]) -> Iterator[tuple[int, Session, list[int]]]:
-        """Decoded sessions and their call ids; a session that cannot be decoded is named in
-        `skipped` and left out (its text then stays as it is)."""
+    def _unindex(self, row_ids: list[int]) -> None:
+        # Contentless FTS5 forgets a row only when given the exact text it indexed. A session
+        # that cannot be decoded keeps its text there; its id is never given out again.
         marks = ",".join("?" * len(row_ids))
-        calls: dict[int, list[int]] = {}
-        for call_id, owner in self.db.execute(f"SELECT id, session FROM outbound WHERE session IN ({marks}) ORDER BY id", row_ids):
-            calls.setdefault(owner, []).append(call_id)
-        for row_id, session_id, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE id IN ({marks}) ORDER BY id", row_ids).fetchall():
+        for row_id, session_id, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE id IN ({marks})", row_ids).fetchall():
             session = self._session(session_id, body)
-            if session is not None:
-                yield row_id, session, calls.get(row_id, [])
+            if session is None:
+                self.db.execute("INSERT OR IGNORE INTO text_orphans (id) VALUES (?)", (row_id,))
+                continue
+            self.db.execute(
+                "INSERT INTO session_text (session_text, rowid, inbound_request, inbound_response, outbound_request, outbound_response) "
+                "VALUES ('delete', ?, ?, ?, ?, ?)",
+                (row_id, *text_row(session)),
+            )
 
     def _session(self, session_id: str, body: bytes) -> Session | None:
         try:
-            return _decode(body)
-        except _Unreadable as exc:
+            return self.codec.decode(body)
+        except Unreadable as exc:
             self._skips.add(session_id, str(exc))
             return None
 
     # --- full text ---------------------------------------------------------------------
 
-    @staticmethod
-    def _texts(session: Session, call_ids: list[int]) -> tuple[tuple[str, str], list[tuple[int, str, str]]]:
-        inbound = (searchable_text(session.call_from_inbound.request), searchable_text(session.response))
-        calls = [
-            (call_id, searchable_text(call.request), searchable_text(call.response))
-            for call_id, call in zip(call_ids, session.outbound_calls, strict=True)
-        ]
-        return inbound, calls
-
-    def _unindex(self, row_id: int, session: Session, call_ids: list[int]) -> None:
-        # Contentless FTS5 forgets a row only when given the exact text it indexed.
-        inbound, calls = self._texts(session, call_ids)
-        self.db.execute("INSERT INTO inbound_text (inbound_text, rowid, request, response) VALUES ('delete', ?, ?, ?)", (row_id, *inbound))
-        self.db.executemany("INSERT INTO outbound_text (outbound_text, rowid, request, response) VALUES ('delete', ?, ?, ?)", calls)
-
     def pending_text(self) -> int:
         """Sessions written but not yet in the full-text index."""
         with _sql_errors(self.path):
-            return self.db.execute("SELECT count(*) FROM sessions WHERE id > ?", (self._text_upto(),)).fetchone()[0]
+            if self.schema < 2:
+                text = self._text_index()
+                return self.db.execute("SELECT count(*) FROM sessions WHERE id > ?", (text.upto,)).fetchone()[0]
+            return self.db.execute("SELECT count(*) FROM text_pending").fetchone()[0]
 
     def refresh(self, progress: Callable[[int], None] | None = None) -> None:
         """Index the text of every session written since the last refresh (read-only: none;
@@ -436,28 +518,75 @@ class SqliteStore:
             return
         while True:
             with _sql_errors(self.path, writing=True), transaction(self.db):
-                upto = self._text_upto()
-                ids = [r[0] for r in self.db.execute("SELECT id FROM sessions WHERE id > ? ORDER BY id LIMIT ?", (upto, BATCH))]
+                ids = [r[0] for r in self.db.execute("SELECT id FROM text_pending ORDER BY id LIMIT ?", (TEXT_BATCH,))]
                 if not ids:
                     return
-                inbound_rows, call_rows = [], []
+                texts = []
                 for start in range(0, len(ids), _SQL_PARAMS):
-                    for row_id, session, call_ids in self._sessions_with_calls(ids[start : start + _SQL_PARAMS]):
-                        inbound, calls = self._texts(session, call_ids)
-                        inbound_rows.append((row_id, *inbound))
-                        call_rows.extend(calls)
-                self.db.executemany("INSERT INTO inbound_text (rowid, request, response) VALUES (?, ?, ?)", inbound_rows)
-                self.db.executemany("INSERT INTO outbound_text (rowid, request, response) VALUES (?, ?, ?)", call_rows)
-                self._set_meta("text_indexed_upto", ids[-1])
+                    chunk = ids[start : start + _SQL_PARAMS]
+                    marks = ",".join("?" * len(chunk))
+                    for row_id, session_id, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE id IN ({marks})", chunk):
+                        session = self._session(session_id, body)
+                        if session is not None:
+                            texts.append((row_id, *text_row(session)))
+                    self.db.execute(f"DELETE FROM text_pending WHERE id IN ({marks})", chunk)
+                self.db.executemany(
+                    "INSERT INTO session_text (rowid, inbound_request, inbound_response, outbound_request, outbound_response) VALUES (?, ?, ?, ?, ?)",
+                    texts,
+                )
             if progress:
                 progress(len(ids))
 
     def _where(self, query: Query) -> tuple[str, list[Any]]:
+        return compile_where(as_tree(query), self._text_for(as_tree(query)))
+
+    def _text_for(self, tree: ir.Node) -> TextIndex:
+        """The text index as a query on `tree` sees it: caught up first when writable."""
+        if ir.uses_text(tree):
+            self.refresh()  # cheap when nothing is pending; a no-op when read-only
+        return self._text_index()
+
+    def _plan(self, query: Query) -> _Plan:
+        """The SQL that lists a query's matches in recorded order, a page at a time."""
         tree = as_tree(query)
-        if not ir.uses_text(tree):
-            return compile_where(tree)
-        self.refresh()  # cheap when nothing is pending; a no-op when read-only
-        return compile_where(tree, text_upto=self._text_upto())
+        text = self._text_for(tree)
+        if not self._aligned():
+            where, params = compile_where(tree, text)
+            keyset = "(s.recorded_at, s.session_id) > (?, ?)"
+            return _Plan(
+                f"SELECT s.recorded_at, s.session_id, s.body FROM sessions s WHERE {where} AND {keyset} ORDER BY s.recorded_at, s.session_id LIMIT ?",
+                params,
+                False,
+            )
+        plan = driven(tree, text) if text.per_session and not text.pending else None
+        if plan is None:
+            where, params = compile_where(tree, text)
+            if self._few_by_index(where, params):
+                # Collect them from the index (no ORDER BY inside: SQLite then uses it), then
+                # read them in row id order.
+                where = f"s.id IN (SELECT s.id FROM sessions s WHERE {where})"
+            return _Plan(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?", params, True)
+        if plan.keyword_first:
+            # A keyword condition can use its index, which lists sessions in row id order:
+            # start there and probe the text index per session.
+            source, order = "sessions s CROSS JOIN session_text t ON t.rowid = s.id", "s.id"
+        else:
+            # Walk the full-text matches in rowid order; stop when the page is full.
+            source, order = "session_text t CROSS JOIN sessions s ON s.id = t.rowid", "t.rowid"
+        sql = f"SELECT s.id, s.session_id, s.body FROM {source} WHERE t.session_text MATCH ? AND {plan.where} AND {order} > ? ORDER BY {order} LIMIT ?"
+        return _Plan(sql, [plan.match, *plan.params], True)
+
+    def _few_by_index(self, where: str, params: list[Any]) -> bool:
+        """Whether a query SQLite would answer by walking every session in row id order (it
+        picks that for a range or a prefix, whose size it cannot know) is better answered
+        from an index and sorted: when that index holds at most _SORTED matches. The count
+        stops there, so asking costs at most that many index entries."""
+        if where == "1" or not _walks_rows(self.db, f"SELECT s.id FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?", [*params, 0, 1]):
+            return False
+        probe = f"SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE {where} LIMIT ?)"
+        if _walks_rows(self.db, probe, [*params, 1]):
+            return False  # no index helps either
+        return self.db.execute(probe, [*params, _SORTED + 1]).fetchone()[0] <= _SORTED
 
     # --- reading -----------------------------------------------------------------------
 
@@ -475,18 +604,13 @@ class SqliteStore:
         """Stream matches in recorded order, a page at a time (keyset paging: no open cursor).
         A session that cannot be decoded is named in `skipped` and passed over."""
         with _sql_errors(self.path):
-            where, params = self._where(query)
-        after: tuple[int, str] | None = None
+            plan = self._plan(query)
+        after: tuple[Any, ...] = (_FIRST_ID,) if plan.by_id else (_FIRST_ID, "")
         remaining = limit
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
-            keyset = " AND (s.recorded_at, s.session_id) > (?, ?)" if after else ""
             with _sql_errors(self.path):
-                rows = self.db.execute(
-                    f"SELECT s.recorded_at, s.session_id, s.body FROM sessions s WHERE {where}{keyset} "
-                    "ORDER BY s.recorded_at, s.session_id LIMIT ?",
-                    [*params, *(after or ()), size],
-                ).fetchall()
+                rows = self.db.execute(plan.sql, [*plan.params, *after, size]).fetchall()
             for _, session_id, body in rows:
                 session = self._session(session_id, body)
                 if session is not None:
@@ -495,7 +619,7 @@ class SqliteStore:
                         remaining -= 1
             if len(rows) < size:
                 return
-            after = (rows[-1][0], rows[-1][1])
+            after = (rows[-1][0],) if plan.by_id else (rows[-1][0], rows[-1][1])
 
     def outbound_peers(self, query: Query = "*") -> dict[str, int]:
         with _sql_errors(self.path):

@@ -1,13 +1,27 @@
-"""Compile a query tree (koala_store.query.ir) to a WHERE clause over the SQLite schema.
+"""Compile a query tree (koala_store.query.ir) to SQL over the SQLite schema.
 
 Every leaf yields 0 or 1, never NULL, so NOT behaves as Elasticsearch's must_not: a session
 without a status is "not status 200". Conditions on per-call fields hold when any outbound
 call satisfies them, as on Elasticsearch's flattened arrays.
+
+Plans, at a million sessions: every keyword column has an index (sqlite_schema), so a leaf is
+written as a plain comparison on it, and per-call conditions as `s.id IN (SELECT o.session
+FROM outbound o WHERE ...)`, which SQLite answers from the outbound column's index (an
+`EXISTS` correlated on the session would visit every session). Wildcards become GLOB, which
+SQLite turns into an index range when the pattern starts with literal characters.
+
+Full text (schema 2) is one FTS5 row per session whose rowid is the session's row id, and row
+ids follow recorded order (sqlite.SqliteStore assigns them so). A query whose top level ANDs
+full text with other conditions can then be driven by the full-text index itself, in rowid
+order: `driven()` builds that plan, which stops after the page it needs instead of collecting
+every match first. Schema 1 stores (read-only) keep their per-call index and are compiled as
+they were.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +42,7 @@ SESSION_COLUMNS = {
     "inbound.status": "status",
     "inbound.content_type": "content_type",
     "inbound.latency_ms": "latency_ms",
-    "inbound.request": "request_size",  # only for _exists_; text goes through inbound_text
+    "inbound.request": "request_size",  # only for _exists_; text goes through the text index
     "inbound.response": "response_size",
     "outbound.count": "outbound_count",
 }
@@ -41,12 +55,35 @@ OUTBOUND_COLUMNS = {
     "outbound.response": "response_size",
 }
 _FLAT = 32  # terms chained at one level (depth 32 per level, log32 levels)
-TEXT_COLUMNS = {
+# Schema 1: inbound_text (rowid = session) and outbound_text (rowid = call), two columns each.
+PER_CALL_TEXT_COLUMNS = {
     "inbound.request": "request",
     "inbound.response": "response",
     "outbound.request": "request",
     "outbound.response": "response",
 }
+# Schema 2: session_text, one row per session (the calls' texts joined by CALL_SEPARATOR).
+SESSION_TEXT_COLUMNS = {
+    "inbound.request": "inbound_request",
+    "inbound.response": "inbound_response",
+    "outbound.request": "outbound_request",
+    "outbound.response": "outbound_response",
+}
+# Between two calls' texts in one column: a private-use character, which FTS5's unicode61
+# reads as a word of its own (category Co) and our tokenizer never produces, so a phrase can
+# never run from one call into the next.
+CALL_SEPARATOR = " \ue000 "
+
+
+@dataclass(frozen=True)
+class TextIndex:
+    """Where a store's full text lives, and which sessions it does not hold yet (those are
+    checked in Python by koala_text, so answers are complete without a refresh)."""
+
+    per_session: bool = True  # schema 2 (session_text); False: schema 1 (inbound_text, outbound_text)
+    pending: bool = False  # schema 2: text_pending holds sessions not indexed yet
+    nothing_indexed: bool = False  # schema 2, read-only, an index of another text version
+    upto: int | None = None  # schema 1: sessions above this row id are not indexed
 
 
 def glob_pattern(pattern: str) -> str:
@@ -68,12 +105,16 @@ def fts_phrase(node: ir.Text, columns: list[str]) -> str:
     return "{" + " ".join(columns) + "} : " + phrase
 
 
+def session_match(nodes: list[ir.Text]) -> str:
+    """One MATCH expression over session_text for full-text conditions that must all hold."""
+    parts = [fts_phrase(node, [SESSION_TEXT_COLUMNS[f.name] for f in node.fields]) for node in nodes]
+    return parts[0] if len(parts) == 1 else " AND ".join(f"({p})" for p in parts)
+
+
 class SqlCompiler:
-    def __init__(self, text_upto: int | None = None) -> None:
+    def __init__(self, text: TextIndex | None = None) -> None:
         self.params: list[Any] = []
-        # Sessions above this row id are not in the full-text index yet: text conditions
-        # check them in Python (koala_text) so that answers are complete without a refresh.
-        self.text_upto = text_upto
+        self.text_index = text or TextIndex()
 
     def compile(self, node: ir.Node) -> str:
         if isinstance(node, ir.MatchAll):
@@ -104,6 +145,10 @@ class SqlCompiler:
         if field.per_outbound_call:
             column = f"o.{OUTBOUND_COLUMNS[field.name]}"
             condition = self.condition(node, column, field)
+            if isinstance(node, (ir.Term, ir.Wildcard, ir.Range)):
+                # From the column's index to the sessions holding such a call.
+                return f"(s.id IN (SELECT o.session FROM outbound o WHERE {condition}))"
+            # Regexps and _exists_ read every call anyway: look at this session's calls only.
             return f"EXISTS (SELECT 1 FROM outbound o WHERE o.session = s.id AND {condition})"
         return self.condition(node, f"s.{SESSION_COLUMNS[field.name]}", field)
 
@@ -125,18 +170,30 @@ class SqlCompiler:
         raise TypeError(f"cannot compile {node!r}")
 
     def text(self, node: ir.Text) -> str:
-        """Row ids from the full-text indexes, and from the sessions not indexed yet (checked
+        """Row ids from the full-text index, and from the sessions not indexed yet (checked
         in Python), in one IN over a union: the plan stays an index lookup."""
-        inbound = [TEXT_COLUMNS[f.name] for f in node.fields if not f.per_outbound_call]
-        outbound = [TEXT_COLUMNS[f.name] for f in node.fields if f.per_outbound_call]
+        if self.text_index.nothing_indexed:
+            return f"koala_text({self.param(encode_text(node))}, s.body)"
+        if self.text_index.per_session:
+            sources = [f"SELECT rowid FROM session_text WHERE session_text MATCH {self.param(session_match([node]))}"]
+            if self.text_index.pending:
+                sources.append(f"SELECT p.id FROM text_pending p JOIN sessions q ON q.id = p.id WHERE koala_text({self.param(encode_text(node))}, q.body)")
+            return f"s.id IN ({' UNION ALL '.join(sources)})"
+        return self.per_call_text(node)
+
+    def per_call_text(self, node: ir.Text) -> str:
+        inbound = [PER_CALL_TEXT_COLUMNS[f.name] for f in node.fields if not f.per_outbound_call]
+        outbound = [PER_CALL_TEXT_COLUMNS[f.name] for f in node.fields if f.per_outbound_call]
         sources = []
         if inbound:
             sources.append(f"SELECT rowid FROM inbound_text WHERE inbound_text MATCH {self.param(fts_phrase(node, inbound))}")
         if outbound:
             match = self.param(fts_phrase(node, outbound))
             sources.append(f"SELECT o.session FROM outbound o WHERE o.id IN (SELECT rowid FROM outbound_text WHERE outbound_text MATCH {match})")
-        if self.text_upto is not None:
-            sources.append(f"SELECT p.id FROM sessions p WHERE p.id > {self.param(self.text_upto)} AND koala_text({self.param(encode_text(node))}, p.body)")
+        if self.text_index.upto is not None:
+            sources.append(
+                f"SELECT p.id FROM sessions p WHERE p.id > {self.param(self.text_index.upto)} AND koala_text({self.param(encode_text(node))}, p.body)"
+            )
         return f"s.id IN ({' UNION ALL '.join(sources)})"
 
 
@@ -149,6 +206,43 @@ def decode_text(data: bytes) -> ir.Text:
     return msgspec.json.decode(data, type=ir.Text)
 
 
-def compile_where(node: ir.Node, text_upto: int | None = None) -> tuple[str, list[Any]]:
-    compiler = SqlCompiler(text_upto)
+def compile_where(node: ir.Node, text: TextIndex | None = None) -> tuple[str, list[Any]]:
+    compiler = SqlCompiler(text)
     return compiler.compile(node), compiler.params
+
+
+@dataclass(frozen=True)
+class Driven:
+    """A plan that walks the full-text index in rowid (= recorded) order: `match` must hold
+    in session_text, and `where` (over sessions `s`) too."""
+
+    match: str
+    where: str
+    params: list[Any]
+    # The other conditions can use an index of their own (a keyword equality or range):
+    # then let SQLite start from that index and probe the text index per session instead.
+    keyword_first: bool
+
+
+def driven(node: ir.Node, text: TextIndex | None = None) -> Driven | None:
+    """The full-text-driven plan for a query that is full text, or full text AND-ed with
+    anything else; None for other shapes (a text condition under OR or NOT)."""
+    items = list(node.items) if isinstance(node, ir.And) else [node]
+    texts = [i for i in items if isinstance(i, ir.Text)]
+    if not texts:
+        return None
+    rest = [i for i in items if not isinstance(i, ir.Text)]
+    compiler = SqlCompiler(text)
+    where = compiler.balanced("AND", [compiler.compile(i) for i in rest]) if rest else "1"
+    keyword_first = any(_indexable(i) for i in rest)
+    return Driven(session_match(texts), where, compiler.params, keyword_first)
+
+
+def _indexable(node: ir.Node) -> bool:
+    if isinstance(node, (ir.Term, ir.Range)):
+        return True
+    if isinstance(node, ir.Wildcard):
+        return not node.pattern.startswith(("*", "?"))
+    if isinstance(node, ir.And):
+        return any(_indexable(i) for i in node.items)
+    return False

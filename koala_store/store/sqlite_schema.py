@@ -1,0 +1,141 @@
+"""The SQLite store's tables, and the migration of a schema 1 store to schema 2.
+
+Schema 2 (issue 12): an index on every keyword column the query language offers, per-call
+indexes that carry the session (so `outbound.peer:X` is answered from the index alone), one
+full-text row per session in `session_text` (rowid = the session's row id), `text_pending`
+for sessions written but not indexed yet, and row ids that follow recorded order, so that
+the full-text index walked in rowid order yields sessions in recorded order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from itertools import islice
+
+from .sqlite_blob import SCHEMA as BLOB_SCHEMA
+
+SCHEMA_VERSION = 2
+MAX_ROW_ID = 2**63 - 1
+
+SESSIONS = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,  -- in recorded order (see SqliteStore._assign_ids)
+    session_id TEXT NOT NULL UNIQUE,
+    recorded_at INTEGER NOT NULL,
+    thread_id INTEGER,
+    trace_id TEXT,
+    method TEXT,
+    path TEXT,
+    query TEXT,
+    host TEXT,
+    status INTEGER,
+    content_type TEXT,
+    latency_ms REAL,
+    request_size INTEGER NOT NULL,
+    response_size INTEGER NOT NULL,
+    outbound_count INTEGER NOT NULL,
+    body BLOB NOT NULL
+)"""
+TABLES = (
+    """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+    + SESSIONS
+    + """;
+CREATE TABLE IF NOT EXISTS outbound (
+    id INTEGER PRIMARY KEY,
+    session INTEGER NOT NULL,
+    peer TEXT,
+    protocol TEXT,
+    method TEXT,
+    path TEXT,
+    request_size INTEGER NOT NULL,
+    response_size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS text_pending (id INTEGER PRIMARY KEY);
+-- Row ids whose indexed text could not be taken out (the session's blob was damaged): never
+-- given to another session, which would inherit that text.
+CREATE TABLE IF NOT EXISTS text_orphans (id INTEGER PRIMARY KEY);
+"""
+    + BLOB_SCHEMA
+)
+
+# Secondary indexes hold the row id, and row ids follow recorded order: an equality on any of
+# these walks its matches already in recorded order.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (recorded_at, session_id);
+CREATE INDEX IF NOT EXISTS sessions_by_trace ON sessions (trace_id) WHERE trace_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sessions_by_thread ON sessions (thread_id);
+CREATE INDEX IF NOT EXISTS sessions_by_method ON sessions (method);
+CREATE INDEX IF NOT EXISTS sessions_by_path ON sessions (path);
+CREATE INDEX IF NOT EXISTS sessions_by_query ON sessions (query) WHERE query IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sessions_by_host ON sessions (host);
+CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status);
+CREATE INDEX IF NOT EXISTS sessions_by_content_type ON sessions (content_type);
+CREATE INDEX IF NOT EXISTS sessions_by_latency ON sessions (latency_ms);
+CREATE INDEX IF NOT EXISTS sessions_by_outbound_count ON sessions (outbound_count);
+CREATE INDEX IF NOT EXISTS outbound_by_session ON outbound (session);
+CREATE INDEX IF NOT EXISTS outbound_by_peer ON outbound (peer, session);
+CREATE INDEX IF NOT EXISTS outbound_by_protocol ON outbound (protocol, session);
+CREATE INDEX IF NOT EXISTS outbound_by_method ON outbound (method, session);
+CREATE INDEX IF NOT EXISTS outbound_by_path ON outbound (path, session);
+"""
+
+# Contentless (the text is in the blob already), no column sizes (nothing ranks by them), and
+# detail=full: phrases need positions. automerge 8 rather than 4 merges segments half as often
+# while indexing (a third faster here) for a few more segments per term lookup.
+TEXT_TABLE = """
+CREATE VIRTUAL TABLE IF NOT EXISTS session_text USING fts5(
+    inbound_request, inbound_response, outbound_request, outbound_response,
+    content='', columnsize=0, tokenize='unicode61 remove_diacritics 0');
+"""
+TEXT_SETTINGS = "INSERT INTO session_text (session_text, rank) VALUES ('automerge', 8)"
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Every table and index of schema 2 (inside the caller's transaction)."""
+    fresh = not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'session_text'").fetchone()
+    for script in (TABLES, INDEXES, TEXT_TABLE):
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+    if fresh:
+        db.execute(TEXT_SETTINGS)
+
+
+def recorded_order_ids(keys: Iterator[tuple[int, int]], after: int | None = None) -> Iterator[tuple[int, int]]:
+    """(old row id, new row id) for rows given in recorded order as (row id, recorded_at):
+    each new id is its recorded_at in nanoseconds, or one above the previous id when that is
+    taken, so ids ascend with recorded order and leave gaps for sessions recorded between."""
+    previous = after
+    for old, recorded_at in keys:
+        new = recorded_at if previous is None else max(recorded_at, previous + 1)
+        if new > MAX_ROW_ID:
+            raise OverflowError("no row id left in recorded order")
+        yield old, new
+        previous = new
+
+
+def migrate_from_1(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2 (inside the caller's transaction): renumber sessions in recorded order,
+    replace the per-call full-text tables by session_text (every session pending, indexed by
+    the next refresh), add the indexes. Blobs stay as they are (LZ4 is still read)."""
+    db.execute("CREATE TEMP TABLE renumbered (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
+    keys = db.execute("SELECT id, recorded_at FROM sessions ORDER BY recorded_at, session_id")
+    mapping = recorded_order_ids(iter(keys.fetchone, None))
+    while chunk := list(islice(mapping, 10_000)):
+        db.executemany("INSERT INTO temp.renumbered (old, new) VALUES (?, ?)", chunk)
+    columns = "session_id, recorded_at, thread_id, trace_id, method, path, query, host, status, content_type, latency_ms, request_size, response_size, outbound_count, body"
+    db.execute("ALTER TABLE sessions RENAME TO sessions_v1")
+    db.execute("DROP INDEX IF EXISTS sessions_by_time")
+    db.execute(SESSIONS)
+    db.execute(f"INSERT INTO sessions (id, {columns}) SELECT r.new, {columns} FROM sessions_v1 v JOIN temp.renumbered r ON r.old = v.id ORDER BY r.new")
+    db.execute("UPDATE outbound SET session = (SELECT r.new FROM temp.renumbered r WHERE r.old = outbound.session)")
+    db.execute("DROP TABLE sessions_v1")
+    db.execute("DROP TABLE temp.renumbered")
+    for table in ("inbound_text", "outbound_text"):
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+    db.execute("DELETE FROM meta WHERE key = 'text_indexed_upto'")
+    create(db)
+    db.execute("INSERT INTO text_pending (id) SELECT id FROM sessions")
