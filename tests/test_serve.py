@@ -115,7 +115,9 @@ def test_bulk_and_ndjson_batches(serve: Serve) -> None:
     assert serve.client.post("/sessions", content=ndjson).json() == {"accepted": 50, "rejected": []}
     partial = serve.client.post("/sessions", content=ndjson.split(b"\n")[0] + b"\n\n{not json\n")
     assert partial.status_code == 207
-    assert partial.json()["rejected"] == [{"line": 3, "reason": "not_json", "error": "not valid JSON: unexpected character, expected a string key: line 1 column 2 (char 1)"}]
+    (rejected,) = partial.json()["rejected"]
+    # (orjson's own words vary by version after "unexpected character")
+    assert (rejected["line"], rejected["reason"]) == (3, "not_json") and rejected["error"].startswith("not valid JSON: unexpected character")
     none = serve.client.post("/sessions", content=b"[1,2]\n")
     assert none.status_code == 400 and none.json()["message"].startswith("no session accepted: line 1: expected a JSON object")
     gz = serve.client.post("/sessions", content=gzip.compress(ndjson), headers={"Content-Encoding": "gzip"})
