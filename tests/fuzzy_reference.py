@@ -66,6 +66,14 @@ def mask_volatile(text: str) -> str:
 
 # --- SQL ------------------------------------------------------------------------------
 
+# mysql.SQL_TOKEN as it was written before issue 12 (a string one character at a time).
+_SQL_TOKEN = re.compile(
+    r"""(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
+    r"|(?P<comment>/\*.*?\*/|--[^\n]*|#[^\n]*)"
+    r"|(?P<num>\b0x[0-9a-fA-F]+\b|(?<![\w.$])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]))"
+    r"|(?P<space>\s+)",
+    re.S,
+)
 _SQL_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _SQL_ROWS = re.compile(r"(\(\?\+\))(?:\s*,\s*\(\?\+\))+")
 
@@ -83,7 +91,7 @@ def normalize_sql(sql: str, *, mask_literals: bool) -> str:
             return " "
         return "?" if mask_literals else m.group()
 
-    text = " ".join(mysql.SQL_TOKEN.sub(repl, sql).split())
+    text = " ".join(_SQL_TOKEN.sub(repl, sql).split())
     if mask_literals:
         text = _SQL_ROWS.sub(r"\1", _SQL_LIST.sub("(?+)", text))
     return text
