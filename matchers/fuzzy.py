@@ -51,6 +51,8 @@ from .base import (
 
 DEFAULT_THRESHOLD = 0.8
 TIE_EPSILON = 1e-9
+# rapidfuzz's score_cutoff drops scores up to ~1e-7 above it: cut-offs are set this much lower.
+CUTOFF_SLACK = 1e-5
 # Sessions whose requests hold at most this many bytes are normalised whole when prepared.
 EAGER_BYTES = 64 * 1024
 # Scoring every candidate is done when it costs under ~2 ms: rapidfuzz's bit-parallel Indel
@@ -94,10 +96,19 @@ class FuzzySessionMatcher(SessionMatcher):
     strategy = "fuzzy"
     prefers_unused = True
 
-    def __init__(self, calls: Sequence[CallOutbound], threshold: float, normalizer: Normalizer):
+    def __init__(
+        self,
+        calls: Sequence[CallOutbound],
+        threshold: float,
+        normalizer: Normalizer,
+        *,
+        eager_bytes: int = EAGER_BYTES,
+        full_scoring_budget_ns: int = FULL_SCORING_BUDGET_NS,
+    ):
         super().__init__(calls)
         self.threshold = threshold
         self._normalizer = normalizer
+        self._budget_ns = full_scoring_budget_ns
         self._alphabet: dict[str, str] = {}
         # Per session: each call parsed (its key and detail come on first use), encoded keys
         # and details as they are needed, the calls of each bucket, and per-peer lists of
@@ -112,7 +123,7 @@ class FuzzySessionMatcher(SessionMatcher):
                 self._buckets.setdefault((self._sigs[p], prepared.bucket), []).append(p)  # type: ignore[index]
         self._choices: dict[int, tuple[tuple[int, ...], list[str]]] = {}
         self._splits: dict[tuple, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], frozenset[int]]] = {}
-        if sum(n.size for n in self._prepared if n) <= EAGER_BYTES:
+        if sum(n.size for n in self._prepared if n) <= eager_bytes:
             for p, prepared in enumerate(self._prepared):
                 if prepared is not None:
                     self._key(p)
@@ -220,7 +231,7 @@ class FuzzySessionMatcher(SessionMatcher):
                 cost += size * (words * SCORE_NS + NORMALISE_NS)
             else:
                 cost += len(key) * words * SCORE_NS
-            if cost > FULL_SCORING_BUDGET_NS:
+            if cost > self._budget_ns:
                 return False
         return True
 
@@ -294,13 +305,17 @@ class FuzzySessionMatcher(SessionMatcher):
         order = sorted(same, key=lambda p: abs(self._prepared[p].size - norm.size))  # type: ignore[union-attr]
         choices = [self._key(p) for p in order]
         query = self._encode(norm.key, grow=False)  # after the candidates: it needs their lexemes
-        found = process.extractOne(query, choices, scorer=Indel.normalized_similarity, processor=None, score_cutoff=threshold)
-        if found is None or found[1] <= 0:
+        found = process.extractOne(query, choices, scorer=Indel.normalized_similarity, processor=None, score_cutoff=max(0.0, threshold - CUTOFF_SLACK))
+        if found is None:
             return None
-        # Every call within a tie of the best (2 epsilons: the tie test itself is exact below).
-        scores = self._scores(query, order, choices, cutoff=max(threshold, found[1] - 2 * TIE_EPSILON))
+        # Every call that can be the best or tie with it; the tests below are exact.
+        scores = self._scores(query, order, choices, cutoff=max(0.0, max(threshold, found[1]) - TIE_EPSILON - CUTOFF_SLACK))
         passing = sorted(p for p, s in scores.items() if s > 0 and s >= threshold)
-        return self._decide(request, norm, conn, scores, passing)
+        if not passing:
+            return None
+        best = max(scores[p] for p in passing)
+        tied = [p for p in passing if best - scores[p] <= TIE_EPSILON]  # the near misses are those too
+        return self._decide(request, norm, conn, {p: scores[p] for p in tied}, tied)
 
     def _decide(
         self,
