@@ -186,7 +186,7 @@ _VOLATILE_SCREEN = re2.compile(
     r"|(?:19|20)\d\d" + _DAY + _DATE + r"|(?:19|20)\d\d-" + _DAY + "-" + _DATE + r""
     r"|[0-9a-fA-F]{16}"
 )
-_MAX_RUNS = 24  # beyond this many, one pass over the whole text costs less
+_MAX_RUNS = 8  # beyond this many, one pass over the whole text costs less
 
 
 # --- buckets --------------------------------------------------------------------------
@@ -242,16 +242,20 @@ def _sql_text(parts: list[str | None], *, mask_literals: bool) -> str:
 
 
 class _Statement:
-    """A statement's key and detail texts from one tokenisation, kept until both are made."""
+    """A statement's key and detail texts and buckets, from one tokenisation at most."""
 
-    __slots__ = ("sql", "_parts", "_pending")
+    __slots__ = ("sql", "commented", "_parts", "_pending")
 
     def __init__(self, sql: str, forms: int):
         self.sql = sql
+        # Without these, the statement holds no comment (inside strings they are harmless).
+        self.commented = "--" in sql or "/*" in sql or "#" in sql
         self._parts: list[str | None] | None = None
         self._pending = forms
 
     def text(self, *, mask_literals: bool) -> str:
+        if not mask_literals and not self.commented:
+            return " ".join(self.sql.split())  # literals kept and no comment: only blanks change
         parts = self._parts
         if parts is None:
             parts = self._parts = mysql.SQL_TOKEN.split(self.sql)
@@ -260,26 +264,28 @@ class _Statement:
             self._parts = None
         return _sql_text(parts, mask_literals=mask_literals)
 
+    def bucket(self, *, mask_literals: bool) -> int:
+        """The bucket of the key (`mask_literals`) or the detail, without tokenising."""
+        sql = self.sql
+        if not self.commented and (not mask_literals or ("'" not in sql and '"' not in sql)):
+            return bucket_of(sql)  # nothing to drop
+        if mask_literals:
+            return bucket_of(_SQL_STRINGS_AND_COMMENTS.sub("", sql))
+        return bucket_of(_SQL_COMMENTS_BESIDE_STRINGS.sub(r"\g<str>", sql))
+
 
 def _sql_verb(sql: str) -> str:
     m = re.match(r"\s*(?:/\*.*?\*/\s*)*\(?\s*([A-Za-z]+)", sql, re.S)
     return m.group(1).upper() if m else ""
 
 
-# String literals and comments where mysql.SQL_TOKEN finds them: its other tokens (numbers,
-# spaces) neither hold nor start one, and hold only characters buckets drop.
-# (Their strings' pattern unrolled: the same matches, found several times faster.)
-_SQL_STRING_OR_COMMENT = re.compile(
-    r"""(?P<str>'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*")|/\*.*?\*/|--[^\n]*|#[^\n]*""",
-    re.S,
-)
-
-
-def _sql_bucket(sql: str, *, mask_literals: bool) -> int:
-    """The bucket of `sql`'s key without tokenising it: comments (and masked strings) dropped."""
-    if "--" not in sql and "/*" not in sql and "#" not in sql and (not mask_literals or ("'" not in sql and '"' not in sql)):
-        return bucket_of(sql)  # nothing to drop (the usual detail: strings kept, no comments)
-    return bucket_of(_SQL_STRING_OR_COMMENT.sub("" if mask_literals else r"\g<str>", sql))
+# String literals and comments where mysql.SQL_TOKEN finds them, for buckets: its other
+# tokens (numbers, spaces) neither hold nor start one, and hold only characters buckets drop. (Without the
+# group, every alternative starts with a literal character, which the engine skips to.)
+_SQL_STRING = r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'" + r'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"'
+_SQL_COMMENT = r"/\*.*?\*/|--[^\n]*|#[^\n]*"
+_SQL_STRINGS_AND_COMMENTS = re.compile(f"{_SQL_STRING}|{_SQL_COMMENT}", re.S)
+_SQL_COMMENTS_BESIDE_STRINGS = re.compile(f"(?P<str>{_SQL_STRING})|{_SQL_COMMENT}", re.S)
 
 
 # --- Redis ----------------------------------------------------------------------------
@@ -481,16 +487,16 @@ class Normalizer:
                 return self._mask(statement.text(mask_literals=False))
 
             if not self.mask_literals:
-                return Prepared(MYSQL, kind, False, _sql_bucket(sql, mask_literals=False), len(sql), detail)
+                return Prepared(MYSQL, kind, False, statement.bucket(mask_literals=False), len(sql), detail)
             return Prepared(
                 MYSQL,
                 kind,
                 False,
-                _sql_bucket(sql, mask_literals=True),
+                statement.bucket(mask_literals=True),
                 len(sql),
                 lambda: self._mask(statement.text(mask_literals=True)),
                 detail,
-                lambda: _sql_bucket(sql, mask_literals=False),
+                lambda: statement.bucket(mask_literals=False),
             )
         if code == 0x17 and len(arg) >= 4:
             # Statement id, then binary parameters: compare the id, keep the rest as detail.
