@@ -267,14 +267,13 @@ class FuzzySessionMatcher(SessionMatcher):
     ) -> MatchResult | None:
         """The same winner as `_match_all`, scoring only calls that can still win; None when no
         call reaches the threshold (the caller then scores every call for the near misses)."""
-        threshold = self.threshold
         best = _self_score(norm.key)  # an equal key's score; any other key's is below it by more than a tie
-        if best >= threshold:
-            mates = [p for p in self._buckets.get(((norm.protocol, norm.kind, norm.expect), norm.bucket), ()) if p in same_set]
+        mates = [p for p in self._buckets.get(((norm.protocol, norm.kind, norm.expect), norm.bucket), ()) if p in same_set]
+        if best >= self.threshold:
             contenders, values = self._equal_keys(request, norm, mates)
             if contenders:
                 return self._decide(request, norm, conn, dict.fromkeys(contenders, best), contenders, values)
-        return self._match_pruned(request, norm, conn, same)
+        return self._match_pruned(request, norm, conn, same, frozenset(mates))
 
     def _equal_keys(self, request: bytes, norm: Prepared, mates: list[int]) -> tuple[list[int], dict[int, float] | None]:
         """The calls among `mates` with the request's key that can still win on the tie rules,
@@ -298,18 +297,17 @@ class FuzzySessionMatcher(SessionMatcher):
     def _same_values(self, p: int, norm: Prepared) -> bool:
         return _same_lexemes(self._prepared[p].detail, norm.detail)  # type: ignore[union-attr]
 
-    def _match_pruned(self, request: bytes, norm: Prepared, conn: ConnectionState, same: tuple[int, ...]) -> MatchResult | None:
-        """No call has the request's key: every call of its kind is scored, likely winners first
-        (by closeness in size), with a cut-off that rises to the best score found so far."""
+    def _match_pruned(self, request: bytes, norm: Prepared, conn: ConnectionState, same: tuple[int, ...], mates: frozenset[int]) -> MatchResult | None:
+        """No call has the request's key: the likeliest winner (of the request's bucket, else
+        the closest in size) is scored first, then every call of the kind with a cut-off just
+        under its score, so rapidfuzz drops the calls that cannot reach it at little cost."""
         threshold = self.threshold
-        order = sorted(same, key=lambda p: abs(self._prepared[p].size - norm.size))  # type: ignore[union-attr]
+        order = sorted(same, key=lambda p: (p not in mates, abs(self._prepared[p].size - norm.size)))  # type: ignore[union-attr]
         choices = [self._key(p) for p in order]
         query = self._encode(norm.key, grow=False)  # after the candidates: it needs their lexemes
-        found = process.extractOne(query, choices, scorer=Indel.normalized_similarity, processor=None, score_cutoff=max(0.0, threshold - CUTOFF_SLACK))
-        if found is None:
-            return None
+        likeliest = Indel.normalized_similarity(query, choices[0])
         # Every call that can be the best or tie with it; the tests below are exact.
-        scores = self._scores(query, order, choices, cutoff=max(0.0, max(threshold, found[1]) - TIE_EPSILON - CUTOFF_SLACK))
+        scores = self._scores(query, order, choices, cutoff=max(0.0, max(threshold, likeliest) - TIE_EPSILON - CUTOFF_SLACK))
         passing = sorted(p for p, s in scores.items() if s > 0 and s >= threshold)
         if not passing:
             return None
