@@ -19,10 +19,12 @@ calls up front (protocol, kind and a bucket: see wire.normalize.Prepared); a cal
 normalised when a request of its kind needs it (small sessions: all at once). When scoring
 every call of the request's kind costs little, every one is scored and the near misses are
 the best losers of all. Otherwise an equal key decides first: only calls of the request's
-bucket can have one, and no other call can tie with 1.0. Without one, rapidfuzz finds the
-best score with a cut-off that rises as it goes, then the calls within a tie of it. In
-those two cases a matched call's near misses are the calls it tied with; a request that
-matches nothing is always scored against every call, for its near misses.
+bucket can have one, and no other call can tie with 1.0; among equal keys, byte-identical
+calls, then calls with equal values, win before any values are compared. Without an equal
+key, the likeliest call is scored first and its score is the cut-off under which rapidfuzz
+drops the others cheaply. In those two cases a matched call's near misses are the calls it
+tied with; a request that matches nothing is always scored against every call, for its near
+misses.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ class FuzzySessionMatcher(SessionMatcher):
             if prepared is not None:
                 self._buckets.setdefault((self._sigs[p], prepared.bucket), []).append(p)  # type: ignore[index]
         self._choices: dict[int, tuple[tuple[int, ...], list[str]]] = {}
-        self._splits: dict[tuple, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], frozenset[int]]] = {}
+        self._splits: dict[tuple, tuple[tuple[int, ...], tuple[int, ...], frozenset[int], tuple[int, ...]]] = {}
         if sum(n.size for n in self._prepared if n) <= eager_bytes:
             for p, prepared in enumerate(self._prepared):
                 if prepared is not None:
@@ -174,14 +176,17 @@ class FuzzySessionMatcher(SessionMatcher):
             cached = self._choices[id(positions)] = (positions, [self._key(p) for p in positions])
         return cached[1]
 
-    def _split(self, eligible: tuple[int, ...], sig: Signature) -> tuple[tuple[int, ...], tuple[int, ...], frozenset[int]]:
-        """Eligible positions of the request's protocol and kind (also as a set), and the others (cached)."""
+    def _split(self, eligible: tuple[int, ...], sig: Signature) -> tuple[tuple[int, ...], frozenset[int], tuple[int, ...]]:
+        """Eligible positions of the request's protocol and kind (also as a set), and those
+        scored when every call is: others too when too few calls of the kind exist to fill
+        the near misses (cached; calls of another kind never win)."""
         key = (id(eligible), sig)
         cached = self._splits.get(key)
         if cached is None or cached[0] is not eligible:
             same = tuple(p for p in eligible if self._sigs[p] == sig)
             other = tuple(p for p in eligible if self._sigs[p] != sig)
-            cached = self._splits[key] = (eligible, same, other, frozenset(same))
+            pool = same + other if other and len(same) <= NEAR_MISSES else same
+            cached = self._splits[key] = (eligible, same, frozenset(same), pool)
         return cached[1], cached[2], cached[3]
 
     def scores(self, request: bytes) -> dict[int, float]:
@@ -210,10 +215,7 @@ class FuzzySessionMatcher(SessionMatcher):
     def _match(self, request: bytes, conn: ConnectionState, eligible: tuple[int, ...]) -> MatchResult:
         norm = self._normalizer.prepare(request)
         sig = (norm.protocol, norm.kind, norm.expect)
-        same, other, same_set = self._split(eligible, sig)
-        # Calls of another protocol or kind can never win: they are scored only when too few
-        # calls of the request's kind exist to fill the near misses.
-        pool = same + other if other and len(same) <= NEAR_MISSES else same
+        same, same_set, pool = self._split(eligible, sig)
         if same and not self._affordable(pool, norm):
             result = self._match_fast(request, norm, conn, same, same_set)
             if result is not None:
@@ -284,12 +286,19 @@ class FuzzySessionMatcher(SessionMatcher):
         best similarity of values there is; only without either are all values compared."""
         identical = [p for p in mates if self.calls[p].request == request]
         if identical:  # same bytes: same key and values
-            return identical, dict.fromkeys(identical, _self_score(norm.detail))
+            return identical, self._equal_values(identical, norm)
         bucket = norm.detail_bucket
         equal_values = [p for p in mates if self._prepared[p].detail_bucket == bucket and self._same_values(p, norm) and self._same_key(p, norm)]  # type: ignore[union-attr]
         if equal_values:
-            return equal_values, dict.fromkeys(equal_values, _self_score(norm.detail))
+            return equal_values, self._equal_values(equal_values, norm)
         return [p for p in mates if self._same_key(p, norm)], None
+
+    @staticmethod
+    def _equal_values(positions: list[int], norm: Prepared) -> dict[int, float]:
+        """The similarity of values of calls whose values equal the request's (only ties read it)."""
+        if len(positions) == 1:
+            return {}
+        return dict.fromkeys(positions, _self_score(norm.detail))
 
     def _same_key(self, p: int, norm: Prepared) -> bool:
         return _same_lexemes(self._prepared[p].key, norm.key)  # type: ignore[union-attr]

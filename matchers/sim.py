@@ -28,7 +28,6 @@ TIE_EPSILON = 1e-12
 # Sessions whose vectors hold at most this many tokens in all get an inverted index.
 INDEX_POSTINGS = 50_000
 
-_ASCII_RUN = re.compile(rb"[A-Za-z0-9_.]+")
 _ASCII_WORD_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_."
 # Every other byte as a space: bytes.split() then gives the runs (faster than the regex).
 _RUNS_APART = bytes(b if b in _ASCII_WORD_BYTES else 32 for b in range(256))

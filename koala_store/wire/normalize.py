@@ -280,8 +280,9 @@ def _sql_verb(sql: str) -> str:
 
 
 # String literals and comments where mysql.SQL_TOKEN finds them, for buckets: its other
-# tokens (numbers, spaces) neither hold nor start one, and hold only characters buckets drop. (Without the
-# group, every alternative starts with a literal character, which the engine skips to.)
+# tokens (numbers, spaces) neither hold nor start one, and hold only characters buckets
+# drop. (Without a group, every alternative starts with a literal character, which Python's
+# engine skips ahead to: twice as fast.)
 _SQL_STRING = r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'" + r'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"'
 _SQL_COMMENT = r"/\*.*?\*/|--[^\n]*|#[^\n]*"
 _SQL_STRINGS_AND_COMMENTS = re.compile(f"{_SQL_STRING}|{_SQL_COMMENT}", re.S)
