@@ -13,6 +13,18 @@ to: the call byte-identical to the request; the closest values (`detail`, which 
 literals and Redis values); a call not used yet (used calls are preferred last); the
 recorded connection this live connection matched last; the first call after the last match
 (this connection's, else the session's); the first call.
+
+How it stays fast (the decisions above are the same either way): a session only parses its
+calls up front (protocol, kind and a bucket: see wire.normalize.Prepared); a call is
+normalised when a request of its kind needs it (small sessions: all at once). When scoring
+every call of the request's kind costs little, every one is scored and the near misses are
+the best losers of all. Otherwise an equal key decides first: only calls of the request's
+bucket can have one, and no other call can tie with 1.0; among equal keys, byte-identical
+calls, then calls with equal values, win before any values are compared. Without an equal
+key, the likeliest call is scored first and its score is the cut-off under which rapidfuzz
+drops the others cheaply. In those two cases a matched call's near misses are the calls it
+tied with; a request that matches nothing is always scored against every call, for its near
+misses.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from rapidfuzz.distance import Indel
 
 from koala_store.model import CallOutbound
 from koala_store.wire import FASTCGI, HTTP, MYSQL, REDIS
-from koala_store.wire.normalize import DEFAULT_VOLATILE_HEADERS, Normalized, Normalizer
+from koala_store.wire.normalize import DEFAULT_VOLATILE_HEADERS, Normalizer, Prepared
 
 from .base import (
     NEAR_MISSES,
@@ -41,6 +53,15 @@ from .base import (
 
 DEFAULT_THRESHOLD = 0.8
 TIE_EPSILON = 1e-9
+# rapidfuzz's score_cutoff drops scores up to ~1e-7 above it: cut-offs are set this much lower.
+CUTOFF_SLACK = 1e-5
+# Sessions whose requests hold at most this many bytes are normalised whole when prepared.
+EAGER_BYTES = 64 * 1024
+# Scoring every candidate is done when it costs under ~2 ms: rapidfuzz's bit-parallel Indel
+# takes ~2 ns per candidate character and 64 query characters, normalising ~200 ns per byte.
+FULL_SCORING_BUDGET_NS = 2_000_000
+SCORE_NS = 2
+NORMALISE_NS = 200
 
 _LEXEME = re.compile(r"<(?:time|uuid|num|date|hex)>|\w+|[^\w\s]")
 _UNKNOWN = "\U0010ffff"  # never assigned: a lexeme no candidate has
@@ -48,32 +69,70 @@ _FIRST_CODE = 0x100
 _LAST_CODE = 0x10FFFE
 _KIND_LABEL = {HTTP: "method", FASTCGI: "method", REDIS: "command", MYSQL: "command"}
 
+Signature = tuple[str, str, bool]  # protocol, kind, Expect: 100-continue
+
 
 def _weight(lexeme: str) -> int:
     return 1 + min(len(lexeme), 12) // 4
+
+
+def _lexemes(text: str) -> list[str]:
+    return _LEXEME.findall(text) or list(text)  # all-blank text still has content
+
+
+def _same_lexemes(a: str, b: str) -> bool:
+    """Whether two normalised texts encode alike (equal but for whitespace between lexemes)."""
+    if a == b:
+        return True
+    if "".join(a.split()) != "".join(b.split()):  # lexemes are the text's non-blank characters
+        return False
+    return _lexemes(a) == _lexemes(b)
+
+
+def _self_score(text: str) -> float:
+    """The similarity of `text`'s encoding to itself (the same for every text: 1.0)."""
+    return Indel.normalized_similarity(text[:1], text[:1])
 
 
 class FuzzySessionMatcher(SessionMatcher):
     strategy = "fuzzy"
     prefers_unused = True
 
-    def __init__(self, calls: Sequence[CallOutbound], threshold: float, normalizer: Normalizer):
+    def __init__(
+        self,
+        calls: Sequence[CallOutbound],
+        threshold: float,
+        normalizer: Normalizer,
+        *,
+        eager_bytes: int = EAGER_BYTES,
+        full_scoring_budget_ns: int = FULL_SCORING_BUDGET_NS,
+    ):
         super().__init__(calls)
         self.threshold = threshold
-        self._normalize = normalizer
+        self._normalizer = normalizer
+        self._budget_ns = full_scoring_budget_ns
         self._alphabet: dict[str, str] = {}
-        # Cached per session: normalised calls, their encoded keys, encoded details (lazily,
-        # only ties need them) and per-peer lists of keys for rapidfuzz's batch scorer.
-        self._norms: list[Normalized | None] = [normalizer(c.request) if c.request else None for c in self.calls]
-        self._keys = [self._encode(n.key, grow=True) if n else "" for n in self._norms]
-        self._sigs = [(n.protocol, n.kind, n.expect) if n else None for n in self._norms]
+        # Per session: each call parsed (its key and detail come on first use), encoded keys
+        # and details as they are needed, the calls of each bucket, and per-peer lists of
+        # keys for rapidfuzz's batch scorer.
+        self._prepared: list[Prepared | None] = [normalizer.prepare(c.request) if c.request else None for c in self.calls]
+        self._sigs: list[Signature | None] = [(n.protocol, n.kind, n.expect) if n else None for n in self._prepared]
+        self._keys: list[str | None] = [None] * len(self.calls)
         self._details: dict[int, str] = {}
+        self._buckets: dict[tuple[Signature, int], list[int]] = {}
+        for p, prepared in enumerate(self._prepared):
+            if prepared is not None:
+                self._buckets.setdefault((self._sigs[p], prepared.bucket), []).append(p)  # type: ignore[index]
         self._choices: dict[int, tuple[tuple[int, ...], list[str]]] = {}
-        self._splits: dict[tuple, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
+        self._splits: dict[tuple, tuple[tuple[int, ...], tuple[int, ...], frozenset[int], tuple[int, ...]]] = {}
+        if sum(n.size for n in self._prepared if n) <= eager_bytes:
+            for p, prepared in enumerate(self._prepared):
+                if prepared is not None:
+                    self._key(p)
 
     def _encode(self, text: str, *, grow: bool) -> str:
         """Lexemes as characters of the session's alphabet, repeated by length class."""
-        lexemes = _LEXEME.findall(text) or list(text)  # all-blank text still has content
+        lexemes = _lexemes(text)
         codes = list(map(self._alphabet.get, lexemes))
         if None in codes:
             for i, code in enumerate(codes):
@@ -95,42 +154,56 @@ class FuzzySessionMatcher(SessionMatcher):
         code = alphabet[lexeme] = chr(n) * _weight(lexeme)
         return code
 
+    def _key(self, p: int) -> str:
+        """Call p's encoded key, normalised now if it was not yet."""
+        key = self._keys[p]
+        if key is None:
+            prepared = self._prepared[p]
+            key = self._keys[p] = self._encode(prepared.key, grow=True) if prepared else ""
+        return key
+
     def _detail(self, p: int) -> str:
         code = self._details.get(p)
         if code is None:
-            norm = self._norms[p]
-            code = self._details[p] = self._encode(norm.detail, grow=True) if norm else ""
+            prepared = self._prepared[p]
+            code = self._details[p] = self._encode(prepared.detail, grow=True) if prepared else ""
         return code
 
     def _batch(self, positions: tuple[int, ...]) -> list[str]:
         """The encoded keys of `positions` (a tuple cached by the caller), cached by identity."""
         cached = self._choices.get(id(positions))
         if cached is None or cached[0] is not positions:
-            cached = self._choices[id(positions)] = (positions, [self._keys[p] for p in positions])
+            cached = self._choices[id(positions)] = (positions, [self._key(p) for p in positions])
         return cached[1]
 
-    def _split(self, eligible: tuple[int, ...], sig: tuple[str, str, bool]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Eligible positions of the request's protocol and kind, and the others (cached)."""
+    def _split(self, eligible: tuple[int, ...], sig: Signature) -> tuple[tuple[int, ...], frozenset[int], tuple[int, ...]]:
+        """Eligible positions of the request's protocol and kind (also as a set), and those
+        scored when every call is: others too when too few calls of the kind exist to fill
+        the near misses (cached; calls of another kind never win)."""
         key = (id(eligible), sig)
         cached = self._splits.get(key)
         if cached is None or cached[0] is not eligible:
             same = tuple(p for p in eligible if self._sigs[p] == sig)
             other = tuple(p for p in eligible if self._sigs[p] != sig)
-            cached = self._splits[key] = (eligible, same, other)
-        return cached[1], cached[2]
+            pool = same + other if other and len(same) <= NEAR_MISSES else same
+            cached = self._splits[key] = (eligible, same, frozenset(same), pool)
+        return cached[1], cached[2], cached[3]
 
     def scores(self, request: bytes) -> dict[int, float]:
         """Similarity of `request`'s key to each recorded call with a request, by position (any kind)."""
-        return self._scores(self._encode(self._normalize(request).key, grow=False), self._eligible(None, greeting=False))
+        positions = self._eligible(None, greeting=False)
+        choices = self._batch(positions)  # normalises them all first: the query needs their lexemes
+        return self._scores(self._encode(self._normalizer.prepare(request).key, grow=False), positions, choices)
 
-    def _scores(self, query: str, positions: tuple[int, ...]) -> dict[int, float]:
-        """Exact similarity to every call in `positions`."""
-        choices = self._batch(positions)
-        return {positions[i]: score for _, score, i in process.extract(query, choices, scorer=Indel.normalized_similarity, processor=None, limit=None)}
+    @staticmethod
+    def _scores(query: str, positions: Sequence[int], choices: list[str], cutoff: float | None = None) -> dict[int, float]:
+        """Exact similarity to every call in `positions` (those reaching `cutoff`, when given)."""
+        found = process.extract(query, choices, scorer=Indel.normalized_similarity, processor=None, limit=None, score_cutoff=cutoff)
+        return {positions[i]: score for _, score, i in found}
 
-    def _gate(self, norm: Normalized, p: int) -> str:
+    def _gate(self, norm: Prepared, p: int) -> str:
         """Why recorded call p (of another protocol or kind) can never answer this request."""
-        cand = self._norms[p]
+        cand = self._prepared[p]
         assert cand is not None
         if cand.protocol != norm.protocol:
             return f"protocol {cand.protocol} differs from the request's {norm.protocol}"
@@ -140,45 +213,142 @@ class FuzzySessionMatcher(SessionMatcher):
         return "Expect: 100-continue differs"
 
     def _match(self, request: bytes, conn: ConnectionState, eligible: tuple[int, ...]) -> MatchResult:
-        norm = self._normalize(request)
+        norm = self._normalizer.prepare(request)
+        sig = (norm.protocol, norm.kind, norm.expect)
+        same, same_set, pool = self._split(eligible, sig)
+        if same and not self._affordable(pool, norm):
+            result = self._match_fast(request, norm, conn, same, same_set)
+            if result is not None:
+                return result
+        return self._match_all(request, norm, conn, same, pool)
+
+    def _affordable(self, pool: tuple[int, ...], norm: Prepared) -> bool:
+        """Whether scoring every call of `pool` (normalising those not normalised yet) is cheap."""
+        words = 1 + norm.size // 64
+        cost = 0
+        for p in pool:
+            key = self._keys[p]
+            if key is None:
+                size = self._prepared[p].size  # type: ignore[union-attr]
+                cost += size * (words * SCORE_NS + NORMALISE_NS)
+            else:
+                cost += len(key) * words * SCORE_NS
+            if cost > self._budget_ns:
+                return False
+        return True
+
+    def _match_all(self, request: bytes, norm: Prepared, conn: ConnectionState, same: tuple[int, ...], pool: tuple[int, ...]) -> MatchResult:
+        """Score every call of `pool`: the best wins, the near misses are the best of the rest."""
+        choices = self._batch(pool)  # normalised before the query is encoded: it needs their lexemes
         query = self._encode(norm.key, grow=False)
-        same, other = self._split(eligible, (norm.protocol, norm.kind, norm.expect))
-        # Calls of another protocol or kind can never win: they are scored only when too few
-        # calls of the request's kind exist to fill the near misses.
-        scores = self._scores(query, same) if same else {}
-        if other and len(same) <= NEAR_MISSES:
-            scores.update(self._scores(query, other))
+        scores = self._scores(query, pool, choices)
         threshold = self.threshold
         passing = [p for p in same if scores[p] > 0 and scores[p] >= threshold]
+        if passing:
+            return self._decide(request, norm, conn, scores, passing)
+        if same:
+            best = max(scores[p] for p in same)
+            reason = f"best similarity {fmt(best)} below threshold {fmt(threshold)}"
+        else:
+            best = 0.0
+            label = _KIND_LABEL.get(norm.protocol, "kind")
+            reason = f"no recorded {norm.protocol} call with {label} {norm.kind or '-'}"
+            if norm.expect:
+                reason += " and Expect: 100-continue"
+        sig = (norm.protocol, norm.kind, norm.expect)
+
+        def why_unmatched(p: int) -> str:
+            if self._sigs[p] != sig:
+                return self._gate(norm, p)
+            return f"similarity {fmt(scores[p])} below threshold {fmt(threshold)}"
+
+        return self._reject(conn, best, scores.items(), why_unmatched, reason)
+
+    def _match_fast(
+        self, request: bytes, norm: Prepared, conn: ConnectionState, same: tuple[int, ...], same_set: frozenset[int]
+    ) -> MatchResult | None:
+        """The same winner as `_match_all`, scoring only calls that can still win; None when no
+        call reaches the threshold (the caller then scores every call for the near misses)."""
+        best = _self_score(norm.key)  # an equal key's score; any other key's is below it by more than a tie
+        mates = [p for p in self._buckets.get(((norm.protocol, norm.kind, norm.expect), norm.bucket), ()) if p in same_set]
+        if best >= self.threshold:
+            contenders, values = self._equal_keys(request, norm, mates)
+            if contenders:
+                return self._decide(request, norm, conn, dict.fromkeys(contenders, best), contenders, values)
+        return self._match_pruned(request, norm, conn, same, frozenset(mates))
+
+    def _equal_keys(self, request: bytes, norm: Prepared, mates: list[int]) -> tuple[list[int], dict[int, float] | None]:
+        """The calls among `mates` with the request's key that can still win on the tie rules,
+        and their values' similarity when known ([] when no call has the request's key).
+
+        The first rules decide without looking at every equal key: calls byte-identical to the
+        request beat the others, and calls whose values (detail) equal the request's have the
+        best similarity of values there is; only without either are all values compared."""
+        identical = [p for p in mates if self.calls[p].request == request]
+        if identical:  # same bytes: same key and values
+            return identical, self._equal_values(identical, norm)
+        bucket = norm.detail_bucket
+        equal_values = [p for p in mates if self._prepared[p].detail_bucket == bucket and self._same_values(p, norm) and self._same_key(p, norm)]  # type: ignore[union-attr]
+        if equal_values:
+            return equal_values, self._equal_values(equal_values, norm)
+        return [p for p in mates if self._same_key(p, norm)], None
+
+    @staticmethod
+    def _equal_values(positions: list[int], norm: Prepared) -> dict[int, float]:
+        """The similarity of values of calls whose values equal the request's (only ties read it)."""
+        if len(positions) == 1:
+            return {}
+        return dict.fromkeys(positions, _self_score(norm.detail))
+
+    def _same_key(self, p: int, norm: Prepared) -> bool:
+        return _same_lexemes(self._prepared[p].key, norm.key)  # type: ignore[union-attr]
+
+    def _same_values(self, p: int, norm: Prepared) -> bool:
+        return _same_lexemes(self._prepared[p].detail, norm.detail)  # type: ignore[union-attr]
+
+    def _match_pruned(self, request: bytes, norm: Prepared, conn: ConnectionState, same: tuple[int, ...], mates: frozenset[int]) -> MatchResult | None:
+        """No call has the request's key: the likeliest winner (of the request's bucket, else
+        the closest in size) is scored first, then every call of the kind with a cut-off just
+        under its score, so rapidfuzz drops the calls that cannot reach it at little cost."""
+        threshold = self.threshold
+        order = sorted(same, key=lambda p: (p not in mates, abs(self._prepared[p].size - norm.size)))  # type: ignore[union-attr]
+        choices = [self._key(p) for p in order]
+        query = self._encode(norm.key, grow=False)  # after the candidates: it needs their lexemes
+        likeliest = Indel.normalized_similarity(query, choices[0])
+        # Every call that can be the best or tie with it; the tests below are exact.
+        scores = self._scores(query, order, choices, cutoff=max(0.0, max(threshold, likeliest) - TIE_EPSILON - CUTOFF_SLACK))
+        passing = sorted(p for p, s in scores.items() if s > 0 and s >= threshold)
         if not passing:
-            if same:
-                best = max(scores[p] for p in same)
-                reason = f"best similarity {fmt(best)} below threshold {fmt(threshold)}"
-            else:
-                best = 0.0
-                label = _KIND_LABEL.get(norm.protocol, "kind")
-                reason = f"no recorded {norm.protocol} call with {label} {norm.kind or '-'}"
-                if norm.expect:
-                    reason += " and Expect: 100-continue"
+            return None
+        best = max(scores[p] for p in passing)
+        tied = [p for p in passing if best - scores[p] <= TIE_EPSILON]  # the near misses are those too
+        return self._decide(request, norm, conn, {p: scores[p] for p in tied}, tied)
 
-            def why_unmatched(p: int) -> str:
-                if self._sigs[p] != self._sigs_of(norm):
-                    return self._gate(norm, p)
-                return f"similarity {fmt(scores[p])} below threshold {fmt(threshold)}"
-
-            return self._reject(conn, best, scores.items(), why_unmatched, reason)
-
+    def _decide(
+        self,
+        request: bytes,
+        norm: Prepared,
+        conn: ConnectionState,
+        scores: dict[int, float],
+        passing: list[int],
+        values: dict[int, float] | None = None,
+    ) -> MatchResult:
+        """The winner among `passing` (ascending positions of the request's kind that reach the
+        threshold) by score, then the tie rules; the other scored calls are the losers.
+        `values`: the similarity of values of the tied calls, when already known."""
+        threshold = self.threshold
+        sig = (norm.protocol, norm.kind, norm.expect)
         best = max(scores[p] for p in passing)
         tied = [p for p in passing if best - scores[p] <= TIE_EPSILON]
         winner = tied[0]
         ranks: dict[int, tuple] = {}
         if len(tied) > 1:
-            ranks = self._rank(request, norm, conn, tied)
+            ranks = self._rank(request, norm, conn, tied, values)
             winner = max(tied, key=lambda p: ranks[p])
 
         def why(p: int) -> str:
             s = scores[p]
-            if self._sigs[p] != self._sigs_of(norm):
+            if self._sigs[p] != sig:
                 return self._gate(norm, p)
             if s < threshold:
                 return f"similarity {fmt(s)} below threshold {fmt(threshold)}"
@@ -189,20 +359,18 @@ class FuzzySessionMatcher(SessionMatcher):
         losers = [(p, s) for p, s in scores.items() if p != winner]
         return self._accept(conn, winner, best, losers, why, f"similarity {fmt(best)} (threshold {fmt(threshold)})")
 
-    @staticmethod
-    def _sigs_of(norm: Normalized) -> tuple[str, str, bool]:
-        return (norm.protocol, norm.kind, norm.expect)
-
-    def _rank(self, request: bytes, norm: Normalized, conn: ConnectionState, tied: list[int]) -> dict[int, tuple]:
+    def _rank(self, request: bytes, norm: Prepared, conn: ConnectionState, tied: list[int], values: dict[int, float] | None = None) -> dict[int, tuple]:
         """A sort key per tied call (greater wins): the tie rules of the module docstring."""
-        details = {p: self._detail(p) for p in tied}  # grows the alphabet first
-        query = self._encode(norm.detail, grow=False)
+        if values is None:
+            details = {p: self._detail(p) for p in tied}  # grows the alphabet first
+            query = self._encode(norm.detail, grow=False)
+            values = {p: Indel.normalized_similarity(query, details[p]) for p in tied}
         anchor = self._anchor(conn)
         ranks = {}
         for p in tied:
             ranks[p] = (
                 self.calls[p].request == request,
-                round(Indel.normalized_similarity(query, details[p]), 9),
+                round(values[p], 9),
                 self.use_counts[p] == 0,
                 conn.last_identity is not None and self._identities[p] == conn.last_identity,
                 p > anchor,

@@ -10,9 +10,11 @@ weight to the URI (without its query) and to each path segment.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections import Counter
 from collections.abc import Sequence
+from itertools import repeat
 
 from koala_store.model import CallOutbound
 
@@ -23,11 +25,15 @@ DEFAULT_THRESHOLD = 0.7
 # Cosines equal up to float noise count as ties (Koala compares exactly; summing in another
 # order can change the last bit of mathematically equal scores).
 TIE_EPSILON = 1e-12
+# Sessions whose vectors hold at most this many tokens in all get an inverted index.
+INDEX_POSTINGS = 50_000
 
-_ASCII_RUN = re.compile(rb"[A-Za-z0-9_.]+")
 _ASCII_WORD_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_."
+# Every other byte as a space: bytes.split() then gives the runs (faster than the regex).
+_RUNS_APART = bytes(b if b in _ASCII_WORD_BYTES else 32 for b in range(256))
 _UNICODE_RUN = re.compile(r"[\w.]+")
 _BYTE = [bytes([i]) for i in range(256)]
+_ASCII_OTHER_BYTES = [_BYTE[i] for i in range(128) if i not in _ASCII_WORD_BYTES]
 _REQUEST_LINE = re.compile(rb"^[A-Z][A-Z_-]* (\S+) HTTP/1\.\d")
 
 Vector = dict[bytes, float]
@@ -67,20 +73,30 @@ def tokenize(data: bytes) -> list[bytes]:
 
 
 def _lex_vector(data: bytes) -> Vector:
-    vec: Vector = {}
+    # Weights are whole numbers (lengths times counts), so every sum of them and of their
+    # products is exact and does not depend on the order it is taken in.
     if data.isascii():
-        runs = _ASCII_RUN.findall(data)
+        runs = Counter(data.translate(_RUNS_APART).split())
         others = data.translate(None, _ASCII_WORD_BYTES)
+        lengths = list(map(len, runs))
+        if max(lengths, default=0) <= CAP:
+            vec: Vector = dict(zip(runs, map(operator.mul, lengths, runs.values()), strict=True))
+            for token in _ASCII_OTHER_BYTES:  # a few of them occur: found and counted by C scans
+                if token in others:
+                    vec[token] = others.count(token)
+            return vec
+        runs_and_counts = runs.items()
     else:
         text = data.decode("utf-8", "surrogateescape")
-        runs = [m.encode("utf-8") for m in _UNICODE_RUN.findall(text)]
+        runs_and_counts = Counter(m.encode("utf-8") for m in _UNICODE_RUN.findall(text)).items()
         others = _UNICODE_RUN.sub("", text).encode("utf-8", "surrogateescape")
-    for run, count in Counter(runs).items():
+    vec = {}
+    for run, count in runs_and_counts:
         for piece in _pieces(run) if len(run) > CAP else (run,):
-            vec[piece] = vec.get(piece, 0.0) + len(piece) * count
+            vec[piece] = vec.get(piece, 0) + len(piece) * count
     for byte, count in Counter(others).items():
         token = _BYTE[byte]
-        vec[token] = vec.get(token, 0.0) + count
+        vec[token] = vec.get(token, 0) + count
     return vec
 
 
@@ -109,7 +125,7 @@ def vectorize(data: bytes) -> Vector:
             uri = uri[:q]
         factor = 1 + (_header_lines(data, line_end + 1) if line_end >= 0 else 0)
         for token in [uri, *(seg for seg in uri.split(b"/") if seg)]:
-            vec[token] = vec.get(token, 0.0) + len(token) * factor
+            vec[token] = vec.get(token, 0) + len(token) * factor
     return vec
 
 
@@ -122,44 +138,67 @@ def cosine(a: Vector, b: Vector) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
+def _norm(vec: Vector) -> float:
+    weights = vec.values()
+    return math.sqrt(sum(map(operator.mul, weights, weights)))
+
+
+def _dot(a: Vector, b: Vector) -> float:
+    """The dot product, walking the smaller vector (C loops: map and sum)."""
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(map(operator.mul, a.values(), map(b.get, a, repeat(0))))
+
+
 class SimSessionMatcher(SessionMatcher):
     strategy = "sim"
 
-    def __init__(self, calls: Sequence[CallOutbound], threshold: float):
+    def __init__(self, calls: Sequence[CallOutbound], threshold: float, *, index_postings: int = INDEX_POSTINGS):
         super().__init__(calls)
         self.threshold = threshold
-        # Cached per session: an inverted index token -> [(position, weight)] and the norms,
-        # so a match touches only the candidates sharing a token with the request.
-        self._norms = [0.0] * len(self.calls)
-        self._index: dict[bytes, list[tuple[int, float]]] = {}
-        for p, call in enumerate(self.calls):
-            if not call.request:
-                continue
-            vec = vectorize(call.request)
-            self._norms[p] = math.sqrt(sum(w * w for w in vec.values()))
-            for token, weight in vec.items():
-                self._index.setdefault(token, []).append((p, weight))
+        # Cached per session: each call's vector and norm and, for sessions of few tokens, an
+        # inverted index token -> [(position, weight)], so a match touches only the calls
+        # sharing a token with the request. Beyond that, building the index costs more than
+        # it saves and each call's dot product is taken on its own (C loops). Weights are
+        # whole numbers, so both give exactly the same sums.
+        self._vectors: list[Vector] = [vectorize(call.request) if call.request else {} for call in self.calls]
+        self._norms = [_norm(vec) for vec in self._vectors]
+        self._index: dict[bytes, list[tuple[int, float]]] | None = None
+        if sum(map(len, self._vectors)) <= index_postings:
+            self._index = {}
+            for p, vec in enumerate(self._vectors):
+                for token, weight in vec.items():
+                    self._index.setdefault(token, []).append((p, weight))
 
     def scores(self, request: bytes) -> dict[int, float]:
         """The cosine of `request` against each recorded call that has a request, by position."""
-        cosines = self._cosines(request)
-        return {p: cosines[p] for p in self._eligible(None, greeting=False)}
+        return self._cosines(request, self._eligible(None, greeting=False))
 
-    def _cosines(self, request: bytes) -> list[float]:
+    def _cosines(self, request: bytes, positions: Sequence[int]) -> dict[int, float]:
         vec = vectorize(request)
-        norm = math.sqrt(sum(w * w for w in vec.values()))
-        dots = [0.0] * len(self.calls)
-        index = self._index
-        for token, weight in vec.items():
-            postings = index.get(token)
-            if postings:
-                for p, w in postings:
-                    dots[p] += weight * w
+        norm = _norm(vec)
         norms = self._norms
-        return [d / (norm * norms[p]) if d and norm else 0.0 for p, d in enumerate(dots)]
+        if self._index is not None:
+            dots = [0.0] * len(self.calls)
+            index = self._index
+            for token, weight in vec.items():
+                postings = index.get(token)
+                if postings:
+                    for p, w in postings:
+                        dots[p] += weight * w
+        else:
+            tokens, weights = list(vec), list(vec.values())
+            dots = dict.fromkeys(positions, 0.0)
+            for p in positions:
+                cand = self._vectors[p]
+                if len(cand) < len(tokens):
+                    dots[p] = _dot(cand, vec)
+                else:
+                    dots[p] = sum(map(operator.mul, weights, map(cand.get, tokens, repeat(0))))
+        return {p: dots[p] / (norm * norms[p]) if dots[p] and norm else 0.0 for p in positions}
 
     def _match(self, request: bytes, conn: ConnectionState, eligible: tuple[int, ...]) -> MatchResult:
-        scores = self._cosines(request)
+        scores = self._cosines(request, eligible)
         best = max(scores[p] for p in eligible)
         threshold = self.threshold
         if best <= 0 or best < threshold:

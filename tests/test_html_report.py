@@ -65,7 +65,7 @@ def test_the_demo_v2_report_from_sqlite(tmp_path: Path, capsys) -> None:
     assert f"wrote {html}" in run.err and "13 different" in run.err
     text = html.read_text()
     assert "<script src" not in text and "<link" not in text  # nothing to fetch
-    assert text.count("Plotly.newPlot") == 1 and text.count("plotly.js v") <= 2  # the library once
+    assert text.count('Plotly.newPlot("chart-"') == 1 and text.count("plotly.js v") <= 2  # the library once
     _check_demo_v2_page(html, tmp_path)
 
 

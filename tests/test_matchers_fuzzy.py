@@ -256,3 +256,61 @@ def test_state_over_a_long_lived_connection():
     assert session.missed() == []
     # All used: the first after the last match, else the first.
     assert session.match(live_get, conn).position == 0
+
+
+# --- large sessions: calls normalised on demand, equal keys first ----------------------------------
+
+
+def large(calls, **options):
+    """A session matched as a large one is: nothing normalised up front, never "cheap enough"."""
+    strategy = matchers.get("fuzzy", **options)
+    return matchers.fuzzy.FuzzySessionMatcher(calls, strategy.threshold, strategy._normalizer, eager_bytes=0, full_scoring_budget_ns=0)
+
+
+def test_large_session_normalises_only_the_calls_a_request_needs():
+    calls = session_calls(
+        http("GET", "/v1/user?uid=42", [("Host", "h"), ("X-Request-Id", "a")]),
+        http("GET", "/v1/order?id=7", [("Host", "h")]),
+        redis("GET", "user:42"),
+        mysql_query("SELECT name FROM user WHERE uid = 42"),
+    )
+    session = large(calls)
+    assert session._keys == [None] * 4
+    result = session.match(http("GET", "/v1/user?uid=42", [("Host", "h2"), ("X-Request-Id", "b")]), session.connection())
+    assert result.position == 0 and result.score == 1.0
+    assert session._keys[1:] == [None, None, None]  # another path: another bucket, never normalised
+
+
+def test_large_session_match_by_equal_key_lists_the_calls_it_tied_with():
+    get = http("GET", "/v1/config", [("Host", "h"), ("X-Request-Id", "3f1c2e3a-1b2c-4d5e-8f90-0123456789ab")])
+    other = http("GET", "/v1/configs", [("Host", "h")])
+    live = http("GET", "/v1/config", [("Host", "h2"), ("X-Request-Id", "9e8d7c6b-1111-4222-8333-444455556666")])
+    calls = session_calls(get, get, other)
+    small = matchers.get("fuzzy").for_session(calls)
+    result = small.match(live, small.connection())
+    assert [m.position for m in result.near_misses] == [1, 2]  # every call scored
+    session = large(calls)
+    result = session.match(live, session.connection())
+    assert (result.position, result.score) == (0, 1.0)
+    # Only the call tied with the winner, with the reason a full scoring gives it.
+    assert [(m.position, m.score, m.reason) for m in result.near_misses] == [(1, 1.0, "tied with the winner, which comes first")]
+
+
+def test_large_session_without_an_equal_key_scores_the_calls_that_can_win():
+    recorded = [mysql_query(f"SELECT name, mail FROM user WHERE uid = {n} AND city = 'c{n}'") for n in range(5)]
+    session = large(session_calls(*recorded), mask_literals=False)
+    reference = matchers.get("fuzzy", mask_literals=False).for_session(session_calls(*recorded))
+    live = mysql_query("SELECT name, mail FROM user WHERE uid = 3 AND city = 'c9'")
+    result, expected = session.match(live, session.connection()), reference.match(live, reference.connection())
+    assert (result.position, result.score, result.reason) == (expected.position, expected.score, expected.reason) == (3, expected.score, expected.reason)
+    assert result.score < 1.0 and result.near_misses == ()  # nothing tied with it
+
+
+def test_large_session_request_matching_nothing_gets_the_near_misses_of_every_call():
+    calls = session_calls(redis("GET", "user:42"), redis("GET", "order:7"), http("GET", "/x"))
+    session = large(calls, threshold=0.95)
+    small = matchers.get("fuzzy", threshold=0.95).for_session(calls)
+    request = redis("GET", "user:43")
+    result, expected = session.match(request, session.connection()), small.match(request, small.connection())
+    assert not result.matched
+    assert result.near_misses == expected.near_misses and result.near_misses[0].position == 0

@@ -14,12 +14,18 @@ _LONG_DIGITS = b"0" * 19
 
 def loads(data: bytes) -> Any:
     """The JSON value of `data`; raises ValueError when it is not JSON."""
+    return parse(data)[0]
+
+
+def parse(data: bytes) -> tuple[Any, bool]:
+    """`loads`, and whether orjson read the value: then it holds no NaN or Infinity and no
+    integer beyond 64 bits, so orjson can also write it back (see wire.normalize)."""
     if _LONG_DIGITS not in data.translate(_DIGIT_MASK):
         try:
-            return orjson.loads(data)
+            return orjson.loads(data), True
         except orjson.JSONDecodeError:
             pass  # maybe JSON that only the standard library reads (NaN, ...): ask it
     try:
-        return json.loads(data)
+        return json.loads(data), False
     except RecursionError as exc:
         raise ValueError("JSON nested too deep") from exc

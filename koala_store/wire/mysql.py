@@ -23,8 +23,10 @@ COMMAND_NAMES = {
 }
 # SQL text as tokens that matter when comparing statements: string and number literals,
 # comments (/* */, -- and MySQL's #) and whitespace; everything else is the statement's shape.
+# (Strings as runs of plain characters between escapes: the same matches as one character at
+# a time, found several times faster.)
 SQL_TOKEN = re.compile(
-    r"""(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
+    r"""(?P<str>'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*")"""
     r"|(?P<comment>/\*.*?\*/|--[^\n]*|#[^\n]*)"
     r"|(?P<num>\b0x[0-9a-fA-F]+\b|(?<![\w.$])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]))"
     r"|(?P<space>\s+)",

@@ -18,6 +18,12 @@ volatile values masked), which breaks ties between equal keys.
 
 The request is parsed by wire.request.parse_request, the one parser every consumer shares.
 
+`Normalizer.prepare` gives a `Prepared` instead: the protocol, kind and a `bucket` at the cost
+of parsing, with the key and the detail (the costly part: masking, SQL literals) computed on
+first use. Two requests whose keys have the same lexemes (equal but for whitespace between
+them) always share a bucket, so a matcher looking for an exact key need not normalise the
+candidates of other buckets.
+
 Masking (`mask_volatile`) replaces values shaped like ids and clocks - UUIDs, ISO and HTTP
 dates, calendar dates (20190122, 2019-01-22), 10+ digit numbers (epoch times, snowflake
 ids), 16+ hex digits (trace ids, digests) - with placeholders, so drift in them costs nothing.
@@ -25,11 +31,15 @@ ids), 16+ hex digits (trace ids, digests) - with placeholders, so drift in them 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
+
+import orjson
+import re2
 
 from . import fastcgi, jsonbody, mysql, resp
 from .http import VOLATILE_HEADERS, HttpRequest
@@ -46,6 +56,65 @@ class Normalized:
     key: str
     detail: str
     expect: bool = False  # HTTP Expect: 100-continue (a different exchange shape)
+
+
+class Prepared:
+    """A request's protocol, kind and bucket; its key and detail computed on first use.
+
+    `bucket` and `detail_bucket` hash the key's and the detail's text before masking with
+    every character normalisation can change deleted (see `bucket_of`): equal lexemes in
+    two keys (or details) imply equal buckets, so other buckets need no key to be ruled out.
+    """
+
+    __slots__ = ("protocol", "kind", "expect", "bucket", "size", "_key", "_detail", "_detail_bucket", "_make_key", "_make_detail", "_make_detail_bucket")
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        kind: str,
+        expect: bool,
+        bucket: int,
+        size: int,
+        make_key: Callable[[], str],
+        make_detail: Callable[[], str] | None = None,
+        make_detail_bucket: Callable[[], int] | None = None,
+    ):
+        self.protocol = protocol
+        self.kind = kind
+        self.expect = expect
+        self.bucket = bucket
+        self.size = size  # at least the key's length: what normalising and scoring it costs
+        self._make_key = make_key
+        self._make_detail = make_detail  # None: the detail is the key
+        self._make_detail_bucket = make_detail_bucket  # needed with make_detail
+        self._key: str | None = None
+        self._detail: str | None = None
+        self._detail_bucket: int | None = None
+
+    @property
+    def key(self) -> str:
+        if self._key is None:
+            self._key = self._make_key()
+        return self._key
+
+    @property
+    def detail(self) -> str:
+        if self._make_detail is None:
+            return self.key
+        if self._detail is None:
+            self._detail = self._make_detail()
+        return self._detail
+
+    @property
+    def detail_bucket(self) -> int:
+        if self._make_detail_bucket is None:
+            return self.bucket
+        if self._detail_bucket is None:
+            self._detail_bucket = self._make_detail_bucket()
+        return self._detail_bucket
+
+    def normalized(self) -> Normalized:
+        return Normalized(self.protocol, self.kind, self.key, self.detail, self.expect)
 
 
 # --- volatile values ------------------------------------------------------------------
@@ -76,7 +145,67 @@ def _placeholder(m: re.Match[str]) -> str:
 
 def mask_volatile(text: str) -> str:
     """Replace id- and clock-shaped values with placeholders."""
-    return _VOLATILE.sub(_placeholder, text)
+    if not text.isascii():
+        return _VOLATILE.sub(_placeholder, text)
+    # Python's engine tries the pattern at every position; RE2 (linear, no look-arounds)
+    # finds where a value may be much faster, and only the runs around those are masked.
+    spans = [m.span() for m in itertools.islice(_VOLATILE_SCREEN.finditer(text), _MAX_RUNS + 1)]
+    if len(spans) > _MAX_RUNS:
+        return _VOLATILE.sub(_placeholder, text)
+    out = []
+    done = 0
+    reverse = ""
+    for start, end in spans:
+        if start < done:
+            continue  # in a run already masked
+        if not reverse:
+            reverse = text[::-1]
+        before = _NOT_IN_VALUE.search(reverse, len(text) - start)
+        run_start = len(text) - before.start() if before else 0
+        after = _NOT_IN_VALUE.search(text, end)
+        run_end = after.start() if after else len(text)
+        out.append(text[done:run_start])
+        out.append(_VOLATILE.sub(_placeholder, text[run_start:run_end]))
+        done = run_end
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
+
+
+# A value lies in a run of the characters values are made of and never looks past one (its
+# look-arounds test [0-9A-Za-z], all in runs), so masking each run alone masks the text.
+_NOT_IN_VALUE = re.compile(r"[^0-9A-Za-z\d:.,+ -]")
+# What every value contains (the pattern without its look-arounds), on ASCII text: a run
+# where this finds nothing holds no value.
+_VOLATILE_SCREEN = re2.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}"
+    r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|\d{10}"
+    r"|(?:19|20)\d\d" + _DAY + _DATE + r"|(?:19|20)\d\d-" + _DAY + "-" + _DATE + r""
+    r"|[0-9a-fA-F]{16}"
+)
+_MAX_RUNS = 8  # beyond this many, one pass over the whole text costs less
+
+
+# --- buckets --------------------------------------------------------------------------
+
+# Every character that masking, SQL literal masking, whitespace collapsing or the matcher's
+# lexer can add, drop or change: digits, hex letters, the letters of clock words (Mon..Sun,
+# Jan..Dec, GMT, T, Z) and of placeholders, SQL literal punctuation ( ) ? + , . and 0x, and
+# whitespace. A key is its text with some spans of these characters replaced by others, so
+# the text with all of them deleted is the same for equal keys: the bucket hashes it.
+_CLOCK_WORDS = "Mon Tue Wed Thu Fri Sat Sun Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec GMT TZ"
+_BUCKET_DROP = bytes(sorted(set(("0123456789abcdefABCDEF" + _CLOCK_WORDS + "".join(PLACEHOLDERS) + "-:.,+?()x \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f").encode())))
+_UNICODE_DROP = re.compile(r"(?![\x00-\x7f])[\d\s]")  # digits and spaces beyond ASCII (\d, \s, split)
+
+
+def bucket_of(text: str) -> int:
+    """The bucket of a key whose text before masking is `text` (see _BUCKET_DROP)."""
+    if not text.isascii():
+        text = _UNICODE_DROP.sub("", text)
+    return hash(text.encode("utf-8", "surrogatepass").translate(None, _BUCKET_DROP))
 
 
 # --- SQL ------------------------------------------------------------------------------
@@ -91,22 +220,73 @@ def normalize_sql(sql: str, *, mask_literals: bool) -> str:
     Masked `IN (?, ?, ?)` lists and multi-row `VALUES` collapse to one `(?+)`, so the
     number of items does not count as a difference.
     """
+    return _sql_text(mysql.SQL_TOKEN.split(sql), mask_literals=mask_literals)
 
-    def repl(m: re.Match[str]) -> str:
-        kind = m.lastgroup
-        if kind in ("space", "comment"):
-            return " "
-        return "?" if mask_literals else m.group()
 
-    text = " ".join(mysql.SQL_TOKEN.sub(repl, sql).split())
+def _sql_text(parts: list[str | None], *, mask_literals: bool) -> str:
+    """`normalize_sql` of a statement split by mysql.SQL_TOKEN: text between tokens, then the
+    token's four groups (str, comment, num, space; three of them None), and so on."""
+    strs, nums = parts[1::5], parts[3::5]
+    if mask_literals:
+        tokens = [" " if s is None and n is None else "?" for s, n in zip(strs, nums, strict=True)]
+    else:
+        tokens = [" " if s is None and n is None else s or n for s, n in zip(strs, nums, strict=True)]
+    pieces = parts[0::5]
+    joined: list = [None] * (len(pieces) + len(tokens))
+    joined[0::2] = pieces
+    joined[1::2] = tokens
+    text = " ".join("".join(joined).split())
     if mask_literals:
         text = _SQL_ROWS.sub(r"\1", _SQL_LIST.sub("(?+)", text))
     return text
 
 
+class _Statement:
+    """A statement's key and detail texts and buckets, from one tokenisation at most."""
+
+    __slots__ = ("sql", "commented", "_parts", "_pending")
+
+    def __init__(self, sql: str, forms: int):
+        self.sql = sql
+        # Without these, the statement holds no comment (inside strings they are harmless).
+        self.commented = "--" in sql or "/*" in sql or "#" in sql
+        self._parts: list[str | None] | None = None
+        self._pending = forms
+
+    def text(self, *, mask_literals: bool) -> str:
+        if not mask_literals and not self.commented:
+            return " ".join(self.sql.split())  # literals kept and no comment: only blanks change
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = mysql.SQL_TOKEN.split(self.sql)
+        self._pending -= 1
+        if self._pending <= 0:
+            self._parts = None
+        return _sql_text(parts, mask_literals=mask_literals)
+
+    def bucket(self, *, mask_literals: bool) -> int:
+        """The bucket of the key (`mask_literals`) or the detail, without tokenising."""
+        sql = self.sql
+        if not self.commented and (not mask_literals or ("'" not in sql and '"' not in sql)):
+            return bucket_of(sql)  # nothing to drop
+        if mask_literals:
+            return bucket_of(_SQL_STRINGS_AND_COMMENTS.sub("", sql))
+        return bucket_of(_SQL_COMMENTS_BESIDE_STRINGS.sub(r"\g<str>", sql))
+
+
 def _sql_verb(sql: str) -> str:
     m = re.match(r"\s*(?:/\*.*?\*/\s*)*\(?\s*([A-Za-z]+)", sql, re.S)
     return m.group(1).upper() if m else ""
+
+
+# String literals and comments where mysql.SQL_TOKEN finds them, for buckets: its other
+# tokens (numbers, spaces) neither hold nor start one, and hold only characters buckets
+# drop. (Without a group, every alternative starts with a literal character, which Python's
+# engine skips ahead to: twice as fast.)
+_SQL_STRING = r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'" + r'|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*"'
+_SQL_COMMENT = r"/\*.*?\*/|--[^\n]*|#[^\n]*"
+_SQL_STRINGS_AND_COMMENTS = re.compile(f"{_SQL_STRING}|{_SQL_COMMENT}", re.S)
+_SQL_COMMENTS_BESIDE_STRINGS = re.compile(f"(?P<str>{_SQL_STRING})|{_SQL_COMMENT}", re.S)
 
 
 # --- Redis ----------------------------------------------------------------------------
@@ -158,21 +338,53 @@ def _sorted_pairs(query: str) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda kv: kv[0])
 
 
-def _canonical_body(body: bytes, content_type: str) -> str:
+# What orjson writes unlike json.dumps: exponents (1e16 for 1e+16, 1e-9 for 1e-09) and small
+# floats in full (0.00001 for 1e-05); strings, integers and other floats come out the same.
+# Looked for where a number starts (inside strings too: a false alarm only costs time).
+_ORJSON_FLOAT_FORMS = re.compile(rb"[:,\[]-?(?:\d+(?:\.\d+)?e|0\.0000)")
+
+
+def _json_text(body: bytes) -> tuple[str, bool] | None:
+    """`body` as JSON with sorted keys, and whether orjson wrote it (fast, but floats may be
+    written unlike json.dumps: see `_exact_json`); None when not JSON."""
+    try:
+        value, orjson_read = jsonbody.parse(body)
+    except ValueError:
+        return None
+    if orjson_read:  # no NaN (orjson writes null) and no integer beyond 64 bits
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode(), True
+        except orjson.JSONEncodeError:
+            pass  # nested too deep, a lone surrogate...: the standard library writes it
+    return _stdlib_json(value), False
+
+
+def _stdlib_json(value: object) -> str:
+    # The standard library writes any integer exactly (orjson stops at 64 bits).
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _exact_json(text: str, body: bytes) -> str:
+    """orjson's `text` of `body` as json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False) writes it: the same text unless a float is written otherwise."""
+    if text[:1] in ("{", "[") and _ORJSON_FLOAT_FORMS.search(text.encode()) is None:
+        return text
+    return _stdlib_json(jsonbody.loads(body))
+
+
+def _canonical_body(body: bytes, content_type: str) -> tuple[str, bool]:
+    """The body as the key shows it, and whether orjson wrote it (then `_exact_json` gives
+    the key's text; the bucket can take this one, floats are made of characters it drops)."""
     if not body:
-        return ""
+        return "", False
     stripped = body.lstrip()
     if "json" in content_type or stripped[:1] in (b"{", b"["):
-        try:
-            value = jsonbody.loads(body)
-        except ValueError:
-            pass  # not JSON after all
-        else:
-            # The standard library writes any integer exactly (orjson stops at 64 bits).
-            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        json_text = _json_text(body)
+        if json_text is not None:
+            return json_text
     if "x-www-form-urlencoded" in content_type:
-        return "&".join(f"{k}={v}" for k, v in _sorted_pairs(_text(body)))
-    return _text(body)
+        return "&".join(f"{k}={v}" for k, v in _sorted_pairs(_text(body))), False
+    return _text(body), False
 
 
 class Normalizer:
@@ -190,10 +402,17 @@ class Normalizer:
         self.mask_volatile = mask_volatile
 
     def __call__(self, request: bytes) -> Normalized:
-        return self.of(parse_request(request), request)
+        return self.prepare(request).normalized()
 
     def of(self, message: Message | None, request: bytes) -> Normalized:
         """The normalised form of `request`, already parsed into `message`."""
+        return self.prepare_message(message, request).normalized()
+
+    def prepare(self, request: bytes) -> Prepared:
+        """`request`'s protocol, kind and bucket now; its key and detail when first read."""
+        return self.prepare_message(parse_request(request), request)
+
+    def prepare_message(self, message: Message | None, request: bytes) -> Prepared:
         match message:
             case HttpRequest():
                 return self._http(message, HTTP)
@@ -204,15 +423,17 @@ class Normalizer:
             case mysql.Command(code, argument):
                 return self._mysql(code, argument)
             case mysql.Handshake(user, db, plugin):
-                text = self._mask(f"user={user} db={db} plugin={plugin}")
-                return Normalized(MYSQL, "HANDSHAKE", text, text)
-        text = self._mask(request.decode("latin-1"))
-        return Normalized(UNKNOWN, "", text, text)
+                return self._masked(MYSQL, "HANDSHAKE", f"user={user} db={db} plugin={plugin}")
+        return self._masked(UNKNOWN, "", request.decode("latin-1"))
 
     def _mask(self, text: str) -> str:
         return mask_volatile(text) if self.mask_volatile else text
 
-    def _http(self, head: HttpRequest, protocol: Protocol) -> Normalized:
+    def _masked(self, protocol: Protocol, kind: str, text: str, expect: bool = False) -> Prepared:
+        """A request whose key and detail are both `text` masked."""
+        return Prepared(protocol, kind, expect, bucket_of(text), len(text), lambda: self._mask(text))
+
+    def _http(self, head: HttpRequest, protocol: Protocol) -> Prepared:
         expect = False
         headers = []
         for name, value in head.headers:
@@ -222,33 +443,65 @@ class Normalizer:
             if lname not in self.volatile_headers:
                 headers.append((lname, value))
         headers.sort(key=lambda kv: kv[0])
-        body = _canonical_body(head.body, (head.header("Content-Type") or "").lower())
+        body, by_orjson = _canonical_body(head.body, (head.header("Content-Type") or "").lower())
         lines = [f"{head.method} {head.path}"]
         lines += [f"?{k}={v}" for k, v in _sorted_pairs(head.query)]
         lines += [f"{k}: {v}" for k, v in headers]
-        lines += ["", body]
-        text = self._mask("\n".join(lines))
-        return Normalized(protocol, head.method, text, text, expect)
+        lines.append("")
+        text = "\n".join([*lines, body])
+        if not by_orjson:
+            return self._masked(protocol, head.method, text, expect)
 
-    def _redis(self, commands: list[list[bytes]]) -> Normalized:
-        keys, details = [], []
+        def key() -> str:
+            exact = _exact_json(body, head.body)
+            return self._mask(text if exact is body else "\n".join([*lines, exact]))
+
+        return Prepared(protocol, head.method, expect, bucket_of(text), len(text), key)
+
+    def _redis(self, commands: list[list[bytes]]) -> Prepared:
+        keys = []
         for args in commands:
             cmd = args[0].decode("latin-1").upper()
             keys.append(" ".join([cmd, *(_text(a) for a in _redis_keys(cmd, args[1:]))]))
-            details.append(" ".join([cmd, *(_text(a) for a in args[1:])]))
         kind = keys[0].split(" ", 1)[0]
-        return Normalized(REDIS, kind, self._mask("\n".join(keys)), self._mask("\n".join(details)))
+        key = "\n".join(keys)
+        detail = ""  # the values too: often most of the bytes, and read only to break ties
 
-    def _mysql(self, code: int, arg: bytes) -> Normalized:
+        def detail_text() -> str:
+            nonlocal detail
+            if not detail:
+                detail = "\n".join(" ".join([args[0].decode("latin-1").upper(), *(_text(a) for a in args[1:])]) for args in commands)
+            return detail
+
+        return Prepared(
+            REDIS, kind, False, bucket_of(key), len(key), lambda: self._mask(key), lambda: self._mask(detail_text()), lambda: bucket_of(detail_text())
+        )
+
+    def _mysql(self, code: int, arg: bytes) -> Prepared:
         name = mysql.COMMAND_NAMES.get(code, f"COM_{code:#04x}")
         if code in (0x03, 0x16):
             sql = _text(arg)
-            detail = self._mask(normalize_sql(sql, mask_literals=False))
-            key = self._mask(normalize_sql(sql, mask_literals=True)) if self.mask_literals else detail
-            return Normalized(MYSQL, f"{name} {_sql_verb(sql)}", key, detail)
+            kind = f"{name} {_sql_verb(sql)}"
+            statement = _Statement(sql, 2 if self.mask_literals else 1)
+
+            def detail() -> str:
+                return self._mask(statement.text(mask_literals=False))
+
+            if not self.mask_literals:
+                return Prepared(MYSQL, kind, False, statement.bucket(mask_literals=False), len(sql), detail)
+            return Prepared(
+                MYSQL,
+                kind,
+                False,
+                statement.bucket(mask_literals=True),
+                len(sql),
+                lambda: self._mask(statement.text(mask_literals=True)),
+                detail,
+                lambda: statement.bucket(mask_literals=False),
+            )
         if code == 0x17 and len(arg) >= 4:
             # Statement id, then binary parameters: compare the id, keep the rest as detail.
-            stmt = int.from_bytes(arg[:4], "little")
-            return Normalized(MYSQL, name, f"stmt {stmt}", f"stmt {stmt} {arg[4:].hex()}")
-        text = self._mask(f"{name} {_text(arg) if code in (0x02, 0x11) else arg.hex()}")
-        return Normalized(MYSQL, name, text, text)
+            key = f"stmt {int.from_bytes(arg[:4], 'little')}"
+            detail = f"{key} {arg[4:].hex()}"
+            return Prepared(MYSQL, name, False, bucket_of(key), len(key), lambda: key, lambda: detail, lambda: bucket_of(detail))
+        return self._masked(MYSQL, name, f"{name} {_text(arg) if code in (0x02, 0x11) else arg.hex()}")

@@ -1,0 +1,79 @@
+"""sim decides exactly as before issue 12 (tests/sim_reference.py: an inverted index for every
+session, float weights): same results, near misses included, on the drift set, a large
+session (no index) and random sessions. Koala's decisions are the specification."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from matchers_fixtures import call, http, mysql_query, redis, session_calls
+from sim_reference import ReferenceSim
+
+import matchers
+from matchers.sim import SimSessionMatcher
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from matchers_data import drift_set, sized_candidates  # noqa: E402
+
+
+def replay_both(calls, requests, threshold: float = 0.7, peers=None, index: bool = True) -> None:
+    new = matchers.get("sim", threshold=threshold).for_session(calls) if index else SimSessionMatcher(calls, threshold, index_postings=-1)
+    old = ReferenceSim(threshold=threshold).for_session(calls)
+    conns = [(new.connection(), old.connection()) for _ in range(3)]
+    for i, request in enumerate(requests):
+        peer = peers[i] if peers else None
+        a_conn, b_conn = conns[i % 3]
+        a, b = new.match(request, a_conn, peer=peer), old.match(request, b_conn, peer=peer)
+        assert (a.position, a.score, a.reason, a.near_misses) == (b.position, b.score, b.reason, b.near_misses)
+        assert (a_conn.last, a_conn.identity_counts) == (b_conn.last, b_conn.identity_counts)
+    assert new.scores(requests[0]) == old.scores(requests[0])
+
+
+@pytest.mark.parametrize("index", [True, False])
+@pytest.mark.parametrize("use_peer", [False, True])
+def test_drift_set_decides_alike(use_peer, index):
+    for case in drift_set(60, seed=9):
+        live = [lc for lc in case.live if not lc.greeting]
+        if live:
+            replay_both(case.calls, [lc.request for lc in live], peers=[lc.peer for lc in live] if use_peer else None, index=index)
+
+
+def test_large_session_decides_alike():
+    calls, live = sized_candidates(200, 8192, seed=4)
+    assert matchers.get("sim").for_session(calls)._index is None  # big: a dot product per call
+    replay_both(calls, live[:30])
+
+
+words = st.text(alphabet="abcdefghij0123456789_.-/ ,:\u00e9\u8ba2", min_size=1, max_size=12)
+requests = st.one_of(
+    st.builds(lambda m, p, b: http(m, "/" + p, [("Host", "h")], b), st.sampled_from(["GET", "POST"]), words.map(lambda w: w.replace(" ", "")), st.binary(max_size=200)),
+    st.lists(words, min_size=1, max_size=4).map(lambda a: redis("GET", *a)),
+    words.map(lambda w: mysql_query(f"SELECT {w} FROM t")),
+    st.binary(min_size=1, max_size=300),
+    st.text(alphabet=[chr(i) for i in range(128)], min_size=1, max_size=300).map(str.encode),  # ASCII: the fast lexer
+    # Runs around Koala's 128-byte cap, alone or in text.
+    st.builds(
+        lambda n, c, around: around.replace(b"|", bytes([c]) * n),
+        st.sampled_from([127, 128, 129, 130, 200, 256, 257, 300]),
+        st.sampled_from([ord("a"), ord("."), 0xE8, ord("-")]),
+        st.sampled_from([b"|", b"x |;", b"GET /|/b HTTP/1.1\r\nHost: h\r\n\r\n", "订|".encode()]),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    recorded=st.lists(requests, min_size=1, max_size=8),
+    live=st.lists(requests, min_size=1, max_size=6),
+    threshold=st.sampled_from([0.0, 0.5, 0.7, 1.0]),
+    index=st.booleans(),
+    data=st.data(),
+)
+def test_random_sessions_decide_alike(recorded, live, threshold, index, data):
+    calls = session_calls(*(call(r, fd=5 + i % 2) for i, r in enumerate(recorded)))
+    picks = data.draw(st.lists(st.sampled_from(recorded), max_size=4))
+    replay_both(calls, live + picks, threshold, index=index)
