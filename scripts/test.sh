@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then run all of them:
-# the venv, real third-party tools, and a real local Elasticsearch on port 19200.
+# the venv, real third-party tools, and a real local Elasticsearch on port 19200; then the
+# lowest-versions job (scripts/test-lowest.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -17,3 +18,8 @@ trap stop_es EXIT
 export KOALA_TEST_ES_URL="http://127.0.0.1:$es_port"
 
 .venv/bin/python -m pytest -q "$@"
+# The whole run (no arguments) also proves the dependency floors: tests that lean on each
+# dependency's API, against the lowest versions pyproject.toml allows.
+if [ $# = 0 ]; then
+  ./scripts/test-lowest.sh
+fi
