@@ -162,7 +162,9 @@ class OutboundMock:
         context = SessionContext(session, self.strategy.for_session(session.outbound_calls), key or f"s{next(self._sessions)}")
         self._contexts[context.key] = context
         self._current = context
-        self._learn_protocols(peer_protocols(session.outbound_calls))
+        calls = session.outbound_calls
+        if any(self._protocols.get(call.peer.address, UNKNOWN) == UNKNOWN for call in calls):
+            self._learn_protocols(peer_protocols(calls))
         return context
 
     def _learn_protocols(self, protocols: dict[str, str]) -> None:
@@ -205,9 +207,8 @@ class OutboundMock:
                 return None, "no session was being replayed (a call made after its session's response and grace period?)"
             return self._current, ""
         if protocol in (HTTP, FASTCGI):
-            view = parse_talk(request).http  # FastCGI carries headers as HTTP_* params
-            key = view.header(SESSION_HEADER) if view else None
-            if key is None and view is not None and (parent := view.header("traceparent")):
+            key, parent = self._propagated(request, protocol)
+            if key is None and parent:
                 key = parent.split("-")[1] if parent.count("-") >= 3 else None
             if key is not None:
                 context = self._contexts.get(key)
@@ -222,10 +223,20 @@ class OutboundMock:
             return context, ""
         return None, f"{len(self._contexts)} sessions were in flight and the talk carried no {SESSION_HEADER} or traceparent header"
 
+    @staticmethod
+    def _propagated(request: bytes, protocol: str) -> tuple[str | None, str | None]:
+        """The session header and traceparent a talk carries (found, not parsed: per talk)."""
+        if protocol == HTTP:
+            return http1.find_header(request, b"x-koala-session"), http1.find_header(request, b"traceparent")
+        view = parse_talk(request).http  # FastCGI carries headers as HTTP_* params
+        return (view.header(SESSION_HEADER), view.header("traceparent")) if view else (None, None)
+
     # --- connections -------------------------------------------------------------------
 
     async def _serve(self, mapping: OutboundMapping, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(mapping.recorded_peer)
+        # `Host: <the mock's address>` as the service sends it, and as it sent it when recorded.
+        host_line = (f"\r\nHost: {mapping.listen}\r\n".encode(), f"\r\nHost: {peer}\r\n".encode())
         if len(self._open) >= MAX_CONNECTIONS:
             self.refused += 1
             writer.close()
@@ -290,9 +301,11 @@ class OutboundMock:
                     self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
                     return  # fail closed
                 if protocol == HTTP:
-                    # The session header is the replay's own plumbing, not the service's request:
-                    # without it an unchanged request is byte for byte the recorded one.
+                    # The session header and the mock's own address are the replay's plumbing,
+                    # not the service's request: without them an unchanged request is byte for
+                    # byte the recorded one (so it is matched and compared at once).
                     request = http1.without_headers(request, PROPAGATION_HEADERS)
+                    request = request.replace(host_line[0], host_line[1], 1) if host_line[0] in request else request
                 context.busy += 1
                 try:
                     state = self._state(context, states, previous)

@@ -162,14 +162,15 @@ class RequestFramer:
                 self._pos = len(data)
                 return False
             body_start = end + len(http1.HEAD_END)
-            head = http1.parse_request_head(bytes(data[:body_start]))
-            if head is None:
+            head = bytes(data[:body_start])
+            if not http1.looks_like_request(head):
                 return False
-            if "chunked" in (head.header("Transfer-Encoding") or "").lower():
+            # Two headers are all framing needs: found without parsing the whole head.
+            if "chunked" in (http1.find_header(head, b"transfer-encoding") or "").lower():
                 self._chunked, self._pos = True, body_start
             else:
                 try:
-                    self._http_end = body_start + int(head.header("Content-Length") or 0)
+                    self._http_end = body_start + int(http1.find_header(head, b"content-length") or 0)
                 except ValueError:
                     self._http_end = body_start
         if self._chunked:
