@@ -116,6 +116,9 @@ class FuzzySessionMatcher(SessionMatcher):
         # and details as they are needed, the calls of each bucket, and per-peer lists of
         # keys for rapidfuzz's batch scorer.
         self._prepared: list[Prepared | None] = [normalizer.prepare(c.request) if c.request else None for c in self.calls]
+        # A live request byte for byte a recorded one (an unchanged build's usual case) needs
+        # no parse of its own: its preparation is that call's.
+        self._by_bytes: dict[bytes, Prepared] = {c.request: n for c, n in zip(self.calls, self._prepared, strict=True) if n is not None}
         self._sigs: list[Signature | None] = [(n.protocol, n.kind, n.expect) if n else None for n in self._prepared]
         self._keys: list[str | None] = [None] * len(self.calls)
         self._details: dict[int, str] = {}
@@ -213,7 +216,7 @@ class FuzzySessionMatcher(SessionMatcher):
         return "Expect: 100-continue differs"
 
     def _match(self, request: bytes, conn: ConnectionState, eligible: tuple[int, ...]) -> MatchResult:
-        norm = self._normalizer.prepare(request)
+        norm = self._by_bytes.get(request) or self._normalizer.prepare(request)
         sig = (norm.protocol, norm.kind, norm.expect)
         same, same_set, pool = self._split(eligible, sig)
         if same and not self._affordable(pool, norm):

@@ -31,7 +31,7 @@ from ..wire import FASTCGI, HTTP, UNKNOWN, http1, parse_talk
 from ..wire.setup import is_setup_request, opening_positions, peer_protocols
 from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, RequestFramer, guess_live_protocol
 from .openings import LiveOpening, OpeningLibrary
-from .sockets import quickack
+from .sockets import quickack, socket_of
 from .targets import Address, OutboundMapping
 
 SESSION_HEADER = "X-Koala-Session"
@@ -250,9 +250,10 @@ class OutboundMock:
         # A new connection starts with its set-up (greeting, authentication, session
         # variables): those talks are answered from any recorded opening (see openings.py).
         opening: Opening | None = Opening(self.openings.connection(peer))
+        sock = socket_of(writer)
         try:
             while True:
-                quickack(writer)
+                quickack(sock)
                 data = await self._first_read(reader, fresh)
                 fresh = False
                 if data is None:  # silent new connection: a greeting may be due
@@ -395,8 +396,9 @@ class OutboundMock:
         """The first bytes of a talk; None when a new connection stays silent for 20 ms. A
         connection silent for IDLE_TIMEOUT_S between talks is closed (b"")."""
         try:
-            return await asyncio.wait_for(reader.read(READ_SIZE), GREETING_WAIT_S if fresh else IDLE_TIMEOUT_S)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(GREETING_WAIT_S if fresh else IDLE_TIMEOUT_S):  # a timer, no extra task
+                return await reader.read(READ_SIZE)
+        except TimeoutError:
             return None if fresh else b""
 
     @staticmethod
@@ -410,8 +412,9 @@ class OutboundMock:
                 return bytes(framer.buffer), False
             gap = IDLE_GAP_S if complete is None else INCOMPLETE_GAP_S
             try:
-                more = await asyncio.wait_for(reader.read(READ_SIZE), gap)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(gap):
+                    more = await reader.read(READ_SIZE)
+            except TimeoutError:
                 break
             if not more:
                 break

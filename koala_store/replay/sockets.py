@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
-def quickack(writer: asyncio.StreamWriter) -> None:
-    """Acknowledge what arrives next at once (Linux; a no-op elsewhere)."""
-    if _QUICKACK is None:
+def quickack(writer: asyncio.StreamWriter | Any | None) -> None:
+    """Acknowledge what arrives next at once (Linux; a no-op elsewhere). Pass the socket
+    (`socket_of(writer)`, kept per connection) where this runs per talk."""
+    if _QUICKACK is None or writer is None:
         return
-    sock = writer.get_extra_info("socket")
+    sock = writer if hasattr(writer, "setsockopt") else socket_of(writer)  # type: ignore[arg-type]
     if sock is not None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         except OSError:
             pass  # the connection went; the read that follows says so
+
+
+def socket_of(writer: asyncio.StreamWriter) -> Any:
+    """The connection's socket (uvloop gives a socket-like object of its own)."""
+    return writer.get_extra_info("socket")
