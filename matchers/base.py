@@ -165,6 +165,10 @@ class SessionMatcher(abc.ABC):
 
     # Whether ties (and greetings) prefer a recorded call not used yet.
     prefers_unused: ClassVar[bool] = False
+    # Whether a matched call's result lists its near misses. A caller that only reports the
+    # near misses of unmatched calls (the replay mock) sets it False, and a strategy may
+    # then decide faster; the decision itself never changes.
+    explain_matches: bool = True
 
     @abc.abstractmethod
     def _match(self, request: bytes, conn: ConnectionState, eligible: tuple[int, ...]) -> MatchResult:

@@ -94,6 +94,10 @@ def _self_score(text: str) -> float:
     return Indel.normalized_similarity(text[:1], text[:1])
 
 
+def _no_reason(p: int) -> str:
+    return ""
+
+
 class FuzzySessionMatcher(SessionMatcher):
     strategy = "fuzzy"
     prefers_unused = True
@@ -111,13 +115,29 @@ class FuzzySessionMatcher(SessionMatcher):
         self.threshold = threshold
         self._normalizer = normalizer
         self._budget_ns = full_scoring_budget_ns
+        self._eager_bytes = eager_bytes
+        self._ready = False  # calls parsed (see _prepare_calls)
+        self._eligible_sets: dict[int, tuple[tuple[int, ...], frozenset[int]]] = {}
+        # Calls by their exact request bytes: a live request byte for byte a recorded one (an
+        # unchanged build's usual case) is decided among those without any parse when the
+        # caller does not ask for a matched call's near misses (`explain_matches`).
+        self._identical: dict[bytes, list[int]] = {}
+        for p, call in enumerate(self.calls):
+            if call.request:
+                self._identical.setdefault(call.request, []).append(p)
+
+    def _prepare_calls(self) -> None:
+        """Parse the calls (their keys and details come on first use), with the calls of each
+        bucket and, for small sessions, every key at once. Done on the first request that
+        needs it, so a replay whose requests are all byte-identical never pays for it."""
+        if self._ready:
+            return
+        self._ready = True
+        normalizer = self._normalizer
         self._alphabet: dict[str, str] = {}
-        # Per session: each call parsed (its key and detail come on first use), encoded keys
-        # and details as they are needed, the calls of each bucket, and per-peer lists of
-        # keys for rapidfuzz's batch scorer.
         self._prepared: list[Prepared | None] = [normalizer.prepare(c.request) if c.request else None for c in self.calls]
-        # A live request byte for byte a recorded one (an unchanged build's usual case) needs
-        # no parse of its own: its preparation is that call's.
+        # A live request byte for byte a recorded one needs no parse of its own: its
+        # preparation is that call's.
         self._by_bytes: dict[bytes, Prepared] = {c.request: n for c, n in zip(self.calls, self._prepared, strict=True) if n is not None}
         self._sigs: list[Signature | None] = [(n.protocol, n.kind, n.expect) if n else None for n in self._prepared]
         self._keys: list[str | None] = [None] * len(self.calls)
@@ -128,7 +148,7 @@ class FuzzySessionMatcher(SessionMatcher):
                 self._buckets.setdefault((self._sigs[p], prepared.bucket), []).append(p)  # type: ignore[index]
         self._choices: dict[int, tuple[tuple[int, ...], list[str]]] = {}
         self._splits: dict[tuple, tuple[tuple[int, ...], tuple[int, ...], frozenset[int], tuple[int, ...]]] = {}
-        if sum(n.size for n in self._prepared if n) <= eager_bytes:
+        if sum(n.size for n in self._prepared if n) <= self._eager_bytes:
             for p, prepared in enumerate(self._prepared):
                 if prepared is not None:
                     self._key(p)
@@ -194,6 +214,7 @@ class FuzzySessionMatcher(SessionMatcher):
 
     def scores(self, request: bytes) -> dict[int, float]:
         """Similarity of `request`'s key to each recorded call with a request, by position (any kind)."""
+        self._prepare_calls()
         positions = self._eligible(None, greeting=False)
         choices = self._batch(positions)  # normalises them all first: the query needs their lexemes
         return self._scores(self._encode(self._normalizer.prepare(request).key, grow=False), positions, choices)
@@ -216,6 +237,11 @@ class FuzzySessionMatcher(SessionMatcher):
         return "Expect: 100-continue differs"
 
     def _match(self, request: bytes, conn: ConnectionState, eligible: tuple[int, ...]) -> MatchResult:
+        if not self.explain_matches and (identical := self._identical.get(request)):
+            result = self._match_identical(request, conn, identical, eligible)
+            if result is not None:
+                return result
+        self._prepare_calls()
         norm = self._by_bytes.get(request) or self._normalizer.prepare(request)
         sig = (norm.protocol, norm.kind, norm.expect)
         same, same_set, pool = self._split(eligible, sig)
@@ -224,6 +250,26 @@ class FuzzySessionMatcher(SessionMatcher):
             if result is not None:
                 return result
         return self._match_all(request, norm, conn, same, pool)
+
+    def _match_identical(self, request: bytes, conn: ConnectionState, identical: list[int], eligible: tuple[int, ...]) -> MatchResult | None:
+        """The decision full scoring would make for a request byte-identical to recorded calls:
+        they score 1.0 and rank first among any ties (the first tie rule), and among
+        themselves the values are equal, so the remaining tie rules decide. No near misses."""
+        tied = [p for p in identical if p in self._eligible_set(eligible)]
+        if not tied:
+            return None
+        winner = tied[0]
+        if len(tied) > 1:
+            anchor = self._anchor(conn)
+            last = conn.last_identity
+            winner = max(tied, key=lambda p: (self.use_counts[p] == 0, last is not None and self._identities[p] == last, p > anchor, -p))
+        return self._accept(conn, winner, 1.0, (), _no_reason, f"similarity {fmt(1.0)} (threshold {fmt(self.threshold)})")
+
+    def _eligible_set(self, eligible: tuple[int, ...]) -> frozenset[int]:
+        cached = self._eligible_sets.get(id(eligible))
+        if cached is None or cached[0] is not eligible:
+            cached = self._eligible_sets[id(eligible)] = (eligible, frozenset(eligible))
+        return cached[1]
 
     def _affordable(self, pool: tuple[int, ...], norm: Prepared) -> bool:
         """Whether scoring every call of `pool` (normalising those not normalised yet) is cheap."""

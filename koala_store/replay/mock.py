@@ -159,7 +159,9 @@ class OutboundMock:
 
     def begin(self, session: Session, key: str | None = None) -> SessionContext:
         """Start attributing talks to this session."""
-        context = SessionContext(session, self.strategy.for_session(session.outbound_calls), key or f"s{next(self._sessions)}")
+        matcher = self.strategy.for_session(session.outbound_calls)
+        matcher.explain_matches = False  # only unmatched talks' near misses are reported
+        context = SessionContext(session, matcher, key or f"s{next(self._sessions)}")
         self._contexts[context.key] = context
         self._current = context
         calls = session.outbound_calls
