@@ -252,6 +252,8 @@ class SessionMatcher(abc.ABC):
 
     def _near_misses(self, scored: Iterable[tuple[int, float]], why: Callable[[int], str]) -> tuple[NearMiss, ...]:
         """The best losers (score > 0), with reasons computed for those three only."""
+        if not scored:
+            return ()
         top = heapq.nsmallest(NEAR_MISSES, ((-s, p) for p, s in scored if s > 0))
         return tuple(NearMiss(position=p, action_index=self.calls[p].action_index, score=-neg, reason=why(p)) for neg, p in top)
 

@@ -198,14 +198,33 @@ def attribute(recorded: Sequence[CallOutbound], talks: Sequence[Talk]) -> list[i
     return out
 
 
-def compare_outbound(recorded: Sequence[CallOutbound], talks: Sequence[Talk], options: DiffOptions | None = None) -> OutboundReport:
-    """Side-effect differences of one replayed session (see the module doc)."""
+class _Protocols:
+    """The protocol of each recorded call, told when first asked (most calls never are)."""
+
+    def __init__(self, recorded: Sequence[CallOutbound]):
+        self.recorded = recorded
+        self.known: dict[int, str] = {}
+
+    def __getitem__(self, q: int) -> str:
+        found = self.known.get(q)
+        if found is None:
+            call = self.recorded[q]
+            found = self.known[q] = protocol_of(call.request, call.response, call.peer.port)
+        return found
+
+
+def compare_outbound(
+    recorded: Sequence[CallOutbound], talks: Sequence[Talk], options: DiffOptions | None = None, *, openings: frozenset[int] | None = None
+) -> OutboundReport:
+    """Side-effect differences of one replayed session (see the module doc). `openings`:
+    `wire.setup.opening_positions(recorded)`, when the caller has it already."""
     rules = compile_options(options)
-    protocols = [protocol_of(c.request, c.response, c.peer.port) for c in recorded]
+    protocols = _Protocols(recorded)
     positions = attribute(recorded, talks)
     # Connection set-up recorded here (the session opened a connection) need not happen
     # again at replay: a pooled connection may already be open. Never a side effect.
-    openings = opening_positions(recorded)
+    if openings is None:
+        openings = opening_positions(recorded)
     report = OutboundReport()
     found: list[tuple[tuple, Difference]] = []
 
@@ -349,7 +368,7 @@ def compare_talks(recorded: Sequence[CallOutbound], first: Sequence[Talk], other
       match, or does not exist.
     """
     rules = compile_options(options)
-    protocols = [protocol_of(c.request, c.response, c.peer.port) for c in recorded]
+    protocols = _Protocols(recorded)
     openings = opening_positions(recorded)
     pos1, pos2 = attribute(recorded, first), attribute(recorded, other)
     out: list[tuple[tuple, Difference]] = []

@@ -74,6 +74,7 @@ class SessionContext:
         self.talks: list[Talk] = []
         self._openings: tuple[SessionMatcher, list[int]] | None = None
         self._expected: list[int] | None = None  # positions a faithful replay makes
+        self._opening_positions: frozenset[int] | None = None
         self.bypassed = 0  # unmatched talks let through to the real dependency (--bypass)
         # How talks were attributed: by the propagated header, or only because this was the
         # one session in flight (what a SUT that does not pass the header on looks like).
@@ -83,11 +84,18 @@ class SessionContext:
         self.last_talk_at = 0.0
         self.began_at = time.monotonic()
 
+    @property
+    def openings(self) -> frozenset[int]:
+        """Positions of the calls that opened a connection when recorded (wire.setup)."""
+        if self._opening_positions is None:
+            self._opening_positions = opening_positions(self.session.outbound_calls)
+        return self._opening_positions
+
     def all_made(self) -> bool:
         """Whether every recorded call (but connection set-up, which a pooled connection need
         not repeat) has answered a live talk."""
         if self._expected is None:
-            openings = opening_positions(self.session.outbound_calls)
+            openings = self.openings
             self._expected = [p for p in range(len(self.matcher.calls)) if p not in openings]
         counts = self.matcher.use_counts
         return all(counts[p] for p in self._expected)
@@ -97,7 +105,7 @@ class SessionContext:
         library's), and their positions among the session's calls."""
         if self._openings is None:
             calls = self.session.outbound_calls
-            positions = sorted(opening_positions(calls))
+            positions = sorted(self.openings)
             self._openings = (OPENING_STRATEGY.for_session([calls[p] for p in positions]), positions)
         return self._openings
 

@@ -397,7 +397,7 @@ class Replay:
             comparison.notes.append(f"{sum(r.count for r in session.redactions)} values were masked when recorded; they are not compared")
         if first.error is not None:
             comparison.verdict, comparison.error = ERROR, first.error
-            comparison.outbound = diff.compare_outbound(session.outbound_calls, talks, options)
+            comparison.outbound = diff.compare_outbound(session.outbound_calls, talks, options, openings=context.openings)
             return comparison
         if session.answered:
             differences = diff.compare_responses(recorded, first.response, options)
@@ -406,7 +406,7 @@ class Replay:
             # down, the session was cut): only the side effects can be compared.
             differences = []
             comparison.notes.append("recorded response missing (the service never answered when recorded): only outbound calls compared")
-        report = diff.compare_outbound(session.outbound_calls, talks, options)
+        report = diff.compare_outbound(session.outbound_calls, talks, options, openings=context.openings)
         primary = differences + report.differences
         if self.options.noise_runs:
             among = []
