@@ -160,19 +160,23 @@ def compile_options(options: DiffOptions | None) -> Rules:
     """Check and compile options (cached); raises DiffOptionsError on a bad entry."""
     if options is None:
         options = DEFAULT_OPTIONS
-    # The clock offset changes with every session a replay compares: keep it out of the key
-    # and set it on a copy of the compiled rules.
-    offset = options.clock_offset_s
-    key = msgspec.json.encode(msgspec.structs.replace(options, clock_offset_s=0.0) if offset else options)
+    # The clock offset differs between sessions a replay compares (the runner gives whole
+    # seconds, so few values): the compiled rules are kept per offset, made by copying.
+    key = msgspec.json.encode(options)
     rules = _cache.get(key)
     if rules is None:
-        rules = _compile(options)
+        offset = options.clock_offset_s
+        base_key = msgspec.json.encode(msgspec.structs.replace(options, clock_offset_s=0.0)) if offset else key
+        base = _cache.get(base_key) or _compile(msgspec.structs.replace(options, clock_offset_s=0.0) if offset else options)
+        if offset:
+            _check_number("clock_offset_s", offset, -math.inf, math.inf)
+            rules = dataclasses.replace(base, options=options, clock_offset_s=float(offset))
+        else:
+            rules = base
         if len(_cache) > 256:
             _cache.clear()
+        _cache[base_key] = base
         _cache[key] = rules
-    elif rules.clock_offset_s != offset:
-        _check_number("clock_offset_s", offset, -math.inf, math.inf)
-        rules = dataclasses.replace(rules, options=options, clock_offset_s=float(offset))
     return rules
 
 

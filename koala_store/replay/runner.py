@@ -372,8 +372,9 @@ class Replay:
     ) -> Comparison | None:
         options = self.options.diff
         if not options.clock_offset_s and session.recorded_at:
-            # Timestamps the SUT writes now are compared with the recording's, shifted by its age.
-            options = msgspec.structs.replace(options, clock_offset_s=max((time.time_ns() - session.recorded_at) / 1e9, 0.0))
+            # Timestamps the SUT writes now are compared with the recording's, shifted by its age
+            # (in whole seconds: the window is minutes wide, and sessions share compiled rules).
+            options = msgspec.structs.replace(options, clock_offset_s=float(max((time.time_ns() - session.recorded_at) // 10**9, 0)))
         recorded = session.response
         # Values masked when recorded (secrets) are masked in the replayed bytes too: not compared.
         replayed_response, talks = diff.as_recorded(session, first.response, talks)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from ..model import CallOutbound
-from . import MYSQL, REDIS, UNKNOWN, guess_protocol, mysql, resp
+from . import MYSQL, REDIS, UNKNOWN, guess_protocol, http1, mysql, resp
 
 # Redis commands clients send when a connection opens (redis-py, go-redis, Jedis, lettuce).
 REDIS_SETUP_COMMANDS = frozenset({b"HELLO", b"AUTH", b"SELECT", b"READONLY", b"READWRITE", b"PING"})
@@ -83,6 +83,8 @@ def opening_positions(calls: Sequence[CallOutbound]) -> frozenset[int]:
     """Positions of the recorded calls that open a connection in this session: for each
     connection (`ip:port#fd`), the run of set-up talks its first talks in the session form,
     when the first one is set-up (else the connection was opened in an earlier session)."""
+    if all(call.request and http1.looks_like_request(call.request) for call in calls):
+        return frozenset()  # HTTP/1.x has no set-up talks (the common case, told cheaply)
     out: set[int] = set()
     open_runs: dict[str, bool] = {}  # connection -> still in its opening run
     protocols = peer_protocols(calls)
