@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import re
 import time
+from typing import Any
 
 from msgspec import Struct
 
 from ..errors import KoalaError
 from ..wire import fastcgi, http1, parse_talk
 from .mock import SESSION_HEADER
-from .sockets import quickack
+from .sockets import quickack, socket_of
 from .targets import Address
 
 READ_SIZE = 1 << 16
@@ -144,7 +145,7 @@ class InboundClient:
     def __init__(self, target: Address, *, timeout: float = 5.0):
         self.target = target
         self.timeout = timeout
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]] = []  # with the socket
 
     async def send(self, request: bytes) -> InboundResult:
         started = time.perf_counter()
@@ -155,16 +156,18 @@ class InboundClient:
         for attempt in range(2):
             reused = bool(self._idle)
             try:
-                reader, writer = self._idle.pop() if reused else await asyncio.wait_for(
-                    asyncio.open_connection(self.target.host, self.target.port), self.timeout
-                )
+                if reused:
+                    reader, writer, sock = self._idle.pop()
+                else:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(self.target.host, self.target.port), self.timeout)
+                    sock = socket_of(writer)
             except (OSError, asyncio.TimeoutError) as exc:
                 return InboundResult(error=f"cannot connect to the target {self.target}: {_why(exc)}")
             try:
                 async with asyncio.timeout(self.timeout):  # no extra task per request, unlike wait_for
                     writer.write(request)
                     await writer.drain()
-                    quickack(writer)
+                    quickack(sock)
                     response, keep = await self._read_response(reader, method)
             except TimeoutError:
                 _close(writer)
@@ -183,7 +186,7 @@ class InboundClient:
                     continue
                 return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} closed the connection without answering")
             if keep and keep_conn:  # FastCGI: PHP-FPM closes unless the request kept it open
-                self._idle.append((reader, writer))
+                self._idle.append((reader, writer, sock))
             else:
                 _close(writer)
             return InboundResult(response=response, latency_ms=_ms(started))
@@ -240,7 +243,7 @@ class InboundClient:
 
     async def close(self) -> None:
         while self._idle:
-            _, writer = self._idle.pop()
+            _, writer, _ = self._idle.pop()
             _close(writer)
 
 

@@ -237,7 +237,8 @@ class OutboundMock:
     def _propagated(request: bytes, protocol: str) -> tuple[str | None, str | None]:
         """The session header and traceparent a talk carries (found, not parsed: per talk)."""
         if protocol == HTTP:
-            return http1.find_header(request, b"x-koala-session"), http1.find_header(request, b"traceparent")
+            key, parent = http1.find_headers(request, PROPAGATION_HEADERS)
+            return key, parent
         view = parse_talk(request).http  # FastCGI carries headers as HTTP_* params
         return (view.header(SESSION_HEADER), view.header("traceparent")) if view else (None, None)
 
@@ -315,7 +316,8 @@ class OutboundMock:
                     # The session header and the mock's own address are the replay's plumbing,
                     # not the service's request: without them an unchanged request is byte for
                     # byte the recorded one (so it is matched and compared at once).
-                    request = http1.without_headers(request, PROPAGATION_HEADERS)
+                    if context.by_header:  # the talk carried them (else nothing to take out)
+                        request = http1.without_headers(request, PROPAGATION_HEADERS)
                     request = request.replace(host_line[0], host_line[1], 1) if host_line[0] in request else request
                 context.busy += 1
                 try:

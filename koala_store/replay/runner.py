@@ -11,6 +11,7 @@ One Comparison per session and a RunSummary go to the store.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import signal
 import time
@@ -139,6 +140,7 @@ class Replay:
         self.suppressed = 0
         self.pending: list[Comparison] = []
         self._last_context: SessionContext | None = None
+        self._keys = itertools.count(1)  # session keys: the run's id and a counter
         self.recorded_peers: dict[str, int] = {}  # dependency -> sessions calling it (pre-flight)
         self.noise = diff.DiffyNoise() if options.baseline else None
         self.held: list[tuple[Comparison, list[diff.Difference]]] = []  # baseline mode decides at the end
@@ -331,7 +333,7 @@ class Replay:
 
     async def _exchange(self, session: Session, client: InboundClient) -> tuple[InboundResult, SessionContext]:
         """Send the inbound request with the session's talks attributed to it; its answer."""
-        key = uuid.uuid4().hex
+        key = f"{self.summary.run_id}{next(self._keys):016x}"  # 32 hex digits: a W3C trace id
         context = self.mock.begin(session, key)
         try:
             request = prepare_request(session.call_from_inbound.request, client.target, self.options.edits, key if self.propagate else None)

@@ -166,11 +166,12 @@ class RequestFramer:
             if not http1.looks_like_request(head):
                 return False
             # Two headers are all framing needs: found without parsing the whole head.
-            if "chunked" in (http1.find_header(head, b"transfer-encoding") or "").lower():
+            encoding, length = http1.find_headers(head, (b"transfer-encoding", b"content-length"))
+            if "chunked" in (encoding or "").lower():
                 self._chunked, self._pos = True, body_start
             else:
                 try:
-                    self._http_end = body_start + int(http1.find_header(head, b"content-length") or 0)
+                    self._http_end = body_start + int(length or 0)
                 except ValueError:
                     self._http_end = body_start
         if self._chunked:

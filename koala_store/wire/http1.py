@@ -65,14 +65,24 @@ def _first_line(data: bytes) -> bytes:
 
 def find_header(data: bytes, name: bytes) -> str | None:
     """The first value of one header (name in lower case), found without a full parse."""
+    return find_headers(data, (name,))[0]
+
+
+def find_headers(data: bytes, names: tuple[bytes, ...]) -> list[str | None]:
+    """The first value of each header named (lower case), the head lowered once for all."""
     end = data.find(HEAD_END)
     head = data[:end] if end >= 0 else data
-    at = head.lower().find(b"\r\n" + name + b":")
-    if at < 0:
-        return None
-    start = at + len(name) + 3
-    stop = head.find(b"\r\n", start)
-    return head[start : stop if stop >= 0 else len(head)].strip().decode("latin-1")
+    lowered = head.lower()
+    out: list[str | None] = []
+    for name in names:
+        at = lowered.find(b"\r\n" + name + b":")
+        if at < 0:
+            out.append(None)
+            continue
+        start = at + len(name) + 3
+        stop = head.find(b"\r\n", start)
+        out.append(head[start : stop if stop >= 0 else len(head)].strip().decode("latin-1"))
+    return out
 
 
 def looks_like_request(data: bytes) -> bool:
