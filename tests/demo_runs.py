@@ -21,7 +21,8 @@ def ingest_demo(store: SessionStore) -> None:
     assert report.stored + report.unchanged == 25 and not report.rejected, report
 
 
-def replay_demo(store: SessionStore, build: str) -> RunSummary:
+def replay_demo(store: SessionStore, build: str, query: str = "*") -> RunSummary:
+    """Replay `query`'s sessions against a freshly started demo service of `build` (v1, v2)."""
     redis, downstream, port = free_port(), free_port(), free_port()
     command = [sys.executable, str(DEMO / "service.py"), "--port", str(port), "--redis", f"127.0.0.1:{redis}", "--downstream", f"http://127.0.0.1:{downstream}", "--build", build]
     with running(command, port):
@@ -29,6 +30,7 @@ def replay_demo(store: SessionStore, build: str) -> RunSummary:
             store,
             ReplayOptions(
                 target=Address("127.0.0.1", port),
+                query=query,
                 mappings=[
                     OutboundMapping(Address("127.0.0.1", redis), Address("127.0.0.1", 16379)),
                     OutboundMapping(Address("127.0.0.1", downstream), Address("127.0.0.1", 18081)),

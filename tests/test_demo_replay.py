@@ -3,39 +3,21 @@ build with no difference, and against the changed build shows each regression.""
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from koala_store.ingest import ingest
-from koala_store.replay.runner import ReplayOptions, replay
-from koala_store.replay.targets import Address, OutboundMapping
+from demo_runs import ingest_demo, replay_demo
 from koala_store.store.sqlite import SqliteStore
-from replay_helpers import ROOT, free_port, running
 
 pytest.importorskip("redis")  # the demo service's client (a dev dependency)
-DEMO = ROOT / "examples" / "demo"
 
 
 def run_build(tmp_path: Path, build: str):
     store = SqliteStore(tmp_path / f"{build}.db")
-    report = ingest([str(DEMO / "recording")], store)
-    assert report.stored == 25 and not report.rejected
-    redis, downstream, port = free_port(), free_port(), free_port()
-    command = [sys.executable, str(DEMO / "service.py"), "--port", str(port), "--redis", f"127.0.0.1:{redis}", "--downstream", f"http://127.0.0.1:{downstream}", "--build", build]
-    with running(command, port):
-        summary = replay(
-            store,
-            ReplayOptions(
-                target=Address("127.0.0.1", port),
-                mappings=[
-                    OutboundMapping(Address("127.0.0.1", redis), Address("127.0.0.1", 16379)),
-                    OutboundMapping(Address("127.0.0.1", downstream), Address("127.0.0.1", 18081)),
-                ],
-            ),
-        )
+    ingest_demo(store)
+    summary = replay_demo(store, build)
     comparisons = list(store.runs.comparisons(summary.run_id))
     store.close()
     return summary, comparisons

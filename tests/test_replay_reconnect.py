@@ -5,48 +5,29 @@ sessions after it replay the same."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from koala_store.ingest import ingest
-from koala_store.replay.runner import ReplayOptions, replay
-from koala_store.replay.targets import Address, OutboundMapping
+from demo_runs import ingest_demo, replay_demo
 from koala_store.store.sqlite import SqliteStore
-from replay_helpers import ROOT, free_port, running
 
 pytest.importorskip("redis")
-DEMO = ROOT / "examples" / "demo"
 BROKEN = "1795320054133370108-2"  # GET /orders/1: its recorded Redis GET becomes an EXISTS
 OPENER = "1795320053825103978-1"  # the session that recorded the pool's opening
 
 
 def test_the_pool_reconnects_after_a_closed_connection_and_its_set_up_is_answered(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "k.db")
-    assert ingest([str(DEMO / "recording")], store).stored == 25
+    ingest_demo(store)
     session = store.get(BROKEN)
     assert session is not None
     (call,) = session.outbound_calls
     changed = msgspec.structs.replace(call, request=call.request.replace(b"$3\r\nGET", b"$6\r\nEXISTS"))
     session.actions = [changed if a is call else a for a in session.actions]
     store.put_many([session])
-    redis, downstream, port = free_port(), free_port(), free_port()
-    command = [sys.executable, str(DEMO / "service.py"), "--port", str(port), "--redis", f"127.0.0.1:{redis}", "--downstream", f"http://127.0.0.1:{downstream}", "--build", "v1"]
-    query = "inbound.path:/orders/*"  # four GET /orders/{id}, the broken one second
-    with running(command, port):
-        summary = replay(
-            store,
-            ReplayOptions(
-                target=Address("127.0.0.1", port),
-                query=query,
-                mappings=[
-                    OutboundMapping(Address("127.0.0.1", redis), Address("127.0.0.1", 16379)),
-                    OutboundMapping(Address("127.0.0.1", downstream), Address("127.0.0.1", 18081)),
-                ],
-            ),
-        )
+    summary = replay_demo(store, "v1", "inbound.path:/orders/*")  # four GET /orders/{id}, the broken one second
     comparisons = {c.session_id: c for c in store.runs.comparisons(summary.run_id)}
     broken = comparisons.pop(BROKEN)
     # redis-py retries on a closed connection: each retry reconnects, its set-up answered

@@ -5,18 +5,12 @@ freshly started service (so its pool opens during the subset's first session).""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from koala_store.ingest import ingest
-from koala_store.replay.runner import ReplayOptions, replay
-from koala_store.replay.targets import Address, OutboundMapping
+from demo_runs import ingest_demo, replay_demo
 from koala_store.store.sqlite import SqliteStore
-from replay_helpers import ROOT, free_port, running
 
 pytest.importorskip("redis")
-DEMO = ROOT / "examples" / "demo"
 SUBSETS = [
     "inbound.path:/health",
     "inbound.path:/users/*",
@@ -30,25 +24,12 @@ SUBSETS = [
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
     store = SqliteStore(tmp_path_factory.mktemp("demo") / "koala.db")
-    assert ingest([str(DEMO / "recording")], store).stored == 25
+    ingest_demo(store)
     return store
 
 
-def verdicts(store: SqliteStore, build: str, query: str) -> tuple[dict[str, str], object]:
-    redis, downstream, port = free_port(), free_port(), free_port()
-    command = [sys.executable, str(DEMO / "service.py"), "--port", str(port), "--redis", f"127.0.0.1:{redis}", "--downstream", f"http://127.0.0.1:{downstream}", "--build", build]
-    with running(command, port):
-        summary = replay(
-            store,
-            ReplayOptions(
-                target=Address("127.0.0.1", port),
-                query=query,
-                mappings=[
-                    OutboundMapping(Address("127.0.0.1", redis), Address("127.0.0.1", 16379)),
-                    OutboundMapping(Address("127.0.0.1", downstream), Address("127.0.0.1", 18081)),
-                ],
-            ),
-        )
+def verdicts(store: SqliteStore, build: str, query: str) -> tuple[dict[str, str], list]:
+    summary = replay_demo(store, build, query)
     comparisons = list(store.runs.comparisons(summary.run_id))
     return {c.session_id: c.verdict for c in comparisons}, comparisons
 

@@ -271,14 +271,9 @@ class OutboundMock:
                     context, _ = self._attribute(b"", self._protocols.get(peer, UNKNOWN), count=False)
                     talk = self._greeting(peer, connection, context, states, previous, opening)
                     if talk is not None:
-                        assert talk.match.call is not None
-                        writer.write(talk.match.call.response)
-                        await writer.drain()
-                        if context is not None:
-                            context.talks.append(talk)
-                            context.last_talk_at = time.monotonic()
-                            if not talk.answered_from:
-                                previous = states.get(context.key, previous)
+                        await self._answer(writer, context, talk)
+                        if context is not None and not talk.answered_from:
+                            previous = states.get(context.key, previous)
                     continue
                 if not data:
                     return  # the SUT closed the connection
@@ -295,12 +290,7 @@ class OutboundMock:
                     context, _ = self._attribute(request, protocol, count=False)
                     talk = self._setup_talk(peer, connection, request, context, opening)
                     if talk is not None:
-                        assert talk.match.call is not None
-                        writer.write(talk.match.call.response)
-                        await writer.drain()
-                        if context is not None:
-                            context.talks.append(talk)
-                            context.last_talk_at = time.monotonic()
+                        await self._answer(writer, context, talk)
                         continue
                 if dependency != UNKNOWN and parse_talk(request, hint=dependency).protocol != dependency:
                     # Not what this dependency speaks: no session's call (a stray or hostile
@@ -345,6 +335,16 @@ class OutboundMock:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    @staticmethod
+    async def _answer(writer: asyncio.StreamWriter, context: SessionContext | None, talk: Talk) -> None:
+        """Send a set-up talk's recorded answer; the talk goes to its session, if any."""
+        assert talk.match.call is not None
+        writer.write(talk.match.call.response)
+        await writer.drain()
+        if context is not None:
+            context.talks.append(talk)
+            context.last_talk_at = time.monotonic()
 
     def _greeting(
         self,
