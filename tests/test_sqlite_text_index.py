@@ -59,3 +59,25 @@ def test_unindexed_sessions_are_found_without_a_refresh(tmp_path: Path) -> None:
     assert [s.session_id for s in reader.scan('"wombat" OR inbound.status:404')] == [s.session_id for s in writer.scan("wombat OR inbound.status:404")]
     reader.close()
     writer.close()
+
+
+def _text_statistics(store: SqliteStore) -> list[tuple[str, str]]:
+    return store.db.execute("SELECT tbl, idx FROM sqlite_stat1 WHERE tbl LIKE 'session_text%'").fetchall()
+
+
+def test_statistics_never_cover_the_full_text_tables(tmp_path: Path) -> None:
+    """Statistics of FTS5's shadow tables, taken while they were empty, made SQLite plan
+    FTS5's own statements badly: indexing 150k sessions took 72 s instead of 11 s."""
+    store = SqliteStore(tmp_path / "k.db")
+    store.put_many(varied_sessions(1200))  # past the first ANALYZE
+    assert store.db.execute("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'sessions'").fetchone()[0] > 0
+    assert _text_statistics(store) == []
+    # A store analysed by an older koala-store has them; opening it for writing drops them.
+    store.db.execute("ANALYZE session_text_data")
+    assert _text_statistics(store) != []
+    store.close()
+    reopened = SqliteStore(tmp_path / "k.db")
+    assert _text_statistics(reopened) == []
+    reopened.refresh()
+    assert reopened.count("*") == 1200
+    reopened.close()
