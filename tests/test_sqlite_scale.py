@@ -20,7 +20,7 @@ from koala_store.model import Session
 from koala_store.query.evaluate import matches
 from koala_store.query.parse import parse as parse_query
 from koala_store.query.text import searchable_text
-from koala_store.store.sqlite import SqliteStore
+from koala_store.store.sqlite import NEWEST_ROW, SqliteStore
 from koala_store.summary import summarize
 
 # --- a schema 1 store, written as koala-store wrote it before schema 2 ------------------------
@@ -264,3 +264,12 @@ def test_a_frame_naming_a_dictionary_the_store_lacks_is_passed_over_and_named(tm
     assert [s.session_id for s in reader.scan("*")] == [s.session_id for s in sessions if s is not sessions[2]]
     assert [s.document for s in reader.skipped] == [sessions[2].session_id]
     reader.close()
+
+
+def test_the_newest_row_is_read_without_scanning(big: SqliteStore) -> None:
+    """Every batch written asks for the newest row: at 1M sessions a scan of an index plus a
+    sort made that 67 ms per batch, half the ingest time."""
+    details = [row[-1] for row in big.db.execute(f"EXPLAIN QUERY PLAN {NEWEST_ROW}")]
+    assert not any(d.startswith("SCAN") or "TEMP B-TREE" in d for d in details), details
+    newest = max(big.db.execute("SELECT id, recorded_at, session_id FROM sessions").fetchall())
+    assert big.db.execute(NEWEST_ROW).fetchone() == newest
