@@ -21,6 +21,8 @@ from koala_store.ingest import ingest
 from koala_store.store import open_store
 from koala_store.store.base import StoreWriteError
 from koala_store.store.sqlite import SqliteStore
+import koala_store.ingest as ingest_module
+import koala_store.store.sqlite as sqlite_store
 
 
 def count(url: str) -> int:
@@ -46,7 +48,9 @@ def test_a_gor_header_with_a_5000_digit_number(capsys, tmp_path: Path) -> None:
     assert count(url) == 4
 
 
-def test_a_full_database_names_what_was_not_stored(tmp_path: Path) -> None:
+def test_a_full_database_names_what_was_not_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store, "BATCH", 1000)  # several transactions in one put_many
+    monkeypatch.setattr(ingest_module, "BATCH", 1000)  # several put_many calls in one ingest
     store = SqliteStore(tmp_path / "k.db")
     store.db.execute("PRAGMA max_page_count = 60")  # SQLite's own "disk is full", for real
     sessions = varied_sessions(3000, payload=1024)

@@ -12,7 +12,7 @@ from ..store.base import PutResult, SessionStore, StoreWriteError
 from ..formats import FORMATS
 from .sources import STDIN, Source, detect, expand, read_records
 
-BATCH = 1000
+BATCH = 5000  # sessions handed to the store at once (SQLite writes them in one transaction)
 
 
 class Rejection(Struct):

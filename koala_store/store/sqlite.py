@@ -51,7 +51,10 @@ from .sqlite_tx import transaction
 # (Schema 1 stores used 1 and 2 for their per-call tables.)
 TEXT_VERSION = 3
 _V1_TEXT_VERSION = "2"
-BATCH = 1000
+# Sessions per transaction. The keyword indexes on scattered values (trace, path, latency)
+# dirty a page per session; a larger batch shares them (ingest at 1M: 1,000 -> 5,000 took
+# 6,998 -> 8,232 sessions/s).
+BATCH = 5000
 # Sessions indexed per refresh transaction: FTS5 writes one segment per transaction and merges
 # segments as they pile up, so fewer, bigger transactions index much faster (~20 MB of text).
 TEXT_BATCH = 10_000
@@ -225,8 +228,11 @@ class SqliteStore:
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA cache_size = -65536")
-        # Checkpoint every 64 MB of WAL rather than every 4 MB: fewer, larger copies.
-        self.db.execute("PRAGMA wal_autocheckpoint = 16384")
+        # Checkpoint every 256 MB of WAL rather than every 4 MB: an index page that many
+        # batches touch is copied once (ingest at 1M: 8,232 -> 9,396 sessions/s). The log
+        # file is cut back to 64 MB after each checkpoint.
+        self.db.execute("PRAGMA wal_autocheckpoint = 65536")
+        self.db.execute("PRAGMA journal_size_limit = 67108864")
         self.codec = BlobCodec(self.db)
         self._migrate()
         return self.db
