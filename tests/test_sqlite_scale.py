@@ -273,3 +273,34 @@ def test_the_newest_row_is_read_without_scanning(big: SqliteStore) -> None:
     assert not any(d.startswith("SCAN") or "TEMP B-TREE" in d for d in details), details
     newest = max(big.db.execute("SELECT id, recorded_at, session_id FROM sessions").fetchall())
     assert big.db.execute(NEWEST_ROW).fetchone() == newest
+
+
+# Statistics as a 1M-session store had them after ingest (sampled by analysis_limit, so each
+# index reports a different row count).
+_STATS_AT_1M = [
+    ("sessions", "sessions_by_path", "539980 2"),
+    ("sessions", "sessions_by_time", "305325 1 1"),
+    ("sessions", "sessions_by_host", "611800 535"),
+    ("sessions", "sessions_by_status", "561344 1001"),
+    ("sessions", "sqlite_autoindex_sessions_1", "617148 1"),
+    ("outbound", "outbound_by_path", "1370655 4 1"),
+    ("outbound", "outbound_by_session", "698088 2"),
+]
+
+
+def test_a_prefix_is_read_from_its_index_whatever_the_statistics(tmp_path: Path) -> None:
+    """With those statistics SQLite walks every row for a page (it needs the blob, so the
+    path index does not cover it) although it would use the index for the ids alone: the
+    check that chooses between the two must ask about the page's own select list."""
+    store = SqliteStore(tmp_path / "k.db")
+    sessions = varied_sessions(600)
+    store.put_many(sessions)
+    store.db.execute("ANALYZE sessions")  # creates sqlite_stat1
+    store.db.execute("DELETE FROM sqlite_stat1")
+    store.db.executemany("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", _STATS_AT_1M)
+    store.db.execute("ANALYZE sqlite_schema")
+    for query in ("inbound.path:/v1/item/12*", "outbound.path:user\\:12*"):
+        details = _plan_details(store, query)
+        assert any("INDEX" in d for d in details) and not any(d.startswith("SCAN s") for d in details), (query, details)
+        assert [s.session_id for s in store.scan(query, page_size=7)] == oracle(sessions, query)
+    store.close()

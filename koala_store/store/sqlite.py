@@ -604,7 +604,10 @@ class SqliteStore:
         picks that for a range or a prefix, whose size it cannot know) is better answered
         from an index and sorted: when that index holds at most _SORTED matches. The count
         stops there, so asking costs at most that many index entries."""
-        if where == "1" or not _walks_rows(self.db, f"SELECT s.id FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?", [*params, 0, 1]):
+        # Asked with the select list the page query has: with `s.id` alone the index covers
+        # the query and SQLite picks it, while for the page it walks every row.
+        page = f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?"
+        if where == "1" or not _walks_rows(self.db, page, [*params, _FIRST_ID, 100]):
             return False
         probe = f"SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE {where} LIMIT ?)"
         if _walks_rows(self.db, probe, [*params, 1]):
