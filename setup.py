@@ -1,7 +1,9 @@
-"""The compiled part of koala-store: matchers/_chunkscan.c (everything else is in pyproject.toml).
+"""The compiled parts of koala-store: matchers/_chunkscan.c and matchers/_simlex.c (everything
+else is in pyproject.toml).
 
 It is optional: where it cannot be built (no C compiler or Python headers) the install goes
-on and matchers.chunk_scan uses its pure-Python scanner, with the same decisions, slower.
+on and matchers.chunk_scan and matchers.sim use their pure-Python code, with the same
+decisions, slower.
 """
 
 from setuptools import Extension, setup
@@ -13,6 +15,12 @@ setup(
             sources=["matchers/_chunkscan.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(
+            "matchers._simlex",
+            sources=["matchers/_simlex.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

@@ -77,3 +77,45 @@ def test_random_sessions_decide_alike(recorded, live, threshold, index, data):
     calls = session_calls(*(call(r, fd=5 + i % 2) for i, r in enumerate(recorded)))
     picks = data.draw(st.lists(st.sampled_from(recorded), max_size=4))
     replay_both(calls, live + picks, threshold, index=index)
+
+
+def _python_lex(data: bytes) -> dict[bytes, int]:
+    """The weights from matchers.sim.tokenize, the plain token list: runs weigh their length."""
+    from matchers.sim import tokenize
+
+    out: dict[bytes, int] = {}
+    for token in tokenize(data):
+        out[token] = out.get(token, 0) + len(token)
+    return out
+
+
+_ascii_requests = st.one_of(
+    st.binary(max_size=400).map(lambda b: bytes(x & 0x7F for x in b)),
+    st.lists(st.sampled_from([b"GET", b" ", b"/v1/item", b"\r\n", b"a.b_c", b"x" * 120, b"y" * 9, b"{", b"\x00", b"\x7f"]), max_size=60).map(b"".join),
+)
+
+
+@pytest.mark.skipif(__import__("matchers.sim", fromlist=["_compiled_lex_ascii"])._compiled_lex_ascii is None, reason="matchers/_simlex.c did not build")
+@settings(max_examples=400, deadline=None)
+@given(_ascii_requests)
+def test_the_compiled_lexer_counts_as_the_tokenizer_does(data: bytes) -> None:
+    from matchers._simlex import lex_ascii
+
+    vec = lex_ascii(data)
+    expected = _python_lex(data)
+    longest = max((len(t) for t in data.translate(bytes(b if chr(b).isalnum() or b in b"_." else 32 for b in range(256))).split()), default=0)
+    if longest > 128:
+        assert vec is None  # runs cut into pieces are left to the Python code
+    else:
+        assert vec == expected and all(type(w) is int for w in vec.values())
+
+
+def test_the_compiled_lexer_leaves_non_ascii_to_python() -> None:
+    lex_ascii = __import__("matchers.sim", fromlist=["_compiled_lex_ascii"])._compiled_lex_ascii
+    if lex_ascii is None:
+        pytest.skip("matchers/_simlex.c did not build")
+    assert lex_ascii("héllo wörld".encode()) is None
+    assert lex_ascii(b"a" * 129) is None
+    assert lex_ascii(b"a" * 128 + b" a") == {b"a" * 128: 128, b" ": 1, b"a": 1}
+    with pytest.raises(TypeError):
+        lex_ascii("text")
