@@ -303,6 +303,8 @@ class SqliteStore:
         badly and indexing slowed tenfold past ~100k sessions."""
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
             return
+        if not self.db.execute("SELECT 1 FROM sqlite_stat1 WHERE tbl LIKE 'session_text%' LIMIT 1").fetchone():
+            return  # the usual case: no write transaction on every open
         with _sql_errors(self.path, writing=True), transaction(self.db):
             gone = self.db.execute("DELETE FROM sqlite_stat1 WHERE tbl LIKE 'session_text%'").rowcount
         if gone:
