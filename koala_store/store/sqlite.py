@@ -160,6 +160,11 @@ def text_row(session: Session) -> tuple[str, str, str, str]:
     )
 
 
+def _page_by_id(where: str) -> str:
+    """A page of the sessions matching `where`, in row id (recorded) order, after a keyset."""
+    return f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?"
+
+
 def _walks_rows(db: sqlite3.Connection, sql: str, params: list[Any]) -> bool:
     """Whether SQLite's plan for `sql` visits the sessions table in row id order (no index)."""
     for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params):
@@ -590,7 +595,7 @@ class SqliteStore:
                 # Collect them from the index (no ORDER BY inside: SQLite then uses it), then
                 # read them in row id order.
                 where = f"s.id IN (SELECT s.id FROM sessions s WHERE {where})"
-            return _Plan(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?", params, True)
+            return _Plan(_page_by_id(where), params, True)
         if plan.keyword_first:
             # A keyword condition can use its index, which lists sessions in row id order:
             # start there and probe the text index per session.
@@ -606,10 +611,9 @@ class SqliteStore:
         picks that for a range or a prefix, whose size it cannot know) is better answered
         from an index and sorted: when that index holds at most _SORTED matches. The count
         stops there, so asking costs at most that many index entries."""
-        # Asked with the select list the page query has: with `s.id` alone the index covers
-        # the query and SQLite picks it, while for the page it walks every row.
-        page = f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {where} AND s.id > ? ORDER BY s.id LIMIT ?"
-        if where == "1" or not _walks_rows(self.db, page, [*params, _FIRST_ID, 100]):
+        # Asked of the page query itself: with `s.id` alone the index covers the query and
+        # SQLite picks it, while for the page (which reads the blob) it walks every row.
+        if where == "1" or not _walks_rows(self.db, _page_by_id(where), [*params, _FIRST_ID, 100]):
             return False
         probe = f"SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE {where} LIMIT ?)"
         if _walks_rows(self.db, probe, [*params, 1]):
