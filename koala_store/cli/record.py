@@ -7,22 +7,21 @@ from typing import Optional
 
 import typer
 
-from ..errors import KoalaError
 from ..record.run import OutboundProxy, RecordConfig, record
-from ..replay.targets import parse_address
+from ..replay.targets import parse_address, parse_listen_pair
 from ..store import resolve_url
 from .common import IndexOption, StoreOption, note, user_errors
 from .serve import MaxSpoolOption, NoDefaultRedactionOption, RedactBodyOption, RedactHeaderOption, SpoolOption, parse_size, redaction_rules
 
 
 def parse_outbound(text: str) -> OutboundProxy:
-    listen, sep, upstream = text.partition("=")
-    if not sep:
-        raise KoalaError(
-            f"--outbound {text!r} is not LISTEN=UPSTREAM; write e.g. 127.0.0.1:16379=127.0.0.1:6379 "
-            "(the proxy listens on the left, where the service is told its dependency is; the right is the real dependency)"
-        )
-    return OutboundProxy(parse_address(listen, "--outbound listen address", default_host="127.0.0.1"), parse_address(upstream, "--outbound upstream"))
+    listen, upstream = parse_listen_pair(
+        text,
+        "UPSTREAM",
+        "127.0.0.1:16379=127.0.0.1:6379",
+        "the proxy listens on the left, where the service is told its dependency is; the right is the real dependency",
+    )
+    return OutboundProxy(listen, upstream)
 
 
 @user_errors

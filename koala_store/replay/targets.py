@@ -40,14 +40,17 @@ def parse_address(text: str, what: str, *, default_host: str | None = None) -> A
     return Address(host, port)
 
 
-def parse_mapping(text: str) -> OutboundMapping:
-    listen, sep, recorded = text.partition("=")
+def parse_listen_pair(text: str, right: str, example: str, why: str) -> tuple[Address, Address]:
+    """`--outbound LISTEN=RIGHT` (replay's mock and record's proxy): the listen address (a
+    bare port means 127.0.0.1) and the address on the right, each checked."""
+    listen, sep, other = text.partition("=")
     if not sep:
-        raise KoalaError(
-            f"--outbound {text!r} is not LISTEN=RECORDED_PEER; write e.g. 127.0.0.1:16379=10.0.0.8:6379 "
-            "(the mock listens on the left; the right is the dependency's address in the recording)"
-        )
-    return OutboundMapping(
-        parse_address(listen, "--outbound listen address", default_host="127.0.0.1"),
-        parse_address(recorded, "--outbound recorded peer"),
+        raise KoalaError(f"--outbound {text!r} is not LISTEN={right}; write e.g. {example} ({why})")
+    return parse_address(listen, "--outbound listen address", default_host="127.0.0.1"), parse_address(other, f"--outbound {right.lower().replace('_', ' ')}")
+
+
+def parse_mapping(text: str) -> OutboundMapping:
+    listen, recorded = parse_listen_pair(
+        text, "RECORDED_PEER", "127.0.0.1:16379=10.0.0.8:6379", "the mock listens on the left; the right is the dependency's address in the recording"
     )
+    return OutboundMapping(listen, recorded)
