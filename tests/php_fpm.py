@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from replay_helpers import free_port, wait_for_port
+from replay_helpers import free_port, running
 
 from koala_store.wire import fastcgi
 
@@ -87,17 +86,8 @@ def php_fpm(binary: str) -> Iterator[PhpFpm]:
                 ]
             )
         )
-        process = subprocess.Popen([binary, "--nodaemonize", "--fpm-config", str(base / "php-fpm.conf"), "-n"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_for_port(port, process)
+        with running([binary, "--nodaemonize", "--fpm-config", str(base / "php-fpm.conf"), "-n"], port):
             yield PhpFpm(port, root)
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -53,6 +53,7 @@ def running(command: list[str], port: int) -> Iterator[subprocess.Popen]:
             process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 @contextmanager
