@@ -1,9 +1,9 @@
-"""The compiled parts of koala-store: matchers/_chunkscan.c and matchers/_simlex.c (everything
-else is in pyproject.toml).
+"""The compiled parts of koala-store: matchers/_chunkscan.c, matchers/_simlex.c and
+koala_store/diff/_canonjson.c (everything else is in pyproject.toml).
 
-It is optional: where it cannot be built (no C compiler or Python headers) the install goes
-on and matchers.chunk_scan and matchers.sim use their pure-Python code, with the same
-decisions, slower.
+They are optional: where they cannot be built (no C compiler or Python headers) the install
+goes on and matchers.chunk_scan, matchers.sim and koala_store.diff.body use their pure-Python
+code, with the same decisions, slower.
 """
 
 from setuptools import Extension, setup
@@ -19,6 +19,12 @@ setup(
         Extension(
             "matchers._simlex",
             sources=["matchers/_simlex.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
+            "koala_store.diff._canonjson",
+            sources=["koala_store/diff/_canonjson.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

@@ -7,10 +7,11 @@ feature flags), generated deterministically from the seed, wrapped in HTTP/1.1 r
 
 - identical: the replayed response is byte-for-byte the recording (the common case).
 - equal: the same body bytes, but Date, X-Request-Id and Server differ (ignored headers).
-- equal-reindented: the same JSON pretty-printed (keys in the same order): told equal by
-  reformatting both in C (body.same_json_text), without parsing them to objects.
-- equal-reserialized: the same JSON with keys in another order and other whitespace, so the
-  bodies must be parsed and compared (no deepdiff call).
+- equal-reindented: the same JSON pretty-printed (keys in the same order).
+- equal-reserialized: the same JSON with keys in another order and other whitespace.
+  Both are told equal by comparing canonical forms made in C (koala_store/diff/_canonjson.c:
+  keys sorted, whitespace dropped), without parsing either body to objects; without the
+  compiled part, the first is reformatted by msgspec and the second is parsed.
 - different: 3 to 5 fields changed per pair (a price, a status, a flag, a key added, an item
   added or removed), reported through deepdiff.
 Targets: equal >= 20,000 pairs/s, different >= 1,000 pairs/s.

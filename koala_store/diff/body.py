@@ -17,13 +17,18 @@ from .jsondiff import diff_json, parse_json
 from .options import Rules
 from .paths import Path, format_path
 
+try:  # optional compiled part (setup.py); without it, bodies in another key order are parsed
+    from ._canonjson import canonical as _canonical
+except ImportError:  # pragma: no cover - exercised where no C compiler is installed
+    _canonical = None
+
 _CHARSET = re.compile(r"charset\s*=\s*\"?([\w.:-]+)", re.I)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 def compare_body(expected: bytes, expected_type: str, actual: bytes, actual_type: str, path: Path, rules: Rules) -> list[Difference]:
     """Differences between two bodies at `path`; content types guide parsing and decoding."""
-    if expected == actual or rules.ignored(path) or same_json_text(expected, actual):
+    if expected == actual or rules.ignored(path) or _same_json(expected, actual):
         return []
     je, ja = parse_json(expected, expected_type), parse_json(actual, actual_type)
     where = format_path(path)
@@ -79,6 +84,35 @@ def same_json_text(expected: bytes, actual: bytes) -> bool:
         except UnicodeDecodeError:
             return False
     return True
+
+
+def same_canonical_json(expected: bytes, actual: bytes) -> bool:
+    """Whether two bodies are the same JSON up to whitespace and the order of object keys:
+    then they parse to the same value and the object diff would find nothing.
+
+    Their canonical forms (koala_store/diff/_canonjson.c: keys sorted, whitespace dropped,
+    every token as written) are compared without parsing either to objects. The form is
+    None for what it cannot answer for exactly (see the C file), and those bodies are
+    parsed. As in same_json_text, a body that is not ASCII must be valid UTF-8, which the
+    parsers require and the form does not check."""
+    if _canonical is None:
+        return False
+    e, a = expected.lstrip(), actual.lstrip()
+    if e[:1] not in (b"{", b"[") or e[:1] != a[:1]:
+        return False
+    form = _canonical(e)
+    if form is None or form != _canonical(a):
+        return False
+    if not e.isascii():
+        try:
+            e.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+# The canonical form settles other whitespace too, faster than msgspec's reformatting.
+_same_json = same_canonical_json if _canonical is not None else same_json_text
 
 
 def decode_text(data: bytes, content_type: str = "") -> str | None:

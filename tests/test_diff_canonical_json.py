@@ -1,0 +1,146 @@
+"""The key-order fast path (koala_store/diff/_canonjson.c, body.same_canonical_json): it may
+only say "equal" when the object diff finds nothing, and it must say so for the same JSON
+with its keys in another order and other whitespace."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_diff_properties import PROPERTY, documents, object_diff, response, shuffled
+
+from koala_store import diff
+from koala_store.diff import body
+
+pytestmark = pytest.mark.skipif(body._canonical is None, reason="koala_store/diff/_canonjson.c did not build")
+
+
+def canonical(data: bytes) -> bytes | None:
+    from koala_store.diff._canonjson import canonical as compiled
+
+    return compiled(data)
+
+
+@PROPERTY
+@given(documents, st.randoms(use_true_random=False))
+def test_the_same_json_in_another_key_order_is_equal_without_parsing(doc, rng):
+    recorded = orjson.dumps(doc)
+    if recorded[:1] not in b"{[":
+        return
+    # orjson on both sides: json.dumps writes some floats otherwise (1e-08 vs 1e-8), which
+    # the form keeps apart as written and the object diff settles.
+    replayed = orjson.dumps(shuffled(doc, rng), option=rng.choice([0, orjson.OPT_INDENT_2]))
+    if any(orjson.dumps(k) != b'"' + k.encode() + b'"' for k in _keys(doc)):  # escaped keys are left to the parsers
+        return
+    assert body.same_canonical_json(recorded, b" \n" + replayed + b"\r\n")
+    assert canonical(recorded) == orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)  # byte order is code-point order
+
+
+def _keys(value) -> list[str]:
+    if isinstance(value, dict):
+        return list(value) + [k for v in value.values() for k in _keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _keys(v)]
+    return []
+
+
+json_texts = st.one_of(
+    documents.map(lambda d: orjson.dumps(d)),
+    st.sampled_from(
+        [
+            b"[true]",
+            b"[1]",
+            b"[1.0]",
+            b"[-0]",
+            b"[0]",
+            b'{"a":1,"a":2}',
+            b'{"a":2,"a":1}',
+            b'{"a":2}',
+            b'{"\\u0061":1,"a":2}',
+            b'{"a":2,"\\u0061":1}',
+            b"[18446744073709551617]",
+            b"[18446744073709551616]",
+            b'{"b":[1,{"d":null,"c":"x"}],"a":{}}',
+            b'{"a":{},"b":[1,{"c":"x","d":null}]}',
+        ]
+    ),
+    st.binary(max_size=30).map(lambda b: b"[" + b + b"]"),
+    st.binary(max_size=30).map(lambda b: b'{"k":' + b + b"}"),
+)
+
+
+@PROPERTY
+@given(json_texts, json_texts, st.sampled_from([b"", b" ", b"\n  "]))
+def test_the_fast_path_says_equal_only_when_the_object_diff_does(a, b, pad):
+    spaced = b.replace(b",", b"," + pad) if pad else b
+    if body.same_canonical_json(a, spaced):
+        assert object_diff(a, spaced) == []
+
+
+@PROPERTY
+@given(st.binary(max_size=40), st.sampled_from([b"[", b"{", b'{"k":', b"[1,"]))
+def test_the_form_is_given_only_for_strict_json(tail, head):
+    text = head + tail
+    if canonical(text) is not None:
+        json.loads(text)  # strict JSON: the standard library reads it too (no NaN, no trailing bytes)
+
+
+def test_duplicate_keys_keep_their_order_so_the_last_one_still_wins():
+    assert canonical(b'{"b":1,"a":2,"a":3}') == b'{"a":2,"a":3,"b":1}'
+    assert not body.same_canonical_json(b'{"a":2,"a":3}', b'{"a":3,"a":2}')  # {"a":3} vs {"a":2}
+    assert diff.compare_responses(response(b'{"a":2,"a":3}'), response(b'{"a":3,"a":2}')) != []
+
+
+def test_what_the_form_leaves_to_the_parsers():
+    assert canonical(b'{"\\u0061":1}') is None  # an escaped key: "a" and "\u0061" are one key
+    assert not body.same_canonical_json(b'{"\\u0061":1,"a":2}', b'{"a":2,"\\u0061":1}')
+    assert diff.compare_responses(response(b'{"\\u0061":1,"a":2}'), response(b'{"a":2,"\\u0061":1}')) != []
+    for text in [
+        b"[NaN]",
+        b"[1,]",
+        b"[01]",
+        b"[1.]",
+        b"[.5]",
+        b"[1e]",
+        b'["\x01"]',
+        b'["\\x"]',
+        b'["\\u12"]',
+        b"[1] x",
+        b"[1]\x0c",
+        b"[tru]",
+        b'{"a" 1}',
+        b'{"a":1,}',
+    ]:
+        assert canonical(text) is None, text
+    assert canonical(b'"text"') is None and canonical(b"1") is None  # only objects and arrays
+    deep = b"[" * 201 + b"]" * 201
+    assert canonical(deep) is None and canonical(b"[" * 200 + b"]" * 200) is not None
+    # Not UTF-8: the parsers refuse it, so the bodies are compared as bytes.
+    assert not body.same_canonical_json(b'{"b":"\xc0\xaf","a":1}', b'{"a":1,"b":"\xc0\xaf"}')
+
+
+def test_tokens_stay_as_written():
+    assert not body.same_canonical_json(b"[true]", b"[1]")
+    assert not body.same_canonical_json(b"[1]", b"[1.0]")  # the value rules decide that, later
+    assert not body.same_canonical_json(b"[18446744073709551617]", b"[18446744073709551616]")
+    assert not body.same_canonical_json(b'{"a":"\\u00e9"}', '{"a":"é"}'.encode())  # parsed: equal
+    assert diff.compare_responses(response(b'{"b":1,"a":"\\u00e9"}'), response('{"a":"é","b":1}'.encode())) == []
+    assert canonical(b' {"b" : [ 1 , 2.50e+3 ] ,\n"a":"x\\n\\"y"} ') == b'{"a":"x\\n\\"y","b":[1,2.50e+3]}'
+
+
+def test_a_large_reordered_body_is_equal_and_one_change_is_found():
+    rng = random.Random(3)
+    doc = {f"k{i}": {"id": i, "tags": [f"t{j}" for j in range(5)], "n": rng.random()} for i in range(300)}  # 300 members: the growth path
+    recorded = orjson.dumps(doc)
+    replayed = json.dumps(shuffled(doc, rng), indent=2).encode()
+    assert body.same_canonical_json(recorded, replayed)
+    assert diff.compare_responses(response(recorded), response(replayed)) == []
+    doc["k7"]["id"] = -1
+    changed = json.dumps(shuffled(doc, rng)).encode()
+    assert not body.same_canonical_json(recorded, changed)
+    found = diff.compare_responses(response(recorded), response(changed))
+    assert [(d.path, d.expected, d.actual) for d in found] == [("body.k7.id", 7, -1)]
