@@ -195,3 +195,15 @@ def test_what_the_fast_path_leaves_to_the_object_diff():
     assert not same_json_text(deep, deep + b" ")
     assert not same_json_text(b"[NaN]", b"[ NaN]") and diff.compare_responses(response(b"[NaN]"), response(b"[ NaN]")) == []
     assert same_json_text(b'{"a":1,"a":2}', b'{"a": 1, "a": 2}')
+
+
+def test_without_the_compiled_form_reordered_bodies_are_parsed_and_still_equal(monkeypatch):
+    """Where koala_store/diff/_canonjson.c did not build, msgspec's whitespace check and the
+    object diff decide, with the same answers."""
+    from koala_store.diff import body
+
+    monkeypatch.setattr(body, "_canonical", None)
+    monkeypatch.setattr(body, "_same_json", body.same_json_text)
+    assert not body.same_canonical_json(b'{"a":1,"b":2}', b'{"b":2,"a":1}')
+    assert diff.compare_responses(response(b'{"a":1,"b":[2,3]}'), response(b'{ "b": [2, 3], "a": 1 }')) == []
+    assert [d.path for d in diff.compare_responses(response(b'{"a":1,"b":[2,3]}'), response(b'{"b":[2,4],"a":1}'))] == ["body.b[1]"]

@@ -63,9 +63,10 @@ def same_json_text(expected: bytes, actual: bytes) -> bool:
     to the object diff at once rather than reformatted for nothing. The gates keep this
     exact: msgspec accepts invalid UTF-8 and deeper nesting than the parsers, so such bodies
     are left to the object diff too."""
-    e, a = expected.lstrip(), actual.lstrip()
-    if e[:1] not in (b"{", b"[") or e[:1] != a[:1]:
+    pair = _json_pair(expected, actual)
+    if pair is None:
         return False
+    e, a = pair
     head_e, head_a = e[:64].translate(None, _WHITESPACE), a[:64].translate(None, _WHITESPACE)
     n = min(len(head_e), len(head_a), 24)
     if head_e[:n] != head_a[:n]:
@@ -76,14 +77,7 @@ def same_json_text(expected: bytes, actual: bytes) -> bool:
     except msgspec.DecodeError:
         return False
     # Equal token streams: what holds for one side's tokens holds for the other's.
-    if e.count(b"[") + e.count(b"{") > _MAX_BRACKETS:
-        return False
-    if not e.isascii():
-        try:
-            e.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-    return True
+    return e.count(b"[") + e.count(b"{") <= _MAX_BRACKETS and _utf8(e)
 
 
 def same_canonical_json(expected: bytes, actual: bytes) -> bool:
@@ -95,19 +89,30 @@ def same_canonical_json(expected: bytes, actual: bytes) -> bool:
     None for what it cannot answer for exactly (see the C file), and those bodies are
     parsed. As in same_json_text, a body that is not ASCII must be valid UTF-8, which the
     parsers require and the form does not check."""
-    if _canonical is None:
+    pair = _json_pair(expected, actual) if _canonical is not None else None
+    if pair is None:
         return False
+    form = _canonical(pair[0])
+    return form is not None and form == _canonical(pair[1]) and _utf8(pair[0])
+
+
+def _json_pair(expected: bytes, actual: bytes) -> tuple[bytes, bytes] | None:
+    """Both bodies without leading whitespace when both start like the same kind of JSON
+    document (an object or an array: what parse_json reads as JSON whatever the type)."""
     e, a = expected.lstrip(), actual.lstrip()
     if e[:1] not in (b"{", b"[") or e[:1] != a[:1]:
+        return None
+    return e, a
+
+
+def _utf8(body: bytes) -> bool:
+    """Whether a body's bytes are UTF-8, as the parsers require (the fast paths do not check)."""
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
         return False
-    form = _canonical(e)
-    if form is None or form != _canonical(a):
-        return False
-    if not e.isascii():
-        try:
-            e.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
     return True
 
 
