@@ -20,6 +20,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,17 +48,47 @@ typedef struct {
 } Member;
 
 /* The canonical form holds the input's tokens and structural bytes, no more: out and
- * scratch are given the input's length once and written without bound checks. */
+ * scratch are given the input's length (plus SLACK) once and written without bound checks. */
 static inline void put(Buf *b, const unsigned char *src, size_t n) {
     memcpy(b->at + b->len, src, n);
     b->len += n;
 }
 
+#define SLACK 16 /* bytes past the form's length in out and scratch, for put_token */
+
+/* A token of the input, most of them short: copied 16 bytes at once when the input holds
+ * them (the bytes past the token are overwritten by what follows, or left in the slack). */
+static inline void put_token(Ctx *c, const unsigned char *src, size_t n) {
+    if (n <= 16 && c->end - src >= 16) {
+        memcpy(c->out.at + c->out.len, src, 16);
+        c->out.len += n;
+    } else {
+        put(&c->out, src, n);
+    }
+}
+
 static inline void put_byte(Buf *b, unsigned char c) { b->at[b->len++] = c; }
 
+#define EIGHT_SPACES 0x2020202020202020ULL
+
+/* Whitespace between tokens. Pretty-printed bodies are mostly indentation, so runs of spaces
+ * are skipped eight bytes at a time. */
 static inline void skip_ws(Ctx *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
+    const unsigned char *p = c->p, *end = c->end;
+    while (p < end && *p <= ' ') {
+        if (*p == ' ') {
+            uint64_t word;
+            while (end - p >= 8 && (memcpy(&word, p, 8), word == EIGHT_SPACES))
+                p += 8;
+            while (p < end && *p == ' ')
+                p++;
+        } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+            p++;
+        } else {
+            break;
+        }
+    }
+    c->p = p;
 }
 
 static int is_hex(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
@@ -66,20 +97,35 @@ static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
 static unsigned char string_stop[256]; /* the bytes a string's scan stops at: '"', '\\', controls */
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether any of 8 bytes is one string_stop holds ('"', '\\', below 0x20): the classic
+ * zero-byte and less-than tests on a word, exact about whether one is there, not where. */
+static inline int has_stop_byte(uint64_t w) {
+    uint64_t quote = w ^ (ONES * '"'), backslash = w ^ (ONES * '\\');
+    return ((((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash) | ((w - ONES * 0x20) & ~w)) & HIGHS) != 0;
+}
+
 /* A string token at c->p (the opening quote), copied as written. *escaped says whether it
  * held a backslash. */
 static int string(Ctx *c, int *escaped) {
     const unsigned char *start = c->p++;
     *escaped = 0;
     for (;;) {
-        while (c->p < c->end && !string_stop[*c->p])
-            c->p++;
+        const unsigned char *p = c->p;
+        uint64_t word;
+        while (c->end - p >= 8 && (memcpy(&word, p, 8), !has_stop_byte(word)))
+            p += 8;
+        while (p < c->end && !string_stop[*p])
+            p++;
+        c->p = p;
         if (c->p >= c->end)
             return REFUSE;
         unsigned char ch = *c->p;
         if (ch == '"') {
             c->p++;
-            put(&c->out, start, (size_t)(c->p - start));
+            put_token(c, start, (size_t)(c->p - start));
             return OK;
         }
         if (ch != '\\' || c->p + 1 >= c->end)
@@ -130,7 +176,7 @@ static int number(Ctx *c) {
             return REFUSE;
         digits(c);
     }
-    put(&c->out, start, (size_t)(c->p - start));
+    put_token(c, start, (size_t)(c->p - start));
     return OK;
 }
 
@@ -327,8 +373,8 @@ static PyObject *canonical(PyObject *self, PyObject *arg) {
         Py_RETURN_NONE;
     }
     /* The form is written straight into the result, shrunk to its length at the end. */
-    PyObject *result = PyBytes_FromStringAndSize(NULL, view.len);
-    c.scratch.at = malloc((size_t)view.len + 1);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, view.len + SLACK);
+    c.scratch.at = malloc((size_t)view.len + SLACK);
     int rc = NOMEM;
     if (result != NULL && c.scratch.at != NULL) {
         c.out.at = (unsigned char *)PyBytes_AS_STRING(result);

@@ -77,8 +77,9 @@ def split_target(target: str) -> tuple[str, str]:
 def find(headers: list[tuple[str, str]], name: str) -> str | None:
     """The first header with this name, case-insensitive."""
     lname = name.lower()
+    size = len(lname)
     for key, value in headers:
-        if key.lower() == lname:
+        if len(key) == size and key.lower() == lname:  # most names differ in length: no lower()
             return value
     return None
 
