@@ -144,3 +144,17 @@ def test_a_large_reordered_body_is_equal_and_one_change_is_found():
     assert not body.same_canonical_json(recorded, changed)
     found = diff.compare_responses(response(recorded), response(changed))
     assert [(d.path, d.expected, d.actual) for d in found] == [("body.k7.id", 7, -1)]
+
+
+def test_strings_are_scanned_right_whatever_the_position_of_their_special_bytes():
+    """The scan reads strings eight bytes at a time: a quote, an escape, a control byte or a
+    multi-byte character at any offset must be seen where it is."""
+    for size in range(0, 20):
+        for at in range(size + 1):
+            text = "a" * at + "é𐀀" + "b" * (size - at)
+            doc = {"z": text, "k": "x" * at + '"\\' + "y" * size}
+            recorded, replayed = orjson.dumps(doc), orjson.dumps(dict(reversed(doc.items())))
+            assert canonical(recorded) == orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+            assert body.same_canonical_json(recorded, replayed)
+            raw = b'["' + b"c" * at + b"\x01" + b"d" * size + b'"]'
+            assert canonical(raw) is None  # a raw control byte is not JSON
