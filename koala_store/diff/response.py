@@ -108,22 +108,31 @@ def compare_headers(
 
 
 def _group(headers: list[tuple[str, str]], ignored: frozenset[str]) -> dict[str, list[str]]:
+    """Each header's values by lower-case name, normalised and sorted (a multiset)."""
     out: dict[str, list[str]] = {}
+    repeated = False
     for name, value in headers:
         lname = name.lower()
-        if lname not in ignored:
-            out.setdefault(lname, []).append(_normalize(lname, value))
-    for values in out.values():
-        values.sort()
+        if lname in ignored:
+            continue
+        value = value.strip()
+        if lname == "content-type":
+            value = _content_type(value)
+        values = out.get(lname)
+        if values is None:
+            out[lname] = [value]
+        else:
+            values.append(value)
+            repeated = True
+    if repeated:
+        for values in out.values():
+            values.sort()
     return out
 
 
-def _normalize(name: str, value: str) -> str:
-    value = value.strip()
-    if name == "content-type":
-        # `application/json; charset=UTF-8` and `application/json;charset=utf-8` are one type.
-        return ";".join(part.strip() for part in value.lower().split(";"))
-    return value
+def _content_type(value: str) -> str:
+    # `application/json; charset=UTF-8` and `application/json;charset=utf-8` are one type.
+    return ";".join(part.strip() for part in value.lower().split(";"))
 
 
 def _one(values: list[str] | None) -> str | list[str] | None:
