@@ -119,6 +119,8 @@ def test_what_the_form_leaves_to_the_parsers():
     assert canonical(b'"text"') is None and canonical(b"1") is None  # only objects and arrays
     deep = b"[" * 201 + b"]" * 201
     assert canonical(deep) is None and canonical(b"[" * 200 + b"]" * 200) is not None
+    nested = b'{"b":1,"a":' * 199 + b"{}" + b"}" * 199  # objects at every level, each sorted
+    assert canonical(nested) == b'{"a":' * 199 + b"{}" + b',"b":1}' * 199
     # Not UTF-8: the parsers refuse it, so the bodies are compared as bytes.
     assert not body.same_canonical_json(b'{"b":"\xc0\xaf","a":1}', b'{"a":1,"b":"\xc0\xaf"}')
 

@@ -231,9 +231,9 @@ static void sort_members(Ctx *c, Member *members, size_t count) {
 }
 
 static int object(Ctx *c) {
-    Member few[32];
+    Member few[16]; /* on the stack: 640 bytes a level, 128 KB at MAX_DEPTH */
     Member *members = few;
-    size_t count = 0, cap = 32;
+    size_t count = 0, cap = 16;
     int rc = OK;
     put_byte(&c->out, '{');
     c->p++;
