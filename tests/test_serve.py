@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
 import orjson
 import pytest
 
@@ -92,6 +93,18 @@ def test_koalas_recorder_posts_are_answered_as_elasticsearch_answers(serve: Serv
             assert koala_format.dumps(store.get(session.session_id)) == koala_format.dumps(session)
     finally:
         store.close()
+
+
+def test_an_id_outside_latin_1_is_created_and_located_percent_encoded(serve: Serve) -> None:
+    """A session id is any JSON string; the Location header is a URI, so it carries the id
+    percent-encoded (a raw one cannot be sent in a header: that was a 500 after spooling)."""
+    session = msgspec.structs.replace(make_session(7), session_id="会话-Ā-7")
+    answer = serve.client.post("/rdebug_index/_doc", content=koala_format.dumps(session))
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["_id"] == "会话-Ā-7"
+    assert answer.headers["Location"] == "/rdebug_index/_doc/%E4%BC%9A%E8%AF%9D-%C4%80-7"
+    serve.wait_stored()
+    assert stored_ids(serve.store) == ["会话-Ā-7"]
 
 
 def test_bulk_and_ndjson_batches(serve: Serve) -> None:

@@ -24,6 +24,7 @@ import time
 import zlib
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import orjson
@@ -225,7 +226,8 @@ class IngestService:
                 "_seq_no": self._seq,
                 "_primary_term": 1,
             },
-            {"Location": f"/{index}/_doc/{session.session_id}"},
+            # A URI: the id percent-encoded, as Elasticsearch does (a header must be Latin-1).
+            {"Location": f"/{quote(index, safe='')}/_doc/{quote(session.session_id, safe='')}"},
         )
 
     async def bulk(self, request: Request) -> Response:
