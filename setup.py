@@ -8,25 +8,12 @@ code, with the same decisions, slower.
 
 from setuptools import Extension, setup
 
+# Each module is built from the C file of the same dotted path.
+COMPILED = ("matchers._chunkscan", "matchers._simlex", "koala_store.diff._canonjson")
+
 setup(
     ext_modules=[
-        Extension(
-            "matchers._chunkscan",
-            sources=["matchers/_chunkscan.c"],
-            extra_compile_args=["-O2"],
-            optional=True,
-        ),
-        Extension(
-            "matchers._simlex",
-            sources=["matchers/_simlex.c"],
-            extra_compile_args=["-O2"],
-            optional=True,
-        ),
-        Extension(
-            "koala_store.diff._canonjson",
-            sources=["koala_store/diff/_canonjson.c"],
-            extra_compile_args=["-O2"],
-            optional=True,
-        ),
+        Extension(name, sources=[name.replace(".", "/") + ".c"], extra_compile_args=["-O2"], optional=True)
+        for name in COMPILED
     ]
 )

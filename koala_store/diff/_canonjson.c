@@ -16,7 +16,7 @@
  *
  * Why: bodies whose keys come in another order (another serialiser, another map order) are
  * the common "equal" case the whitespace-only check cannot settle; parsing both to objects
- * and dumping them sorted costs ~110 us per 4 KB pair, this ~10 us.
+ * and dumping them sorted costs ~110 us per 4 KB pair, the two forms ~20 us.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

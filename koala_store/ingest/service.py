@@ -226,7 +226,7 @@ class IngestService:
                 "_seq_no": self._seq,
                 "_primary_term": 1,
             },
-            # A URI: the id percent-encoded, as Elasticsearch does (a header must be Latin-1).
+            # A URI: index and id percent-encoded (a header must be Latin-1; an id can be any string).
             {"Location": f"/{quote(index, safe='')}/_doc/{quote(session.session_id, safe='')}"},
         )
 
