@@ -21,8 +21,10 @@ Target (the replay issue): >= 1,000 sessions/s at --concurrency 8.
 
 Columns: summary/s is RunSummary.sessions_per_second, wall/s the sessions over the wall time
 of the replay() call; py ms/s is the replayer process's CPU (user + system) per session, py
-cpu / py sys its CPU over the wall time, sut cpu the Go SUT's.
+cpu / py sys its CPU over the wall time, mock the CPU of the mock's own process (when the
+run gives it one: koala_store.replay.mock_process) and sut cpu the Go SUT's.
 
+--mock-process auto|on|off sets where the mock runs (koala_store.replay.mock_process).
 --settle S sets ReplayOptions.settle (the grace after each response; diagnosis only: the
 figures of record use the runner's default). --profile DIR writes a cProfile of each replay
 run (the event-loop thread) to DIR and prints its top functions; cProfile roughly doubles the
@@ -294,8 +296,20 @@ def show_failures(store, summary, limit: int = 5) -> None:
         print(f"    unattributed talk to {note.peer}: {note.reason}: {note.request[:120]}")
 
 
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
 def replay_run(
-    store, recorded_peers: dict[str, Peer], matcher: str, concurrency: int, workdir: Path, profile_dir: Path | None, settle: float | None, tag: str = ""
+    store,
+    recorded_peers: dict[str, Peer],
+    matcher: str,
+    concurrency: int,
+    workdir: Path,
+    profile_dir: Path | None,
+    settle: float | None,
+    tag: str = "",
+    mock_process: str = "auto",
 ):
     # The mock stands in for each recorded dependency on a fresh port; the SUT is pointed there.
     mappings = {name: parse_mapping(f"{LOOPBACK}:{free_port()}={peer.address}") for name, peer in recorded_peers.items()}
@@ -307,6 +321,7 @@ def replay_run(
         concurrency=concurrency,
         run_name=f"bench-{matcher}-c{concurrency}{tag}",
         **({} if settle is None else {"settle": settle}),
+        mock_process=mock_process,
     )
     profiler = cProfile.Profile() if profile_dir else None
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -320,13 +335,15 @@ def replay_run(
             profiler.disable()
         wall = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        mock_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the mock's process, reaped by replay()
     finally:
         sut.stop()
-    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the SUT, once reaped
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the SUT too, once reaped
     cpu = {
         "replayer": (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime),
         "replayer_sys": cpu_after.ru_stime - cpu_before.ru_stime,
-        "sut": (children_after.ru_utime - children_before.ru_utime) + (children_after.ru_stime - children_before.ru_stime),
+        "mock": _cpu(mock_after) - _cpu(children_before),
+        "sut": _cpu(children_after) - _cpu(mock_after),
     }
     if profiler and profile_dir:
         out = profile_dir / f"replay-{matcher}-c{concurrency}{tag}.prof"
@@ -347,6 +364,7 @@ def main() -> None:
         "--settle", type=float, help="ReplayOptions.settle in seconds (default: the runner's); for diagnosis, the figures of record use the default"
     )
     parser.add_argument("--repeat", type=int, default=3, help="replays per configuration; the median is reported (default %(default)s)")
+    parser.add_argument("--mock-process", default="auto", choices=["auto", "on", "off"], help="ReplayOptions.mock_process (default %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (store, SUT logs)")
     args = parser.parse_args()
     runs = [(m, int(c)) for m, c in (item.split(":") for item in args.runs.split(","))]
@@ -370,20 +388,20 @@ def main() -> None:
         print(f"SUT: {SUT_BINARY} (3 parallel outbound HTTP calls per GET /item/<id>); CPUs: {os.cpu_count()}")
         print()
         print(
-            f"{'matcher':<8} {'conc':>4} {'sessions':>8} {'summary/s':>10} {'wall/s':>8} {'wall':>7} {'py ms/s':>8} {'py cpu':>6} {'py sys':>6} {'sut cpu':>7}  verdicts"
+            f"{'matcher':<8} {'conc':>4} {'sessions':>8} {'summary/s':>10} {'wall/s':>8} {'wall':>7} {'py ms/s':>8} {'py cpu':>6} {'py sys':>6} {'mock':>5} {'sut cpu':>7}  verdicts"
         )
         ok = True
         rates: dict[tuple[str, int], list[float]] = {}
         for matcher, concurrency in runs:
             for rep in range(args.repeat):
                 tag = f"-{rep + 1}" if args.repeat > 1 else ""
-                summary, wall, cpu = replay_run(store, peers, matcher, concurrency, workdir, args.profile, args.settle, tag)
+                summary, wall, cpu = replay_run(store, peers, matcher, concurrency, workdir, args.profile, args.settle, tag, args.mock_process)
                 rates.setdefault((matcher, concurrency), []).append(summary.total / wall)
                 verdicts = f"same {summary.same}, different {summary.different}, error {summary.error}, unattributed {summary.unattributed}"
                 per_session_ms = cpu["replayer"] * 1000 / max(summary.total, 1)
                 print(
                     f"{matcher:<8} {concurrency:>4} {summary.total:>8} {summary.sessions_per_second or 0:>10.1f} {summary.total / wall:>8.1f} {wall:>6.1f}s"
-                    f" {per_session_ms:>8.2f} {cpu['replayer'] / wall:>6.0%} {cpu['replayer_sys'] / wall:>6.0%} {cpu['sut'] / wall:>7.0%}  {verdicts}"
+                    f" {per_session_ms:>8.2f} {cpu['replayer'] / wall:>6.0%} {cpu['replayer_sys'] / wall:>6.0%} {cpu['mock'] / wall:>5.0%} {cpu['sut'] / wall:>7.0%}  {verdicts}"
                 )
                 if summary.same != n or summary.unattributed:
                     ok = False

@@ -3,7 +3,7 @@
 Target (issue 12): koala replay's rate >= 1.0x GoReplay's at 1, 8 and 32 workers, while
 koala mocks every outbound call and diffs every response.
 
-    .venv/bin/python bench/bench_vs_goreplay.py [--sessions 5000] [--workers 1,8,32] [--rounds 3]
+    .venv/bin/python bench/bench_vs_goreplay.py [--sessions 5000] [--workers 1,8,32] [--rounds 3] [--mock-process auto|on|off]
 
 1. Records N sessions of bench/fastsut (GET /item/<id>, three outbound HTTP calls each, to
    three stand-in dependency servers) exactly as bench/bench_replay.py does, into SQLite.
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,8,32")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--matcher", default="fuzzy")
+    parser.add_argument("--mock-process", default="auto", choices=["auto", "on", "off"], help="where koala's mock runs (default %(default)s)")
     args = parser.parse_args()
     if not GOREPLAY.exists():
         raise SystemExit(f"{GOREPLAY} is missing: run ./scripts/tools.sh")
@@ -144,7 +145,7 @@ def main() -> None:
     try:
         for workers in (int(w) for w in args.workers.split(",")):
             for round_ in range(args.rounds):
-                summary, wall, _ = replay_run(store, peers, args.matcher, workers, workdir, None, None, f"-vs-{round_}")
+                summary, wall, _ = replay_run(store, peers, args.matcher, workers, workdir, None, None, f"-vs-{round_}", args.mock_process)
                 koala_rate = summary.total / wall
                 if summary.same != n:
                     print(f"  koala: only {summary.same} of {n} sessions came out same: this round does not count")

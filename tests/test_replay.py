@@ -363,6 +363,7 @@ def test_cli_exit_codes_junit_json_and_runs(capsys, tmp_path: Path) -> None:
         (["--target", "127.0.0.1:1", "--limit", "0"], "--limit 0: give 1 or more"),
         (["--target", "127.0.0.1:1", "--timeout", "0"], "--timeout 0: give the seconds to wait for an answer"),
         (["--target", "127.0.0.1:1", "--concurrency", "0"], "--concurrency 0: give 1 or more"),
+        (["--target", "127.0.0.1:1", "--mock-process", "maybe"], "--mock-process 'maybe': give auto, on or off"),
     ],
 )
 def test_bad_replay_options_are_one_clear_error(capsys, tmp_path: Path, args: list[str], message: str) -> None:

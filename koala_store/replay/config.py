@@ -82,6 +82,14 @@ class ReplayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ),
     ] = []
     bypass: Annotated[list[str], cli("--bypass", help="RECORDED_PEER whose unmatched calls may reach the real dependency (repeatable).", panel=Panel.MOCK)] = []
+    mock_process: Annotated[
+        str,
+        cli(
+            "--mock-process",
+            help="The mock in a process of its own, beside the replayer: auto (with --concurrency above 1 on 4 or more cores), on or off.",
+            panel=Panel.MOCK,
+        ),
+    ] = "auto"
     match: Annotated[
         str,
         cli("--match", help="Outbound matcher: chunk, sim (Koala's) or fuzzy (ours), or a plugin.", panel=Panel.MOCK, envvar="KOALA_REPLAYING_MATCH_STRATEGY"),
@@ -252,5 +260,6 @@ def to_options(config: ReplayConfig) -> ReplayOptions:
         disallow_url=list(config.disallow_url),
         timeout=config.timeout,
         include_incomplete=config.include_incomplete,
+        mock_process=config.mock_process,
         config=msgspec.to_builtins(config),
     )

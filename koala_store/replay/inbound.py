@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import re
 import time
-from typing import Any
 
 from msgspec import Struct
 
 from ..errors import KoalaError
 from ..wire import fastcgi, http1, parse_talk
 from .mock import SESSION_HEADER
-from .sockets import quickack, socket_of
+from .sockets import quickack
 from .targets import Address
 
 READ_SIZE = 1 << 16
@@ -145,7 +144,7 @@ class InboundClient:
     def __init__(self, target: Address, *, timeout: float = 5.0):
         self.target = target
         self.timeout = timeout
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any]] = []  # with the socket
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def send(self, request: bytes) -> InboundResult:
         started = time.perf_counter()
@@ -157,18 +156,16 @@ class InboundClient:
             reused = bool(self._idle)
             try:
                 if reused:
-                    reader, writer, sock = self._idle.pop()
+                    reader, writer = self._idle.pop()
                 else:
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(self.target.host, self.target.port), self.timeout)
-                    sock = socket_of(writer)
             except (OSError, asyncio.TimeoutError) as exc:
                 return InboundResult(error=f"cannot connect to the target {self.target}: {_why(exc)}")
             try:
                 async with asyncio.timeout(self.timeout):  # no extra task per request, unlike wait_for
                     writer.write(request)
                     await writer.drain()
-                    quickack(sock)
-                    response, keep = await self._read_response(reader, method)
+                    response, keep = await self._read_response(_AckingReader(reader, writer), method)
             except TimeoutError:
                 _close(writer)
                 return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} did not answer within {self.timeout:g} s")
@@ -186,14 +183,14 @@ class InboundClient:
                     continue
                 return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} closed the connection without answering")
             if keep and keep_conn:  # FastCGI: PHP-FPM closes unless the request kept it open
-                self._idle.append((reader, writer, sock))
+                self._idle.append((reader, writer))
             else:
                 _close(writer)
             return InboundResult(response=response, latency_ms=_ms(started))
         return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} closed the connection without answering")
 
     @staticmethod
-    async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[bytes, bool]:
+    async def _read_response(reader: _AckingReader, method: str) -> tuple[bytes, bool]:
         """The response bytes, and whether the connection may be reused.
 
         Bytes are appended to one buffer and only the new part is examined, so a large
@@ -243,11 +240,11 @@ class InboundClient:
 
     async def close(self) -> None:
         while self._idle:
-            _, writer, _ = self._idle.pop()
+            _, writer = self._idle.pop()
             _close(writer)
 
 
-async def _read_fastcgi(reader: asyncio.StreamReader, buffer: bytearray) -> bytes:
+async def _read_fastcgi(reader: _AckingReader, buffer: bytearray) -> bytes:
     """A FastCGI answer: records up to and including END_REQUEST."""
     while (end := fastcgi.response_length(bytes(buffer))) is None:
         chunk = await reader.read(READ_SIZE)
@@ -259,11 +256,30 @@ async def _read_fastcgi(reader: asyncio.StreamReader, buffer: bytearray) -> byte
     return bytes(buffer[:end])
 
 
+class _AckingReader:
+    """A connection's reads, each after the first acknowledging what came before it at once:
+    a target that writes its answer in parts may hold the rest until then (Nagle against
+    delayed ACK, sockets.py). An answer that comes whole costs no extra call."""
+
+    __slots__ = ("reader", "writer", "reads")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+        self.reads = 0
+
+    async def read(self, n: int) -> bytes:
+        if self.reads:
+            quickack(self.writer)
+        self.reads += 1
+        return await self.reader.read(n)
+
+
 class ResponseError(Exception):
     """The target's answer is broken (cut short, not HTTP): the session is an error."""
 
 
-async def _read_burst(reader: asyncio.StreamReader, buffer: bytearray) -> bytes:
+async def _read_burst(reader: _AckingReader, buffer: bytearray) -> bytes:
     """Not HTTP: the answer is the burst that ends with an idle gap."""
     chunk = await reader.read(READ_SIZE)
     while chunk:
@@ -275,7 +291,7 @@ async def _read_burst(reader: asyncio.StreamReader, buffer: bytearray) -> bytes:
     return bytes(buffer)
 
 
-async def _read_chunked(reader: asyncio.StreamReader, buffer: bytearray, pos: int) -> int:
+async def _read_chunked(reader: _AckingReader, buffer: bytearray, pos: int) -> int:
     """Read a chunked body into `buffer` (from `pos`); the end offset of the message."""
 
     async def more() -> None:

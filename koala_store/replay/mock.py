@@ -26,12 +26,12 @@ import matchers
 from matchers import ConnectionState, SessionMatcher
 
 from ..diff import Talk
-from ..model import Session
+from ..model import CallOutbound, Session
 from ..wire import FASTCGI, HTTP, UNKNOWN, http1, parse_talk
 from ..wire.setup import is_setup_request, opening_positions, peer_protocols
 from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, RequestFramer, guess_live_protocol
 from .openings import LiveOpening, OpeningLibrary
-from .sockets import quickack, socket_of
+from .sockets import quickack
 from .targets import Address, OutboundMapping
 
 SESSION_HEADER = "X-Koala-Session"
@@ -67,8 +67,8 @@ class Opening:
 class SessionContext:
     """A session being replayed: its matcher and the talks attributed to it."""
 
-    def __init__(self, session: Session, matcher: SessionMatcher, key: str):
-        self.session = session
+    def __init__(self, calls: list[CallOutbound], matcher: SessionMatcher, key: str):
+        self.calls = calls  # the session's recorded outbound calls
         self.matcher = matcher
         self.key = key  # what the SUT propagates (X-Koala-Session value or trace id)
         self.talks: list[Talk] = []
@@ -88,7 +88,7 @@ class SessionContext:
     def openings(self) -> frozenset[int]:
         """Positions of the calls that opened a connection when recorded (wire.setup)."""
         if self._opening_positions is None:
-            self._opening_positions = opening_positions(self.session.outbound_calls)
+            self._opening_positions = opening_positions(self.calls)
         return self._opening_positions
 
     def all_made(self) -> bool:
@@ -104,7 +104,7 @@ class SessionContext:
         """A matcher over this session's own connection-opening calls (protocol-aware, as the
         library's), and their positions among the session's calls."""
         if self._openings is None:
-            calls = self.session.outbound_calls
+            calls = self.calls
             positions = sorted(self.openings)
             self._openings = (OPENING_STRATEGY.for_session([calls[p] for p in positions]), positions)
         return self._openings
@@ -134,7 +134,10 @@ class OutboundMock:
         self._connections = itertools.count(1)
         self._sessions = itertools.count(1)
         self._protocols: dict[str, str] = {}
-        self._open: set[asyncio.StreamWriter] = set()  # live connections, closed at stop()
+        # Live connections (closed at stop()) and when each last finished a talk; one timer
+        # closes those silent for IDLE_TIMEOUT_S, rather than a timeout around every read.
+        self._open: dict[asyncio.StreamWriter, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self.refused = 0  # connections closed at once: MAX_CONNECTIONS were open
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -143,15 +146,17 @@ class OutboundMock:
         self._learn_protocols(self.openings.protocols())
         for mapping in self.mappings:
             try:
-                server = await asyncio.start_server(
-                    lambda r, w, m=mapping: self._serve(m, r, w), mapping.listen.host, mapping.listen.port, reuse_address=True
-                )
+                server = await asyncio.start_server(lambda r, w, m=mapping: self._serve(m, r, w), mapping.listen.host, mapping.listen.port, reuse_address=True)
             except OSError as exc:
                 await self.stop()
                 raise OSError(f"cannot listen on {mapping.listen} for {mapping.recorded_peer}: {exc.strerror}; pick a free address") from None
             self._servers.append(server)
+        self._sweeper = asyncio.create_task(self._close_idle())
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for server in self._servers:
             server.close()
         # Connections the SUT keeps open (pools) end here, so their handlers finish cleanly.
@@ -165,14 +170,21 @@ class OutboundMock:
 
     # --- sessions ----------------------------------------------------------------------
 
+    async def start_session(self, session: Session, key: str) -> SessionContext:
+        """`begin`, as the runner calls it (a mock in another process needs to await)."""
+        return self.begin(session, key)
+
     def begin(self, session: Session, key: str | None = None) -> SessionContext:
         """Start attributing talks to this session."""
-        matcher = self.strategy.for_session(session.outbound_calls)
+        return self.begin_calls(session.outbound_calls, key)
+
+    def begin_calls(self, calls: list[CallOutbound], key: str | None = None) -> SessionContext:
+        """Start attributing talks to the session that recorded these outbound calls."""
+        matcher = self.strategy.for_session(calls)
         matcher.explain_matches = False  # only unmatched talks' near misses are reported
-        context = SessionContext(session, matcher, key or f"s{next(self._sessions)}")
+        context = SessionContext(calls, matcher, key or f"s{next(self._sessions)}")
         self._contexts[context.key] = context
         self._current = context
-        calls = session.outbound_calls
         if any(self._protocols.get(call.peer.address, UNKNOWN) == UNKNOWN for call in calls):
             self._learn_protocols(peer_protocols(calls))
         return context
@@ -201,6 +213,17 @@ class OutboundMock:
                 return
             await asyncio.sleep(quiet_until - now)
 
+    async def finish(self, context: SessionContext, grace: float) -> list[Talk]:
+        """`settle`, then `end`: the session's talks once it had its grace."""
+        try:
+            await self.settle(context, grace=grace)
+        finally:
+            talks = self.end(context)
+        return talks
+
+    async def collect(self) -> None:
+        """Bring `unattributed` up to date (already so here; a mock in another process is not)."""
+
     def end(self, context: SessionContext) -> list[Talk]:
         """Stop attributing to the session; return its talks in the order they were answered.
         A talk arriving later is reported as unattributed, never added to a finished session."""
@@ -223,15 +246,23 @@ class OutboundMock:
             if key is not None:
                 context = self._contexts.get(key)
                 if context is None:
+                    self._catch_up()
+                    context = self._contexts.get(key)
+                if context is None:
                     return None, f"{SESSION_HEADER}/traceparent {key!r} names no session being replayed"
                 context.by_header += 1
                 return context, ""
+        self._catch_up()
         if len(self._contexts) == 1:
             context = next(iter(self._contexts.values()))
             if count:
                 context.without_header.append(protocol)
             return context, ""
         return None, f"{len(self._contexts)} sessions were in flight and the talk carried no {SESSION_HEADER} or traceparent header"
+
+    def _catch_up(self) -> None:
+        """Learn of sessions begun elsewhere before attributing by elimination (a mock in
+        another process reads its pending messages here; in-process, nothing is pending)."""
 
     @staticmethod
     def _propagated(request: bytes, protocol: str) -> tuple[str | None, str | None]:
@@ -254,17 +285,16 @@ class OutboundMock:
             return
         connection = next(self._connections)
         opened_at = time.monotonic()
-        self._open.add(writer)
+        self._open[writer] = opened_at
         states: dict[str, ConnectionState] = {}
         previous: ConnectionState | None = None
         fresh = True
         # A new connection starts with its set-up (greeting, authentication, session
         # variables): those talks are answered from any recorded opening (see openings.py).
         opening: Opening | None = Opening(self.openings.connection(peer))
-        sock = socket_of(writer)
         try:
             while True:
-                quickack(sock)
+                self._open[writer] = time.monotonic()
                 data = await self._first_read(reader, fresh)
                 fresh = False
                 if data is None:  # silent new connection: a greeting may be due
@@ -279,7 +309,7 @@ class OutboundMock:
                     return  # the SUT closed the connection
                 dependency = self._protocols.get(peer, UNKNOWN)
                 protocol = guess_live_protocol(data, dependency)
-                request, whole = await self._rest_of_talk(reader, data, protocol)
+                request, whole = await self._rest_of_talk(reader, data, protocol, writer)
                 if not whole:
                     why = f"a request over {MAX_TALK_BYTES >> 20} MiB; the connection was closed"
                     self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
@@ -323,6 +353,7 @@ class OutboundMock:
                         continue
                     if str(mapping.recorded_peer) in self.bypass:
                         context.bypassed += 1
+                        self._open[writer] = float("inf")  # a pipe now: its silences are the real dependency's
                         await self._pass_through(mapping, request, reader, writer)
                     return  # fail closed: the connection goes, unanswered
                 finally:
@@ -331,7 +362,7 @@ class OutboundMock:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return  # the SUT hung up, or the replay is over
         finally:
-            self._open.discard(writer)
+            self._open.pop(writer, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -403,22 +434,36 @@ class OutboundMock:
             return "on a connection the service opened before this session began (kept open across sessions); the one session being replayed"
         return ""
 
-    @staticmethod
-    async def _first_read(reader: asyncio.StreamReader, fresh: bool) -> bytes | None:
-        """The first bytes of a talk; None when a new connection stays silent for 20 ms. A
-        connection silent for IDLE_TIMEOUT_S between talks is closed (b"")."""
-        try:
-            async with asyncio.timeout(GREETING_WAIT_S if fresh else IDLE_TIMEOUT_S):  # a timer, no extra task
-                return await reader.read(READ_SIZE)
-        except TimeoutError:
-            return None if fresh else b""
+    async def _close_idle(self) -> None:
+        """Close connections silent for IDLE_TIMEOUT_S between talks (their reads return b"")."""
+        while True:
+            await asyncio.sleep(IDLE_TIMEOUT_S / 4)
+            silent_since = time.monotonic() - IDLE_TIMEOUT_S
+            for writer, last in list(self._open.items()):
+                if last < silent_since:
+                    writer.close()
 
     @staticmethod
-    async def _rest_of_talk(reader: asyncio.StreamReader, data: bytes, protocol: str) -> tuple[bytes, bool]:
+    async def _first_read(reader: asyncio.StreamReader, fresh: bool) -> bytes | None:
+        """The first bytes of a talk; None when a new connection stays silent for 20 ms."""
+        if not fresh:
+            return await reader.read(READ_SIZE)
+        try:
+            async with asyncio.timeout(GREETING_WAIT_S):  # a timer, no extra task
+                return await reader.read(READ_SIZE)
+        except TimeoutError:
+            return None
+
+    @staticmethod
+    async def _rest_of_talk(reader: asyncio.StreamReader, data: bytes, protocol: str, writer: asyncio.StreamWriter | None = None) -> tuple[bytes, bool]:
         """Read until the request is complete: by the protocol when it is known, else until
         Koala's 3 ms idle gap. Also whether it stayed within MAX_TALK_BYTES."""
         framer = RequestFramer(protocol)
         complete = framer.feed(data)
+        if not complete:
+            # The client may hold the rest until we acknowledge this part (Nagle against
+            # delayed ACK, sockets.py): acknowledge now. A whole talk needs no such call.
+            quickack(writer)
         while not complete:
             if len(framer.buffer) > MAX_TALK_BYTES:
                 return bytes(framer.buffer), False

@@ -80,11 +80,18 @@ class OpeningLibrary:
     def add(self, session: Session) -> None:
         """Keep the openings `session` recorded (an opening already known is kept once)."""
         for opening in openings_of(session):
-            kept = self._by_peer.setdefault(opening.peer, [])
-            key = (opening.peer, tuple(call.request for call in opening.calls))
-            if len(kept) < MAX_OPENINGS_PER_PEER and key not in self._seen:
-                self._seen.add(key)
-                kept.append(opening)
+            self.add_opening(opening)
+
+    def add_opening(self, opening: Opening) -> None:
+        kept = self._by_peer.setdefault(opening.peer, [])
+        key = (opening.peer, tuple(call.request for call in opening.calls))
+        if len(kept) < MAX_OPENINGS_PER_PEER and key not in self._seen:
+            self._seen.add(key)
+            kept.append(opening)
+
+    def all(self) -> list[Opening]:
+        """Every opening kept, of every dependency (to hand the library to another process)."""
+        return [opening for openings in self._by_peer.values() for opening in openings]
 
     def load(self, store: SessionStore, peers: Iterable[str], *, per_peer: int = SCAN_PER_PEER) -> None:
         """Collect the openings of each dependency from the store's oldest sessions with it."""

@@ -11,6 +11,7 @@ One Comparison per session and a RunSummary go to the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import signal
@@ -36,6 +37,7 @@ from ..store.base import SessionStore
 from ..wire import Protocol, response_status
 from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request, request_path
 from .mock import SESSION_HEADER, OutboundMock, SessionContext
+from .mock_process import RemoteContext, RemoteMock, use_process
 from .preflight import check_answers, check_peers, recorded_peers
 from .targets import Address, OutboundMapping
 from ..words import count
@@ -47,6 +49,7 @@ FINISHING_PER_WORKER = 4  # sessions a worker may still be comparing while it se
 # learns whether the build passes the session header on (see Replay._probe).
 PROBE_SESSIONS = 20
 HEADER_CARRIERS = (Protocol.HTTP, Protocol.FASTCGI)  # talks that can carry the session header
+Context = SessionContext | RemoteContext  # a session in the mock, in this process or its own
 
 
 class ReplayOptions(msgspec.Struct, kw_only=True):
@@ -70,6 +73,7 @@ class ReplayOptions(msgspec.Struct, kw_only=True):
     timeout: float = 5.0
     settle: float = 0.002  # grace after a response for calls the SUT makes just after it
     include_incomplete: bool = False  # replay sessions recorded as incomplete too
+    mock_process: str = "auto"  # the mock in a process of its own: auto, on or off (mock_process.py)
     # The ReplayConfig these options came from (koala_store.replay.config), kept whole in the
     # run so `koala replay --rerun RUN` repeats it; None when built directly by a library user.
     config: dict[str, Any] | None = None
@@ -104,6 +108,8 @@ def check_options(options: ReplayOptions) -> None:
         raise KoalaError(f"--rate {options.rate:g}/s: give a positive rate, e.g. --rate 100/s")
     if options.speed is not None and options.speed <= 0:
         raise KoalaError(f"--speed {options.speed:g}x: give a positive factor, e.g. --speed 2x")
+    if options.mock_process not in ("auto", "on", "off"):
+        raise KoalaError(f"--mock-process {options.mock_process!r}: give auto, on or off")
     if options.noise_runs and options.baseline:
         raise KoalaError("--noise-runs and --baseline are two ways to find noise; give one of them")
     if options.noise_runs < 0:
@@ -134,12 +140,17 @@ class Replay:
         self.strategy = matchers.get(options.matcher, **strategy_options)
         # With several sessions in flight, a talk is told apart by the header the SUT passes on.
         self.propagate = options.concurrency > 1
-        self.mock = OutboundMock(options.mappings, self.strategy, attribution="header" if self.propagate else "single", bypass=options.bypass)
+        self.mock: OutboundMock | RemoteMock
+        if self.propagate and use_process(options.concurrency, options.mock_process):
+            # Header attribution lets the mock run beside the runner, on another core.
+            self.mock = RemoteMock(options.mappings, options.matcher, strategy_options, bypass=options.bypass)
+        else:
+            self.mock = OutboundMock(options.mappings, self.strategy, attribution="header" if self.propagate else "single", bypass=options.bypass)
         self.counts = Counts()
         self.paths: Counter[tuple[str, str, str]] = Counter()
         self.suppressed = 0
         self.pending: list[Comparison] = []
-        self._last_context: SessionContext | None = None
+        self._last_context: Context | None = None
         self._keys = itertools.count(1)  # session keys: the run's id and a counter
         self.recorded_peers: dict[str, int] = {}  # dependency -> sessions calling it (pre-flight)
         self.noise = diff.DiffyNoise() if options.baseline else None
@@ -199,23 +210,44 @@ class Replay:
         await self._store(self.store.runs.put_run, self.summary)
         sessions = self._paced()
         workers: list[asyncio.Task[None]] = []
+        feeder: asyncio.Task[None] | None = None
         try:
             if self.propagate and self.recorded_peers and self.options.mappings:
                 await self._probe(sessions)
             queue: asyncio.Queue[Session | None] = asyncio.Queue(maxsize=self.options.concurrency * 2)
             workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.options.concurrency)]
-            async for session in sessions:
-                await queue.put(session)
-            for _ in workers:
-                await queue.put(None)
+            feeder = asyncio.create_task(self._feed(sessions, queue, len(workers)))
+
+            def stop_feeding(worker: asyncio.Task[None]) -> None:
+                if not worker.cancelled() and worker.exception() is not None:
+                    feeder.cancel()  # else it would wait forever for room in the queue
+
+            for worker in workers:
+                worker.add_done_callback(stop_feeding)
+            try:
+                await feeder
+            except asyncio.CancelledError:
+                failed = [w.exception() for w in workers if w.done() and not w.cancelled() and w.exception() is not None]
+                if failed:
+                    raise failed[0] from None
+                raise
             await asyncio.gather(*workers)
         except BaseException:
+            if feeder is not None:
+                feeder.cancel()
             for worker in workers:
                 worker.cancel()
             self.summary.status = "interrupted"
             raise
         finally:
             await self._finish(time.perf_counter() - started)
+
+    @staticmethod
+    async def _feed(sessions: AsyncIterator[Session], queue: asyncio.Queue[Session | None], workers: int) -> None:
+        async for session in sessions:
+            await queue.put(session)
+        for _ in range(workers):
+            await queue.put(None)
 
     async def _sessions(self) -> AsyncIterator[Session]:
         """The store's matches in recorded order, a page at a time (bounded memory)."""
@@ -331,10 +363,10 @@ class Replay:
 
     # --- one session -------------------------------------------------------------------
 
-    async def _exchange(self, session: Session, client: InboundClient) -> tuple[InboundResult, SessionContext]:
+    async def _exchange(self, session: Session, client: InboundClient) -> tuple[InboundResult, Context]:
         """Send the inbound request with the session's talks attributed to it; its answer."""
         key = f"{self.summary.run_id}{next(self._keys):016x}"  # 32 hex digits: a W3C trace id
-        context = self.mock.begin(session, key)
+        context = await self.mock.start_session(session, key)
         try:
             request = prepare_request(session.call_from_inbound.request, client.target, self.options.edits, key if self.propagate else None)
             return await client.send(request), context
@@ -342,12 +374,9 @@ class Replay:
             self.mock.end(context)
             raise
 
-    async def _talks(self, context: SessionContext) -> list[diff.Talk]:
+    async def _talks(self, context: Context) -> list[diff.Talk]:
         """The session's talks, once the calls made just after its answer had their chance."""
-        try:
-            await self.mock.settle(context, grace=self.options.settle)
-        finally:
-            talks = self.mock.end(context)
+        talks = await self.mock.finish(context, self.options.settle)
         self._last_context = context
         return talks
 
@@ -355,11 +384,11 @@ class Replay:
         result, context = await self._exchange(session, client)
         return result, await self._talks(context)
 
-    async def _complete(self, session: Session, first: InboundResult, context: SessionContext, target: InboundClient, baseline: InboundClient | None) -> None:
+    async def _complete(self, session: Session, first: InboundResult, context: Context, target: InboundClient, baseline: InboundClient | None) -> None:
         await self._compare_and_record(session, first, await self._talks(context), context, target, baseline)
 
     async def _compare_and_record(
-        self, session: Session, first: InboundResult, talks: list[diff.Talk], context: SessionContext, target: InboundClient, baseline: InboundClient | None
+        self, session: Session, first: InboundResult, talks: list[diff.Talk], context: Context, target: InboundClient, baseline: InboundClient | None
     ) -> None:
         comparison = await self._compare(session, first, talks, context, target, baseline)
         if comparison is not None:
@@ -370,7 +399,7 @@ class Replay:
         return await self._compare(session, first, await self._talks(context), context, target, baseline)
 
     async def _compare(
-        self, session: Session, first: InboundResult, talks: list[diff.Talk], context: SessionContext, target: InboundClient, baseline: InboundClient | None
+        self, session: Session, first: InboundResult, talks: list[diff.Talk], context: Context, target: InboundClient, baseline: InboundClient | None
     ) -> Comparison | None:
         options = self.options.diff
         if not options.clock_offset_s and session.recorded_at:
@@ -416,7 +445,10 @@ class Replay:
             for _ in range(self.options.noise_runs):
                 again, again_talks = await self._send(session, target)
                 if again.error is None:
-                    among.append(diff.compare_responses(first.response, again.response, options) + diff.compare_talks(session.outbound_calls, talks, again_talks, options))
+                    among.append(
+                        diff.compare_responses(first.response, again.response, options)
+                        + diff.compare_talks(session.outbound_calls, talks, again_talks, options)
+                    )
             kept, noisy = diff.suppress_repeated(primary, among)
             comparison.suppressed = [Suppressed(d, "noise-runs") for d in noisy]
             primary, report = kept, report.keep_only(kept)
@@ -476,10 +508,10 @@ class Replay:
         summary.skipped_incomplete = self.counts.skipped_incomplete
         summary.total = summary.same + summary.different + summary.error
         summary.suppressed = self.suppressed
+        with contextlib.suppress(KoalaError):  # a mock process that died: the run says what it has
+            await self.mock.collect()
         summary.unattributed = len(self.mock.unattributed)
-        summary.unattributed_talks = [
-            UnattributedNote(t.peer, escaped.encode(t.request[:200]), t.reason) for t in self.mock.unattributed[:20]
-        ]
+        summary.unattributed_talks = [UnattributedNote(t.peer, escaped.encode(t.request[:200]), t.reason) for t in self.mock.unattributed[:20]]
         summary.differing_paths = [PathCount(e, p, k, n) for (e, p, k), n in self.paths.most_common(TOP_PATHS)]
         summary.finished_at = time.time_ns()
         summary.sessions_per_second = round(summary.total / elapsed, 1) if elapsed > 0 else None
