@@ -105,6 +105,21 @@ def test_masking_is_the_same(text):
 
 
 @SETTINGS
+@given(text=st.lists(st.one_of(PIECES, st.sampled_from(VOLATILE)), min_size=12, max_size=40).map(", ".join))
+def test_masking_text_full_of_values_is_the_same(text):
+    """Past _MAX_RUNS runs of values, one pass of the pattern over the whole text."""
+    assert mask_volatile(text) == reference.mask_volatile(text)
+
+
+def test_masking_a_long_insert_is_the_same():
+    rows = ", ".join(f"({1548160113000 + i}, 'sku-{i:04x}', 'Tue, 22 Jan 2019 10:28:{i % 60:02d} GMT', {i}, '2019-01-22T10:28:33.{i:03d}Z', 'deadbeef{i:08x}')" for i in range(120))
+    sql = f"INSERT INTO t (id, sku, at, qty, ts, digest) VALUES {rows}"
+    assert mask_volatile(sql) == reference.mask_volatile(sql)
+    assert normalize_sql(sql, mask_literals=False) == reference.normalize_sql(sql, mask_literals=False)
+    assert mask_volatile(sql).count("<num>") == 120 and mask_volatile(sql).count("<hex>") == 120
+
+
+@SETTINGS
 @given(sql=sqls, mask_literals=st.booleans())
 def test_sql_tokens_and_normalised_sql_are_the_same(sql, mask_literals):
     assert [(m.span(), m.lastgroup) for m in mysql.SQL_TOKEN.finditer(sql)] == [(m.span(), m.lastgroup) for m in reference._SQL_TOKEN.finditer(sql)]
