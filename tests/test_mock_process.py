@@ -19,7 +19,7 @@ from koala_store.replay.mock_process import RemoteMock, use_process
 from koala_store.replay.runner import ReplayOptions, replay
 from koala_store.replay.targets import Address, OutboundMapping
 from koala_store.store.sqlite import SqliteStore
-from replay_helpers import DEP_PEER, free_port, item_session, pair_session, plain_session, sut
+from replay_helpers import DEP_PEER, free_port, item_session, noisy_session, pair_session, plain_session, sut
 
 
 @pytest.fixture
@@ -173,3 +173,16 @@ def test_the_child_ends_when_the_runner_goes_away() -> None:
         return code
 
     assert asyncio.run(run()) == 0
+
+
+def test_noise_runs_go_through_the_mock_process(store) -> None:
+    """Each session replayed again: every replay's talks come back from the child."""
+    store.put_many([noisy_session(i, f"n{i}") for i in range(4)] + [item_session(10 + i, f"sku{i}", 5) for i in range(8)])
+    dep = free_port()
+    with sut("--propagate", "--price-bump", "1", dep=dep) as port:
+        beside = replay(store, options(port, dep, concurrency=4, noise_runs=2, mock_process="on"))
+    results = list(store.runs.comparisons(beside.run_id))
+    noisy = [c for c in results if c.endpoint.startswith("GET /noisy")]
+    items = [c for c in results if c.endpoint.startswith("GET /item")]
+    assert all(c.verdict == "same" and [s.why for s in c.suppressed] == ["noise-runs"] for c in noisy)
+    assert all([d.path for d in c.differences] == ["body.price"] and c.outbound.matched == 1 for c in items)
