@@ -404,7 +404,13 @@ class Control:
             assert mock is not None
             self.contexts[message.key] = mock.begin_calls(message.calls, message.key)
         elif isinstance(message, Finish):
-            self._spawn(self._finish(message))
+            context = self.contexts.get(message.key)
+            if context is not None and mock is not None and not context.busy and context.all_made():
+                # Nothing left to wait for (what settle would find at once): answer now.
+                del self.contexts[message.key]
+                self._finished(message.key, context, mock.end(context))
+            else:
+                self._spawn(self._finish(message))
         elif isinstance(message, Drop):
             context = self.contexts.pop(message.key, None)
             if context is not None and mock is not None:
@@ -435,7 +441,9 @@ class Control:
         if context is None or self.mock is None:
             self.reply(Finished(message.key, [], [], 0, [], 0))
             return
-        talks = await self.mock.finish(context, message.grace)
+        self._finished(message.key, context, await self.mock.finish(context, message.grace))
+
+    def _finished(self, key: str, context: SessionContext, talks: list[Talk]) -> None:
         own = []
         sent = []
         for talk in talks:
@@ -449,7 +457,7 @@ class Control:
             )
             own.append(mine)
             sent.append(msgspec.structs.replace(talk, match=msgspec.structs.replace(result, call=None)) if mine else talk)
-        self.reply(Finished(message.key, sent, own, context.by_header, list(context.without_header), context.bypassed))
+        self.reply(Finished(key, sent, own, context.by_header, list(context.without_header), context.bypassed))
 
 
 async def serve(control_fd: int, replies_fd: int) -> None:
