@@ -111,24 +111,30 @@ def frame(message: msgspec.Struct) -> bytes:
     return len(payload).to_bytes(LENGTH, "big") + payload
 
 
-# `auto` gives the mock a process from this many cores: the runner, the mock and the service
-# under test (usually on the same machine) each need one. On two cores the second process
-# measured no faster (bench/bench_replay.py: the service takes the spare core, and the two
-# processes spend about 0.3 ms more CPU per session than one).
+# When `auto` gives the mock a process of its own (bench/bench_replay.py, --mock-process on
+# against off, fuzzy, 5,000 sessions, on 2 cores beside the Go service under test):
+# - at 8 sessions in flight the two tie: the runner waits on the child's round trips, and
+#   the service takes the spare core;
+# - from 16 the child wins (at 32: 1,013-1,541 sessions/s against 939-1,287), as there are
+#   enough sessions in flight to hide the round trips.
+# With a core each for the runner, the child and the service, it is used from 2 sessions up.
 AUTO_CORES = 4
+AUTO_CONCURRENCY_ON_TWO_CORES = 16
 
 
 def use_process(concurrency: int, setting: str = "auto", cores: int | None = None) -> bool:
-    """Whether the mock gets a process of its own: `on`, `off`, or `auto` (header attribution
-    on a machine with cores for the runner, the mock and the service)."""
+    """Whether the mock gets a process of its own: `on`, `off`, or `auto` (header attribution,
+    with enough cores, or enough sessions in flight to keep two processes busy)."""
+    if concurrency < 2:
+        return False  # one session at a time is attributed by elimination, in-process
     if setting != "auto":
-        return concurrency > 1 and setting == "on"
+        return setting == "on"
     if cores is None:
         try:
             cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
             cores = os.cpu_count() or 1
-    return concurrency > 1 and cores >= AUTO_CORES
+    return cores >= AUTO_CORES or (cores >= 2 and concurrency >= AUTO_CONCURRENCY_ON_TWO_CORES)
 
 
 # --- the runner's side ---------------------------------------------------------------------
