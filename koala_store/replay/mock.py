@@ -91,6 +91,11 @@ class SessionContext:
             self._opening_positions = opening_positions(self.calls)
         return self._opening_positions
 
+    def settled(self) -> bool:
+        """Whether there is nothing left to wait for: no talk being answered, and every
+        recorded call made (see OutboundMock.settle)."""
+        return not self.busy and self.all_made()
+
     def all_made(self) -> bool:
         """Whether every recorded call (but connection set-up, which a pooled connection need
         not repeat) has answered a live talk."""
@@ -203,11 +208,11 @@ class OutboundMock:
         answered = time.monotonic()
         deadline = answered + limit
         while (now := time.monotonic()) < deadline:
+            if context.settled():
+                return
             if context.busy:
                 await asyncio.sleep(0.001)  # a talk is being answered
                 continue
-            if context.all_made():
-                return
             quiet_until = max(answered, context.last_talk_at) + grace
             if now >= quiet_until:
                 return
@@ -223,6 +228,10 @@ class OutboundMock:
 
     async def collect(self) -> None:
         """Bring `unattributed` up to date (already so here; a mock in another process is not)."""
+
+    def context(self, key: str) -> SessionContext | None:
+        """The session being replayed under this key, if it still is."""
+        return self._contexts.get(key)
 
     def end(self, context: SessionContext) -> list[Talk]:
         """Stop attributing to the session; return its talks in the order they were answered.

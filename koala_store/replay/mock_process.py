@@ -14,8 +14,8 @@ Ordering is what makes attribution sound. The runner writes a session's Begin co
 into its socket before it sends the inbound request, so Begin is in the child's receive
 queue before the service can make the session's first outbound call; the child reads every
 pending control message before it attributes a talk. Only header attribution (concurrency
-above 1) runs here; one session at a time stays in-process, where a round trip per session
-would cost more than it saves.
+above 1) runs here; one session at a time stays in-process, where each talk goes to the one
+session in flight.
 """
 
 from __future__ import annotations
@@ -369,7 +369,6 @@ class Control:
         self.replies = replies
         self.buffer = bytearray()
         self.mock: ChildMock | None = None
-        self.contexts: dict[str, SessionContext] = {}
         self.closed = asyncio.get_running_loop().create_future()  # set at Stop or when the runner goes
         self.started: asyncio.Future[Start] = asyncio.get_running_loop().create_future()
         self._decoder = msgspec.msgpack.Decoder(ToChild)
@@ -406,21 +405,20 @@ class Control:
 
     def _dispatch(self, message: ToChild) -> None:
         mock = self.mock
-        if isinstance(message, Begin):
-            assert mock is not None
-            self.contexts[message.key] = mock.begin_calls(message.calls, message.key)
-        elif isinstance(message, Finish):
-            context = self.contexts.get(message.key)
-            if context is not None and mock is not None and not context.busy and context.all_made():
-                # Nothing left to wait for (what settle would find at once): answer now.
-                del self.contexts[message.key]
+        if isinstance(message, (Begin, Finish, Drop)):
+            assert mock is not None  # Start came first: the runner waits for Started
+            context = mock.context(message.key)
+            if isinstance(message, Begin):
+                mock.begin_calls(message.calls, message.key)
+            elif context is None:  # a Finish or Drop for no session in flight: nothing to end
+                if isinstance(message, Finish):
+                    self.reply(Finished(message.key, [], [], 0, [], 0))
+            elif isinstance(message, Drop):
+                mock.end(context)
+            elif context.settled():  # what settle would find at once: answered without a task
                 self._finished(message.key, context, mock.end(context))
             else:
-                self._spawn(self._finish(message))
-        elif isinstance(message, Drop):
-            context = self.contexts.pop(message.key, None)
-            if context is not None and mock is not None:
-                mock.end(context)
+                self._spawn(self._finish(message.key, context, message.grace))
         elif isinstance(message, Collect):
             self.reply(self.tallies())
         elif isinstance(message, Stop):
@@ -442,12 +440,9 @@ class Control:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _finish(self, message: Finish) -> None:
-        context = self.contexts.pop(message.key, None)
-        if context is None or self.mock is None:
-            self.reply(Finished(message.key, [], [], 0, [], 0))
-            return
-        self._finished(message.key, context, await self.mock.finish(context, message.grace))
+    async def _finish(self, key: str, context: SessionContext, grace: float) -> None:
+        assert self.mock is not None
+        self._finished(key, context, await self.mock.finish(context, grace))
 
     def _finished(self, key: str, context: SessionContext, talks: list[Talk]) -> None:
         own = []
