@@ -127,3 +127,51 @@ def test_strings_are_scanned_right_whatever_the_position_of_their_special_bytes(
             assert body.same_canonical_json(recorded, replayed)
             raw = b'["' + b"c" * at + b"\x01" + b"d" * size + b'"]'
             assert canonical(raw) is None  # a raw control byte is not JSON
+
+
+def same_tokens(expected: bytes, actual: bytes) -> bool:
+    from koala_store.diff._canonjson import same_tokens as compiled
+
+    return compiled(expected, actual)
+
+
+@PROPERTY
+@given(documents, st.sampled_from([0, orjson.OPT_INDENT_2]), st.sampled_from([b"", b" ", b"\n\t\r "]))
+def test_the_same_tokens_in_the_same_order_match_in_place(doc, option, pad):
+    recorded = orjson.dumps(doc)
+    if recorded[:1] not in b"{[" or any(orjson.dumps(k) != b'"' + k.encode() + b'"' for k in _keys(doc)):
+        return
+    replayed = pad + orjson.dumps(doc, option=option) + pad
+    assert same_tokens(recorded, replayed) and same_tokens(replayed, recorded)
+
+
+@PROPERTY
+@given(st.binary(max_size=40), st.binary(max_size=40), st.sampled_from([b"[", b"{", b'{"k":', b"[1,"]))
+def test_matching_tokens_mean_both_are_json_with_one_value(tail_a, tail_b, head):
+    a, b = head + tail_a, head + tail_b
+    if same_tokens(a, b):
+        assert json.loads(a) == json.loads(b)  # strict JSON on both sides (no NaN, no trailing bytes)
+        assert canonical(a) == canonical(b) is not None
+
+
+def test_what_does_not_match_in_place():
+    assert same_tokens(b'{"a" : [1 ,\n 2.5e+3, "x y"]}', b'{"a":[1,2.5e+3,"x y"]}')
+    for a, b in [
+        (b"[1]", b"[12]"),  # a token that is a prefix of the other's
+        (b"[12]", b"[1 2]"),  # whitespace inside a token
+        (b"[true]", b"[truex]"),
+        (b'["a b"]', b'["ab"]'),  # whitespace inside a string is the string's
+        (b"[1]", b"[1] x"),  # trailing bytes on either side
+        (b"[1] x", b"[1]"),
+        (b"[1,2", b"[1,2"),  # neither is JSON
+        (b"[1]", b"[1]\x0c"),  # form feed is not JSON whitespace
+        (b'{"a":1,"b":2}', b'{"b":2,"a":1}'),  # key order: the forms decide
+        (b'{"\\u0061":1}', b'{"\\u0061":1}'),  # escaped keys: left to the parsers, as in the form
+        (b"[1,2]", b"[1,2,3]"),
+        (b"[1,2,3]", b"[1,2]"),
+        (b"[" * 201 + b"]" * 201, b"[" * 201 + b"]" * 201),  # deeper than MAX_DEPTH
+    ]:
+        assert not same_tokens(a, b), (a, b)
+    assert same_tokens(b"[" * 200 + b"]" * 200, b"[" * 200 + b"]" * 200)
+    # Not UTF-8: the tokens match, but the parsers refuse both, so the diff reads them as bytes.
+    assert same_tokens(b'["\xc0\xaf"]', b'[ "\xc0\xaf" ]') and not body.same_canonical_json(b'["\xc0\xaf"]', b'[ "\xc0\xaf" ]')

@@ -26,7 +26,7 @@
 
 #define MAX_DEPTH 200 /* far below orjson's and the standard library's nesting limits */
 
-enum { OK = 0, REFUSE = -1, NOMEM = -2 };
+enum { OK = 0, REFUSE = -1, NOMEM = -2, DIFFERS = -3 };
 
 typedef struct {
     unsigned char *at;
@@ -38,6 +38,10 @@ typedef struct {
     int depth;
     Buf out;     /* the canonical form being written */
     Buf scratch; /* an object's members while they are written back sorted */
+    /* Compare mode (other != NULL): instead of writing the form, each token is matched
+     * against the next token of the other document, in place and in the order written. */
+    const unsigned char *other, *other_end;
+    int differs; /* set at the first token that does not match; the parse then stops */
 } Ctx;
 
 typedef struct {
@@ -69,12 +73,42 @@ static inline void put_token(Ctx *c, const unsigned char *src, size_t n) {
 
 static inline void put_byte(Buf *b, unsigned char c) { b->at[b->len++] = c; }
 
+static inline const unsigned char *skip_ws_at(const unsigned char *p, const unsigned char *end);
+
+/* In compare mode: whether the other document's next token (after its whitespace) is these
+ * bytes. A token that is only a prefix of the other's (1 against 12) is caught by the next
+ * match, since the bytes after a token are never whitespace-free continuations of it. */
+static void match(Ctx *c, const unsigned char *src, size_t n) {
+    const unsigned char *q = skip_ws_at(c->other, c->other_end);
+    if (!c->differs && (size_t)(c->other_end - q) >= n && memcmp(q, src, n) == 0)
+        c->other = q + n;
+    else
+        c->differs = 1;
+}
+
+/* A token of the document: written to the form, or matched in compare mode. */
+static inline void emit(Ctx *c, const unsigned char *src, size_t n) {
+    if (c->other != NULL)
+        match(c, src, n);
+    else
+        put_token(c, src, n);
+}
+
+/* A structural byte ({ } [ ] : ,): written to the form, or matched in compare mode. */
+static inline void emit_byte(Ctx *c, unsigned char ch) {
+    if (c->other == NULL)
+        put_byte(&c->out, ch);
+    else if (!c->differs && c->other < c->other_end && *c->other == ch)
+        c->other++; /* the common case: no whitespace before it */
+    else
+        match(c, &ch, 1);
+}
+
 #define EIGHT_SPACES 0x2020202020202020ULL
 
 /* Whitespace between tokens. Pretty-printed bodies are mostly indentation, so runs of spaces
  * are skipped eight bytes at a time. */
-static inline void skip_ws(Ctx *c) {
-    const unsigned char *p = c->p, *end = c->end;
+static inline const unsigned char *skip_ws_at(const unsigned char *p, const unsigned char *end) {
     while (p < end && *p <= ' ') {
         if (*p == ' ') {
             uint64_t word;
@@ -88,8 +122,10 @@ static inline void skip_ws(Ctx *c) {
             break;
         }
     }
-    c->p = p;
+    return p;
 }
+
+static inline void skip_ws(Ctx *c) { c->p = skip_ws_at(c->p, c->end); }
 
 static int is_hex(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
@@ -100,11 +136,12 @@ static unsigned char string_stop[256]; /* the bytes a string's scan stops at: '"
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
-/* Whether any of 8 bytes is one string_stop holds ('"', '\\', below 0x20): the classic
- * zero-byte and less-than tests on a word, exact about whether one is there, not where. */
-static inline int has_stop_byte(uint64_t w) {
+/* The bytes of a little-endian word that string_stop holds ('"', '\\', below 0x20), each
+ * flagged by its high bit: the classic zero-byte and less-than tests on a word. A borrow can
+ * flag a byte above a flagged one, never below, so the lowest flag is exactly the first stop. */
+static inline uint64_t stop_bytes(uint64_t w) {
     uint64_t quote = w ^ (ONES * '"'), backslash = w ^ (ONES * '\\');
-    return ((((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash) | ((w - ONES * 0x20) & ~w)) & HIGHS) != 0;
+    return (((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash) | ((w - ONES * 0x20) & ~w)) & HIGHS;
 }
 
 /* A string token at c->p (the opening quote), copied as written. *escaped says whether it
@@ -114,18 +151,23 @@ static int string(Ctx *c, int *escaped) {
     *escaped = 0;
     for (;;) {
         const unsigned char *p = c->p;
-        uint64_t word;
-        while (c->end - p >= 8 && (memcpy(&word, p, 8), !has_stop_byte(word)))
+        uint64_t word, stops = 0;
+        while (c->end - p >= 8 && (memcpy(&word, p, 8), (stops = stop_bytes(word)) == 0))
             p += 8;
-        while (p < c->end && !string_stop[*p])
-            p++;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (stops != 0)
+            p += __builtin_ctzll(stops) >> 3;
+        else
+#endif
+            while (p < c->end && !string_stop[*p])
+                p++;
         c->p = p;
         if (c->p >= c->end)
             return REFUSE;
         unsigned char ch = *c->p;
         if (ch == '"') {
             c->p++;
-            put_token(c, start, (size_t)(c->p - start));
+            emit(c, start, (size_t)(c->p - start));
             return OK;
         }
         if (ch != '\\' || c->p + 1 >= c->end)
@@ -176,7 +218,7 @@ static int number(Ctx *c) {
             return REFUSE;
         digits(c);
     }
-    put_token(c, start, (size_t)(c->p - start));
+    emit(c, start, (size_t)(c->p - start));
     return OK;
 }
 
@@ -184,7 +226,7 @@ static int literal(Ctx *c, const char *word, size_t n) {
     if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
         return REFUSE;
     c->p += n;
-    put(&c->out, (const unsigned char *)word, n);
+    emit(c, (const unsigned char *)word, n);
     return OK;
 }
 
@@ -235,12 +277,12 @@ static int object(Ctx *c) {
     Member *members = few;
     size_t count = 0, cap = 16;
     int rc = OK;
-    put_byte(&c->out, '{');
+    emit_byte(c, '{');
     c->p++;
     skip_ws(c);
     if (c->p < c->end && *c->p == '}') {
         c->p++;
-        put_byte(&c->out, '}');
+        emit_byte(c, '}');
         return OK;
     }
     for (;;) {
@@ -250,7 +292,7 @@ static int object(Ctx *c) {
             break;
         }
         if (count > 0)
-            put_byte(&c->out, ',');
+            emit_byte(c, ',');
         if (count == cap) {
             Member *grown = malloc(2 * cap * sizeof(Member));
             if (grown == NULL) {
@@ -281,7 +323,7 @@ static int object(Ctx *c) {
             break;
         }
         c->p++;
-        put_byte(&c->out, ':');
+        emit_byte(c, ':');
         if ((rc = value(c)) != OK)
             break;
         m->len = c->out.len - m->start;
@@ -293,8 +335,9 @@ static int object(Ctx *c) {
         }
         if (c->p < c->end && *c->p == '}') {
             c->p++;
-            sort_members(c, members, count);
-            put_byte(&c->out, '}');
+            if (c->other == NULL) /* compare mode matches members in the order written */
+                sort_members(c, members, count);
+            emit_byte(c, '}');
             break;
         }
         rc = REFUSE;
@@ -306,17 +349,17 @@ static int object(Ctx *c) {
 }
 
 static int array(Ctx *c) {
-    put_byte(&c->out, '[');
+    emit_byte(c, '[');
     c->p++;
     skip_ws(c);
     if (c->p < c->end && *c->p == ']') {
         c->p++;
-        put_byte(&c->out, ']');
+        emit_byte(c, ']');
         return OK;
     }
     for (int first = 1;; first = 0) {
         if (!first)
-            put_byte(&c->out, ',');
+            emit_byte(c, ',');
         int rc = value(c);
         if (rc != OK)
             return rc;
@@ -327,7 +370,7 @@ static int array(Ctx *c) {
         }
         if (c->p < c->end && *c->p == ']') {
             c->p++;
-            put_byte(&c->out, ']');
+            emit_byte(c, ']');
             return OK;
         }
         return REFUSE;
@@ -335,6 +378,8 @@ static int array(Ctx *c) {
 }
 
 static int value(Ctx *c) {
+    if (c->differs)
+        return DIFFERS;
     skip_ws(c);
     if (c->p >= c->end)
         return REFUSE;
@@ -396,8 +441,48 @@ static PyObject *canonical(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* same_tokens(expected, actual) -> bool: whether both are the same JSON object or array token
+ * for token, in the same order, with only whitespace between tokens told apart. Then they
+ * parse to the same value (the same rules as the form: strict JSON, no escaped keys, nesting
+ * up to MAX_DEPTH). False says nothing more: the documents may differ only in key order, or
+ * not be JSON; the caller goes on to the forms. Nothing is written: a pretty-printed body and
+ * its compact twin (the common re-indented case) are settled in one pass over both, without
+ * sorting either, and a pair that differs stops at its first differing token. */
+static PyObject *same_tokens(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "same_tokens(expected, actual) takes two bytes-like objects");
+        return NULL;
+    }
+    Py_buffer first, second;
+    if (PyObject_GetBuffer(args[0], &first, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &second, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&first);
+        return NULL;
+    }
+    Ctx c = {0};
+    c.p = first.buf;
+    c.end = c.p + first.len;
+    c.other = second.buf;
+    c.other_end = c.other + second.len;
+    skip_ws(&c);
+    int rc = REFUSE;
+    if (c.p < c.end && (*c.p == '{' || *c.p == '[')) {
+        rc = value(&c);
+        skip_ws(&c);
+        if (rc == OK && (c.differs || c.p != c.end || skip_ws_at(c.other, c.other_end) != c.other_end))
+            rc = DIFFERS; /* trailing bytes on either side */
+    }
+    PyBuffer_Release(&first);
+    PyBuffer_Release(&second);
+    if (rc == NOMEM)
+        return PyErr_NoMemory();
+    return PyBool_FromLong(rc == OK);
+}
+
 static PyMethodDef methods[] = {
     {"canonical", canonical, METH_O, "The canonical form of a JSON object or array (sorted keys, no whitespace), or None."},
+    {"same_tokens", (PyCFunction)(void (*)(void))same_tokens, METH_FASTCALL, "Whether two JSON documents are the same tokens in the same order (whitespace aside)."},
     {NULL, NULL, 0, NULL},
 };
 

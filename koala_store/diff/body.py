@@ -19,8 +19,9 @@ from .paths import Path, format_path
 
 try:  # optional compiled part (setup.py); without it, bodies in another key order are parsed
     from ._canonjson import canonical as _canonical
+    from ._canonjson import same_tokens as _same_tokens
 except ImportError:  # pragma: no cover - exercised where no C compiler is installed
-    _canonical = None
+    _canonical = _same_tokens = None
 
 _CHARSET = re.compile(r"charset\s*=\s*\"?([\w.:-]+)", re.I)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
@@ -88,10 +89,15 @@ def same_canonical_json(expected: bytes, actual: bytes) -> bool:
     every token as written) are compared without parsing either to objects. The form is
     None for what it cannot answer for exactly (see the C file), and those bodies are
     parsed. As in same_json_text, a body that is not ASCII must be valid UTF-8, which the
-    parsers require and the form does not check."""
+    parsers require and the form does not check.
+
+    Bodies whose keys come in the same order (re-indented) are settled first by matching
+    their tokens in place, which sorts and writes nothing."""
     pair = _json_pair(expected, actual) if _canonical is not None else None
     if pair is None:
         return False
+    if _same_tokens(*pair):
+        return _utf8(pair[0])
     form = _canonical(pair[0])
     return form is not None and form == _canonical(pair[1]) and _utf8(pair[0])
 
