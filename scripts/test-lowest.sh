@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/uv ]; then
   .venv/bin/python -m pip install --quiet "uv>=0.4"
 fi
 stamp=.venv-lowest/.koala-installed
-wanted=$(cat pyproject.toml setup.py matchers/*.c koala_store/diff/*.c | sha1sum | cut -d' ' -f1)
+wanted=$(cat pyproject.toml setup.py matchers/*.c koala_store/*/*.c | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   rm -rf .venv-lowest
   .venv/bin/uv venv --quiet --python "$(.venv/bin/python -c 'import sys; print(sys.executable)')" .venv-lowest

@@ -17,6 +17,8 @@ HEAD_END = b"\r\n\r\n"
 _REQUEST_LINE = re.compile(rb"([A-Z][A-Z0-9_-]{0,19}) (\S+) HTTP/(\d)\.(\d)\r?\n?(?:\r\n|\Z)")
 _LINE_LIMIT = 8200
 _STATUS_LINE = re.compile(rb"^HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\r?$")
+# The same, for the start line once decoded as Latin-1 (the same matches: ASCII digits).
+_STATUS_TEXT = re.compile(_STATUS_LINE.pattern.decode(), re.ASCII)
 
 
 class Head(Struct):
@@ -94,7 +96,9 @@ def looks_like_response(data: bytes) -> bool:
     return data.startswith(b"HTTP/") and _STATUS_LINE.match(_first_line(data)) is not None
 
 
-def _parse_head(data: bytes) -> tuple[str, list[tuple[str, str]], int]:
+def _split_head(data: bytes) -> tuple[str, list[tuple[str, str]], int]:
+    """(start line, headers, body offset): the reference for _http1head.split_head, which
+    does exactly this in C where it built."""
     end = data.find(HEAD_END)
     if end < 0:
         # A head cut short still tells its start line and the headers seen so far.
@@ -108,6 +112,12 @@ def _parse_head(data: bytes) -> tuple[str, list[tuple[str, str]], int]:
         if sep and name and " " not in name:
             headers.append((name, value.strip()))
     return lines[0], headers, body_offset
+
+
+try:  # optional compiled part (setup.py): the same split, ~4x faster
+    from ._http1head import split_head as _parse_head
+except ImportError:  # pragma: no cover - exercised where no C compiler is installed
+    _parse_head = _split_head
 
 
 def parse_request_head(data: bytes) -> Head | None:
@@ -131,17 +141,11 @@ def parse_response_head(data: bytes) -> Head | None:
     if not data.startswith(b"HTTP/"):
         return None
     start, headers, body_offset = _parse_head(data)
-    match = _STATUS_LINE.match(start.encode("latin-1"))
+    match = _STATUS_TEXT.match(start)
     if match is None:
         return None
-    return Head(
-        start_line=start,
-        headers=headers,
-        body_offset=body_offset,
-        status=int(match.group(3)),
-        reason=(match.group(4) or b"").decode("latin-1"),
-        version=f"{match.group(1).decode()}.{match.group(2).decode()}",
-    )
+    major, minor, status, reason = match.groups("")
+    return Head(start_line=start, headers=headers, body_offset=body_offset, status=int(status), reason=reason, version=f"{major}.{minor}")
 
 
 def dechunk(body: bytes) -> bytes | None:

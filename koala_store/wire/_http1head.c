@@ -1,0 +1,108 @@
+/* The head of an HTTP/1.x message split into its start line and headers: the hot part of
+ * koala_store/wire/http1.py `_parse_head`, which keeps the same code in Python as the
+ * reference (and the fallback where this does not build).
+ *
+ * split_head(data) -> (start_line, [(name, value), ...], body_offset)
+ *
+ * Exactly what the Python does:
+ *
+ *     end = data.find(b"\r\n\r\n")
+ *     head, body_offset = (data, len(data)) if end < 0 else (data[:end], end + 4)
+ *     lines = head.decode("latin-1").split("\r\n")
+ *     headers = [(name, value.strip()) for name, sep, value in (l.partition(":") for l in lines[1:])
+ *                if sep and name and " " not in name]
+ *     return lines[0], headers, body_offset
+ *
+ * str.strip() removes what str.isspace() calls whitespace; in Latin-1 that is \t \n \v \f \r,
+ * \x1c-\x1f, space, \x85 and \xa0, all of which Py_UNICODE_ISSPACE tells here.
+ *
+ * Why: the loop above costs ~3 us for a head of eight headers, and every compared response,
+ * replayed inbound response and outbound HTTP call is parsed; this takes well under 1 us.
+ */
+#define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
+#include <Python.h>
+#include <string.h>
+
+static inline int is_space(unsigned char c) { return Py_UNICODE_ISSPACE((Py_UCS4)c); }
+
+/* The next "\r\n" in [p, end), or end. */
+static const unsigned char *line_end(const unsigned char *p, const unsigned char *end) {
+    for (;;) {
+        const unsigned char *cr = memchr(p, '\r', (size_t)(end - p));
+        if (cr == NULL || cr + 1 >= end)
+            return end;
+        if (cr[1] == '\n')
+            return cr;
+        p = cr + 1;
+    }
+}
+
+/* One header line, appended to headers when it is one (a colon after a name without spaces). */
+static int header(PyObject *headers, const unsigned char *p, const unsigned char *end) {
+    const unsigned char *colon = memchr(p, ':', (size_t)(end - p));
+    if (colon == NULL || colon == p || memchr(p, ' ', (size_t)(colon - p)) != NULL)
+        return 0;
+    const unsigned char *value = colon + 1, *stop = end;
+    while (value < stop && is_space(*value))
+        value++;
+    while (stop > value && is_space(stop[-1]))
+        stop--;
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL)
+        return -1;
+    PyObject *name_text = PyUnicode_DecodeLatin1((const char *)p, colon - p, NULL);
+    PyObject *value_text = PyUnicode_DecodeLatin1((const char *)value, stop - value, NULL);
+    if (name_text == NULL || value_text == NULL) {
+        Py_XDECREF(name_text);
+        Py_XDECREF(value_text);
+        Py_DECREF(pair);
+        return -1;
+    }
+    PyTuple_SET_ITEM(pair, 0, name_text);
+    PyTuple_SET_ITEM(pair, 1, value_text);
+    int rc = PyList_Append(headers, pair);
+    Py_DECREF(pair);
+    return rc;
+}
+
+static PyObject *split_head(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *data = view.buf, *end = data + view.len;
+    const unsigned char *head_end = memmem(data, (size_t)view.len, "\r\n\r\n", 4);
+    Py_ssize_t body_offset = head_end == NULL ? view.len : (head_end - data) + 4;
+    if (head_end == NULL)
+        head_end = end;
+    PyObject *headers = PyList_New(0), *start = NULL;
+    const unsigned char *first = line_end(data, head_end);
+    if (headers != NULL)
+        start = PyUnicode_DecodeLatin1((const char *)data, first - data, NULL);
+    const unsigned char *p = first;
+    while (start != NULL && p < head_end) {
+        p += 2; /* the CRLF that ended the line before */
+        const unsigned char *stop = line_end(p, head_end);
+        if (header(headers, p, stop) < 0) {
+            Py_CLEAR(start);
+            break;
+        }
+        p = stop;
+    }
+    PyBuffer_Release(&view);
+    if (start == NULL) {
+        Py_XDECREF(headers);
+        return NULL;
+    }
+    PyObject *result = Py_BuildValue("(NNn)", start, headers, body_offset);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"split_head", split_head, METH_O, "(start_line, [(name, value)], body_offset) of an HTTP/1.x message's head."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_http1head", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__http1head(void) { return PyModule_Create(&module); }

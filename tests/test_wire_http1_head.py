@@ -1,0 +1,61 @@
+"""The compiled head split (koala_store/wire/_http1head.c) does exactly what its Python
+reference in http1.py does, on odd heads too: recordings hold whatever crossed the wire."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from koala_store.wire import http1
+
+compiled = pytest.importorskip("koala_store.wire._http1head", reason="koala_store/wire/_http1head.c did not build")
+
+# Bytes that decide the split: CR and LF alone and together, the colon, the space that makes a
+# name no name, and what str.strip() calls whitespace in Latin-1 (tab, \x1c-\x1f, \x85, \xa0).
+_DECIDING = [b"\r\n", b"\r", b"\n", b":", b" ", b"\t", b"\x0b", b"\x1c", b"\x1f", b"\x85", b"\xa0", b"\x00", b"\xff", b"\r\n\r\n"]
+pieces = st.one_of(st.sampled_from(_DECIDING), st.binary(max_size=6), st.sampled_from([b"Content-Type", b"X-Id", b"HTTP/1.1 200 OK"]))
+heads = st.lists(pieces, max_size=30).map(b"".join)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(heads)
+def test_the_compiled_split_is_the_python_one(data: bytes) -> None:
+    assert compiled.split_head(data) == http1._split_head(data)
+    assert compiled.split_head(bytearray(data)) == http1._split_head(data)  # any bytes-like
+
+
+def test_a_response_head_is_split_as_people_read_it() -> None:
+    data = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nX-Empty:\r\nBad Name: x\r\n: no name\r\nX-Pad: \xa0 v\t \r\n\r\n{}"
+    start, headers, offset = compiled.split_head(data)
+    assert start == "HTTP/1.1 200 OK" and data[offset:] == b"{}"
+    assert headers == [("Server", "nginx"), ("X-Empty", ""), ("X-Pad", "v")]
+    # A head cut short keeps what was seen; its body starts at the end.
+    cut = b"HTTP/1.1 200 OK\r\nA: 1\r\nB"
+    assert compiled.split_head(cut) == ("HTTP/1.1 200 OK", [("A", "1")], len(cut))
+    with pytest.raises(TypeError):
+        compiled.split_head("not bytes")
+
+
+def test_responses_parse_the_same_with_either_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    fast = http1.response(data)
+    monkeypatch.setattr(http1, "_parse_head", http1._split_head)
+    assert http1.response(data) == fast
+    assert (fast.status, fast.reason, fast.body) == (404, "Not Found", b"abc")
+    assert http1.parse_response_head(b"HTTP/1.1 200\r\n\r\n").reason == ""  # no reason phrase
+    assert http1.parse_response_head(b"HTTP/1.1 20x OK\r\n\r\n") is None
+
+
+status_lines = st.lists(st.sampled_from([b"HTTP/", b"1", b".", b"1 ", b"200", b" ", b"OK", b"\r", b"\n", b"\xb2", b"\xa0", b"x"]), max_size=12).map(b"".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(status_lines)
+def test_the_status_line_reads_the_same_as_text_and_as_bytes(line: bytes) -> None:
+    """parse_response_head matches the decoded start line: the same matches as the bytes pattern."""
+    as_bytes = http1._STATUS_LINE.match(line)
+    as_text = http1._STATUS_TEXT.match(line.decode("latin-1"))
+    assert (as_bytes is None) == (as_text is None)
+    if as_bytes is not None:
+        assert as_text.groups() == tuple(g.decode("latin-1") if g is not None else None for g in as_bytes.groups())
