@@ -9,9 +9,10 @@ feature flags), generated deterministically from the seed, wrapped in HTTP/1.1 r
 - equal: the same body bytes, but Date, X-Request-Id and Server differ (ignored headers).
 - equal-reindented: the same JSON pretty-printed (keys in the same order).
 - equal-reserialized: the same JSON with keys in another order and other whitespace.
-  Both are told equal by comparing canonical forms made in C (koala_store/diff/_canonjson.c:
-  keys sorted, whitespace dropped), without parsing either body to objects; without the
-  compiled part, the first is reformatted by msgspec and the second is parsed.
+  Both are told equal in C (koala_store/diff/_canonjson.c) without parsing either body to
+  objects: the first by matching the two token streams in place, the second by comparing
+  canonical forms (keys sorted, whitespace dropped). Without the compiled part, the first
+  is reformatted by msgspec and the second is parsed.
 - different: 3 to 5 fields changed per pair (a price, a status, a flag, a key added, an item
   added or removed), reported through deepdiff.
 Targets: equal >= 20,000 pairs/s, different >= 1,000 pairs/s.
