@@ -110,6 +110,21 @@ def test_the_compiled_lexer_counts_as_the_tokenizer_does(data: bytes) -> None:
         assert vec == expected and all(type(w) is int for w in vec.values())
 
 
+def test_the_compiled_lexer_counts_a_run_alike_wherever_it_stands() -> None:
+    """Runs are hashed eight bytes at a time, the last part read as one word when the data holds
+    eight more bytes, else byte by byte: both must hash one run alike. Many distinct runs in
+    little data grow the table past the size it starts with."""
+    lex_ascii = __import__("matchers.sim", fromlist=["_compiled_lex_ascii"])._compiled_lex_ascii
+    if lex_ascii is None:
+        pytest.skip("matchers/_simlex.c did not build")
+    for size in range(1, 20):
+        run = bytes(b"abcdefghijklmnopqrstuvwxyz"[:size])
+        for data in (run + b" " + run + b"{" * 9 + run, run + b"{" * 9 + run + b" " + run):
+            assert lex_ascii(data) == _python_lex(data), data
+    many = b" ".join(b"k%d" % i for i in range(5000))
+    assert lex_ascii(many) == _python_lex(many)
+
+
 def test_the_compiled_lexer_leaves_non_ascii_to_python() -> None:
     lex_ascii = __import__("matchers.sim", fromlist=["_compiled_lex_ascii"])._compiled_lex_ascii
     if lex_ascii is None:
