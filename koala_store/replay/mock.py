@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import Iterable
@@ -74,7 +75,6 @@ class SessionContext:
         self.talks: list[Talk] = []
         self._openings: tuple[SessionMatcher, list[int]] | None = None
         self._expected: list[int] | None = None  # positions a faithful replay makes
-        self._opening_positions: frozenset[int] | None = None
         self.bypassed = 0  # unmatched talks let through to the real dependency (--bypass)
         # How talks were attributed: by the propagated header, or only because this was the
         # one session in flight (what a SUT that does not pass the header on looks like).
@@ -84,12 +84,10 @@ class SessionContext:
         self.last_talk_at = 0.0
         self.began_at = time.monotonic()
 
-    @property
+    @functools.cached_property
     def openings(self) -> frozenset[int]:
         """Positions of the calls that opened a connection when recorded (wire.setup)."""
-        if self._opening_positions is None:
-            self._opening_positions = opening_positions(self.calls)
-        return self._opening_positions
+        return opening_positions(self.calls)
 
     def settled(self) -> bool:
         """Whether there is nothing left to wait for: no talk being answered, and every

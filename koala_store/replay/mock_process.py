@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import resource
 import signal
@@ -149,14 +150,11 @@ class RemoteContext:
         self.by_header = 0
         self.without_header: list[str] = []
         self.bypassed = 0
-        self._openings: frozenset[int] | None = None
 
-    @property
+    @functools.cached_property
     def openings(self) -> frozenset[int]:
         """Positions of the calls that opened a connection when recorded (wire.setup)."""
-        if self._openings is None:
-            self._openings = opening_positions(self.calls)
-        return self._openings
+        return opening_positions(self.calls)
 
 
 class RemoteMock:
@@ -506,10 +504,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from .runner import run_loop
 
-    async def life() -> None:
-        await serve(int(argv[0]), int(argv[1]))
-
-    run_loop(life())
+    run_loop(serve(int(argv[0]), int(argv[1])))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@
  * str.strip() removes what str.isspace() calls whitespace; in Latin-1 that is \t \n \v \f \r,
  * \x1c-\x1f, space, \x85 and \xa0, all of which Py_UNICODE_ISSPACE tells here.
  *
- * Why: the loop above costs ~3 us for a head of eight headers, and every compared response,
- * replayed inbound response and outbound HTTP call is parsed; this takes well under 1 us.
+ * Why: the loop above costs ~2.9 us for a response head of seven headers, and every compared
+ * response, replayed inbound response and outbound HTTP call is parsed; this takes ~0.9 us.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
@@ -94,8 +94,7 @@ static PyObject *split_head(PyObject *self, PyObject *arg) {
         Py_XDECREF(headers);
         return NULL;
     }
-    PyObject *result = Py_BuildValue("(NNn)", start, headers, body_offset);
-    return result;
+    return Py_BuildValue("(NNn)", start, headers, body_offset);
 }
 
 static PyMethodDef methods[] = {

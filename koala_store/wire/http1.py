@@ -114,7 +114,7 @@ def _split_head(data: bytes) -> tuple[str, list[tuple[str, str]], int]:
     return lines[0], headers, body_offset
 
 
-try:  # optional compiled part (setup.py): the same split, ~4x faster
+try:  # optional compiled part (setup.py): the same split, ~3x faster
     from ._http1head import split_head as _parse_head
 except ImportError:  # pragma: no cover - exercised where no C compiler is installed
     _parse_head = _split_head
