@@ -16,6 +16,13 @@ _CONTROLS = str.maketrans({code: " " for code in [*range(32), 127]})
 _NON_TOKEN = re.compile(r"[\W_]+")
 # Bytes that are not ASCII letters or digits, as spaces (the fast path for ASCII text).
 _ASCII_SEPARATORS = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + bytes(128)
+# The same, keeping the bytes of non-ASCII characters (add_terms splits UTF-8 at ASCII).
+_ASCII_SEPARATORS_KEEP_WIDE = _ASCII_SEPARATORS[:128] + bytes(range(128, 256))
+
+try:
+    from ._terms import ascii_terms as _compiled_ascii_terms
+except ImportError:  # not built: the Python below does the same
+    _compiled_ascii_terms = None
 
 
 def searchable_text(data: bytes) -> str:
@@ -34,3 +41,26 @@ def token_text(data: bytes) -> str:
     if head.isascii():
         return head.translate(_ASCII_SEPARATORS).decode("ascii")
     return _NON_TOKEN.sub(" ", head.decode("utf-8", "replace"))
+
+
+def add_terms(texts: list[str], into: set[str]) -> list[str]:
+    """Add the ASCII terms of `texts` (searchable_text's output) to `into`, exactly as FTS5's
+    unicode61 makes them (runs of ASCII letters and digits, lowercased), and return the runs
+    that hold other characters: how FTS5 splits and folds those follows its own Unicode 6.1
+    tables, so the SQLite store hands them to FTS5 itself (SqliteStore._fts5_terms)."""
+    if _compiled_ascii_terms is not None:
+        return _compiled_ascii_terms(texts, into)
+    return _ascii_terms(texts, into)
+
+
+def _ascii_terms(texts: list[str], into: set[str]) -> list[str]:
+    """What _terms.ascii_terms does (the reference): add the runs of ASCII letters and digits,
+    lowercased, and return the runs that hold other characters."""
+    wide = []
+    for text in texts:
+        for run in text.encode().translate(_ASCII_SEPARATORS_KEEP_WIDE).split():
+            if run.isascii():
+                into.add(run.lower().decode())
+            else:
+                wide.append(run.decode())
+    return wide

@@ -21,7 +21,9 @@ they were.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import lru_cache
 from typing import Any
 
@@ -84,6 +86,8 @@ class TextIndex:
     pending: bool = False  # schema 2: text_pending holds sessions not indexed yet
     nothing_indexed: bool = False  # schema 2, read-only, an index of another text version
     upto: int | None = None  # schema 1: sessions above this row id are not indexed
+    # Schema 2: the indexed terms starting with a prefix (None: too many to name).
+    prefix_terms: Callable[[str], tuple[str, ...] | None] | None = dataclass_field(default=None, compare=False)
 
 
 def glob_pattern(pattern: str) -> str:
@@ -99,15 +103,25 @@ def glob_pattern(pattern: str) -> str:
     return "".join(out)
 
 
-def fts_phrase(node: ir.Text, columns: list[str]) -> str:
-    """An FTS5 MATCH expression: the phrase, in these columns, last token a prefix if asked."""
+def fts_phrase(node: ir.Text, columns: list[str], prefix_terms: tuple[str, ...] | None = None) -> str:
+    """An FTS5 MATCH expression: the phrase, in these columns, last token a prefix if asked.
+    Given the indexed terms that start with that prefix, the phrase is an OR of one phrase per
+    term instead: the same matches, walked in rowid order without merging every term's list
+    first (FTS5's way with `prefix*`)."""
+    if node.prefix and prefix_terms:
+        head = node.tokens[:-1]
+        phrases = " OR ".join('"' + " ".join([*head, term]) + '"' for term in prefix_terms)
+        return "{" + " ".join(columns) + "} : (" + phrases + ")"
     phrase = '"' + " ".join(node.tokens) + '"' + (" *" if node.prefix else "")
     return "{" + " ".join(columns) + "} : " + phrase
 
 
-def session_match(nodes: list[ir.Text]) -> str:
+def session_match(nodes: list[ir.Text], text: TextIndex | None = None) -> str:
     """One MATCH expression over session_text for full-text conditions that must all hold."""
-    parts = [fts_phrase(node, [SESSION_TEXT_COLUMNS[f.name] for f in node.fields]) for node in nodes]
+    lookup = text.prefix_terms if text is not None else None
+    parts = [
+        fts_phrase(node, [SESSION_TEXT_COLUMNS[f.name] for f in node.fields], lookup(node.tokens[-1]) if lookup and node.prefix else None) for node in nodes
+    ]
     return parts[0] if len(parts) == 1 else " AND ".join(f"({p})" for p in parts)
 
 
@@ -175,7 +189,7 @@ class SqlCompiler:
         if self.text_index.nothing_indexed:
             return f"koala_text({self.param(encode_text(node))}, s.body)"
         if self.text_index.per_session:
-            sources = [f"SELECT rowid FROM session_text WHERE session_text MATCH {self.param(session_match([node]))}"]
+            sources = [f"SELECT rowid FROM session_text WHERE session_text MATCH {self.param(session_match([node], self.text_index))}"]
             if self.text_index.pending:
                 sources.append(f"SELECT p.id FROM text_pending p JOIN sessions q ON q.id = p.id WHERE koala_text({self.param(encode_text(node))}, q.body)")
             return f"s.id IN ({' UNION ALL '.join(sources)})"
@@ -235,7 +249,7 @@ def driven(node: ir.Node, text: TextIndex | None = None) -> Driven | None:
     compiler = SqlCompiler(text)
     where = compiler.balanced("AND", [compiler.compile(i) for i in rest]) if rest else "1"
     keyword_first = any(_indexable(i) for i in rest)
-    return Driven(session_match(texts), where, compiler.params, keyword_first)
+    return Driven(session_match(texts, text), where, compiler.params, keyword_first)
 
 
 def _indexable(node: ir.Node) -> bool:

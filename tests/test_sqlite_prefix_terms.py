@@ -1,0 +1,179 @@
+"""SQLite full text: prefix queries name their terms from the store's term vocabulary
+(text_terms, issue 12 item 3), and find exactly what FTS5's own prefix merge finds."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import koala_store.query.text as text_module
+from factories import make_session
+from koala_store.query.text import add_terms, searchable_text
+from koala_store.store import sqlite as sqlite_module
+from koala_store.store.sqlite import SqliteStore
+
+# ASCII, letters and digits of other scripts (with and without case, final sigma, dotted I,
+# the Kelvin sign), marks, non-ASCII spaces and punctuation, a private-use character, invalid
+# UTF-8's replacement, and characters Unicode assigned after 6.1 (FTS5's tables).
+ALPHABET = "aZ09 _-.:'\"\\/\t\n{}ÉéßøÆΑΣσςΩЖж中文٣İK\u0301\u00a0—«»、\ue000\ufffd\u08a1\u1ab0\U0001f600"
+_COMPILED = text_module._compiled_ascii_terms
+
+
+def fts5_terms(texts: list[str]) -> set[str]:
+    """The terms FTS5 itself makes of `texts`, with the store's tokenizer."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='unicode61 remove_diacritics 0')")
+    db.executemany("INSERT INTO t (x) VALUES (?)", [(t,) for t in texts])
+    db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'row')")
+    return {term for (term,) in db.execute("SELECT term FROM v")}
+
+
+def both_builds(texts: list[str]) -> tuple[set[str], list[str]]:
+    """The terms and wide runs of `texts` from the C build and the Python reference, which must agree."""
+    python_terms: set[str] = set()
+    python_wide = text_module._ascii_terms(texts, python_terms)
+    if _COMPILED is not None:
+        compiled_terms: set[str] = set()
+        assert _COMPILED(texts, compiled_terms) == python_wide
+        assert compiled_terms == python_terms
+    return python_terms, python_wide
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.text(alphabet=st.characters(max_codepoint=127, blacklist_categories=("Cs",)), max_size=80), max_size=5))
+def test_ascii_terms_are_exactly_fts5s(texts: list[str]) -> None:
+    terms, wide = both_builds(texts)
+    assert wide == []
+    assert terms == fts5_terms(texts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.text(alphabet=ALPHABET, max_size=60), max_size=6))
+def test_wide_runs_are_whole_pieces_between_ascii_separators(texts: list[str]) -> None:
+    terms, wide = both_builds(texts)
+    assert all(not run.isascii() and run.isprintable() or "\n" not in run for run in wide)
+    # FTS5 reading the ASCII terms and the wide runs alone makes every term of the texts.
+    assert fts5_terms(texts) == terms | fts5_terms(wide)
+
+
+@settings(max_examples=60, deadline=None)
+@given(bodies=st.lists(st.text(alphabet=ALPHABET, max_size=80).map(str.encode), min_size=1, max_size=4))
+def test_the_stores_vocabulary_is_its_indexs(bodies: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteStore(Path(folder) / "k.db")
+        store.put_many([make_session(i, response_body=body) for i, body in enumerate(bodies)])
+        store.refresh()
+        store.db.execute("CREATE VIRTUAL TABLE temp.index_terms USING fts5vocab(main, 'session_text', 'row')")
+        indexed = {t for (t,) in store.db.execute("SELECT term FROM temp.index_terms")}
+        assert {t for (t,) in store.db.execute("SELECT term FROM text_terms")} == indexed
+        store.close()
+
+
+def test_both_builds_list_the_same_terms() -> None:
+    texts = ["GET /v1/Item/42?Warehouse=W-7 HTTP/1.1", "naïve Café", "x" * 40 + "Y" * 9, "", " \ue000 ", "id_9 ÉTÉ 中文"]
+    terms, wide = both_builds(texts)
+    assert wide == ["naïve", "Café", "\ue000", "ÉTÉ", "中文"]
+    assert {"get", "v1", "item", "42", "warehouse", "w", "7", "http", "1", "id", "9", "x" * 40 + "y" * 9} == terms
+
+
+def test_the_compiled_build_takes_a_list_and_a_set() -> None:
+    if _COMPILED is None:
+        pytest.skip("koala_store/query/_terms.c is not built")
+    with pytest.raises(TypeError, match="list of str and a set"):
+        _COMPILED("text", set())
+    with pytest.raises(TypeError, match="texts as str"):
+        _COMPILED([b"bytes"], set())
+
+
+def prefix_store(path: Path) -> SqliteStore:
+    store = SqliteStore(path)
+    bodies = [b'{"where":"warehouse%d","note":"order status shipped"}' % i for i in range(30)]
+    bodies += [b'{"where":"Warehou","note":"order stalled"}', b'{"where":"wareHOUSING","note":"order"}', b'{"where":"war"}']
+    bodies += [b'{"where":"Warehouse\xc3\xa9\xc3\xa9","note":"ordre statut"}']
+    store.put_many([make_session(i, response_body=body) for i, body in enumerate(bodies)])
+    store.refresh()
+    return store
+
+
+def fts5_prefix_count(store: SqliteStore, match: str) -> int:
+    return store.db.execute("SELECT count(*) FROM session_text WHERE session_text MATCH ?", (match,)).fetchone()[0]
+
+
+def test_a_prefix_finds_what_fts5s_own_prefix_finds(tmp_path: Path) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    assert store._prefix_terms("warehou") == ("warehou", *sorted(f"warehouse{i}" for i in range(30)), "warehouseéé", "warehousing")
+    for query, match in [("warehou*", "warehou*"), ("wareh*", "wareh*"), ("order-sta*", '"order sta" *'), ("zzz*", "zzz*"), ("war*", "war*")]:
+        assert store.count(query) == fts5_prefix_count(store, match)
+    assert store.count("warehou*") == 33
+    assert store.count("order-sta*") == 31
+    assert store.count("inbound.response:warehouse1*") == 11  # warehouse1, 10-19
+    store.close()
+
+
+def test_the_plan_names_the_terms(tmp_path: Path) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    plan = store._plan("warehousi*")
+    assert '"warehousing"' in plan.params[0] and "*" not in plan.params[0]
+    plan = store._plan("order-sta*")
+    assert '"order stalled" OR "order status"' in plan.params[0]
+    store.close()
+
+
+def test_a_prefix_of_too_many_terms_is_left_to_fts5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    monkeypatch.setattr(sqlite_module, "PREFIX_TERMS", 5)
+    assert store._prefix_terms("warehouse") is None
+    assert store._prefix_terms("warehousi") == ("warehousing",)
+    assert '"warehou" *' in store._plan("warehou*").params[0]
+    assert store.count("warehou*") == 33
+    store.close()
+
+
+def test_a_store_made_before_the_vocabulary_gets_it_on_opening(tmp_path: Path) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    store.db.execute("DROP TABLE text_terms")
+    store.close()
+    readonly = SqliteStore(tmp_path / "k.db", readonly=True)
+    assert readonly._text_index().prefix_terms is None  # read-only: FTS5's own prefix
+    assert readonly.count("warehou*") == 33
+    readonly.close()
+    store = SqliteStore(tmp_path / "k.db")
+    assert store._prefix_terms("warehou") is not None and len(store._prefix_terms("warehou")) == 33
+    assert store.count("warehou*") == 33
+    store.close()
+
+
+def test_sessions_indexed_later_add_their_terms(tmp_path: Path) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    assert store.count("warehou*") == 33
+    store.put_many([make_session(100, response_body=b'{"where":"WarehouseNew","more":"\xe4\xb8\xad\xe6\x96\x87text"}')])
+    assert store.count("warehousen*") == 1  # a query refreshes the index first
+    assert store.count("中文text*") == 1
+    assert store.count("warehou*") == 34
+    # Read-only, with the session not indexed yet: found by the Python check of pending text.
+    store.put_many([make_session(101, response_body=b'{"where":"warehousezz"}')])
+    store.close()
+    readonly = SqliteStore(tmp_path / "k.db", readonly=True)
+    assert readonly.count("warehousez*") == 1
+    assert readonly.count("warehou*") == 35
+    readonly.close()
+
+
+def test_the_vocabulary_follows_the_searchable_text(tmp_path: Path) -> None:
+    """The store indexes searchable_text(...) of each part; the vocabulary is made from the
+    same strings, controls and invalid bytes included."""
+    raw = b"ab\x00cd \xff\xfeEF\x1fgh"
+    terms: set[str] = set()
+    wide = add_terms([searchable_text(raw)], terms)
+    assert wide == ["\ufffd\ufffdEF"]
+    assert terms | fts5_terms(wide) == fts5_terms([searchable_text(raw)]) == {"ab", "cd", "ef", "gh"}
+    store = SqliteStore(tmp_path / "k.db")
+    store.put_many([make_session(0, response_body=raw)])
+    assert store.count("c*") == store.count("e*") == 1
+    assert {"ab", "cd", "ef", "gh"} <= {t for (t,) in store.db.execute("SELECT term FROM text_terms")}
+    store.close()
