@@ -178,3 +178,28 @@ def test_the_vocabulary_follows_the_searchable_text(tmp_path: Path) -> None:
     assert store.count("c*") == store.count("e*") == 1
     assert {"ab", "cd", "ef", "gh"} <= {t for (t,) in store.db.execute("SELECT term FROM text_terms")}
     store.close()
+
+
+def segments(store: SqliteStore) -> int:
+    return store.db.execute("SELECT count(DISTINCT segid) FROM session_text_idx").fetchone()[0]
+
+
+def test_a_refresh_of_half_the_index_or_more_merges_its_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_module, "TEXT_BATCH", 10)  # a segment per 10 sessions
+    monkeypatch.setattr(sqlite_module, "MERGE_AFTER", 20)
+    store = SqliteStore(tmp_path / "k.db")
+    store.put_many([make_session(i, response_body=b'{"where":"warehouse%d"}' % i) for i in range(40)])
+    store.refresh()
+    assert segments(store) == 1  # 40 new of 40
+    store.put_many([make_session(i, response_body=b'{"where":"warehouse%d"}' % i) for i in range(40, 59)])
+    store.refresh()
+    assert segments(store) == 3  # 19 new: under MERGE_AFTER, two segments more
+    store.put_many([make_session(i, response_body=b'{"where":"warehouse%d"}' % i) for i in range(59, 90)])
+    store.refresh()
+    assert segments(store) == 7  # 31 new of 90 (four segments): under half
+    store.put_many([make_session(i, response_body=b'{"where":"warehouse%d"}' % i) for i in range(90, 190)])
+    store.refresh()
+    assert segments(store) == 1  # 100 new of 190
+    assert store.count("warehou*") == 190
+    store.db.execute("INSERT INTO session_text (session_text, rank) VALUES ('integrity-check', 0)")  # raises if corrupt
+    store.close()
