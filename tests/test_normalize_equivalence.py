@@ -10,11 +10,12 @@ import re
 
 import fuzzy_reference as reference
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from matchers_fixtures import http, mysql_query, redis
 
-from koala_store.wire import jsonbody, mysql
+from koala_store.wire import jsonbody, mysql, normalize
 from koala_store.wire.normalize import Normalizer, bucket_of, mask_volatile, normalize_sql
 from matchers.fuzzy import _lexemes
 
@@ -109,6 +110,61 @@ def test_masking_is_the_same(text):
 def test_masking_text_full_of_values_is_the_same(text):
     """Past _MAX_RUNS runs of values, one pass of the pattern over the whole text."""
     assert mask_volatile(text) == reference.mask_volatile(text)
+
+
+# ASCII text, which wire/_volatile.c masks: values and their near misses, touching each other
+# and words (boundaries), out-of-range dates, zones cut short, runs one character too short.
+ASCII_VOLATILE = [v for v in VOLATILE if v.isascii()] + [
+    "Mon, 5 Jan 2019 10:28:33 GMT",
+    "Fri, 123 Jan 2019 10:28:33 GMT",
+    "Sat, 05 Foo 2019 10:28:33 GMT",
+    "Sun, 05 Dec 2019 10:28:33 GM",
+    "2019-01-22T10:28:33,5+0800",
+    "2019-01-22T10:28:33+08:3",
+    "2019-01-22T10:28:33-0",
+    "2019-01-22T10:28:3",
+    "9999-99-99 99:99:99.",
+    "201901220",
+    "19991231",
+    "18991231",
+    "2019-13-01",
+    "20191301",
+    "20190100",
+    "2019-01-32",
+    "123456789",
+    "abcdef0123456789abcdef",
+    "abcdefabcdefabcdef",
+    "0123456789abcdeg",
+    "0123456789abcde",
+    "3f1c2e3a-1b2c-4d5e-8f90-0123456789abc",
+]
+ASCII_PIECES = st.one_of(
+    st.sampled_from(ASCII_VOLATILE),
+    st.text(alphabet="0123456789abcdefABCDEFGMSTWZxyz-:.,+_ \t\n{}<>", max_size=8),
+    st.sampled_from(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Jan", "Dec", ", ", " GMT", "T", "Z", "-", ":", "2019", "01"]),
+)
+
+
+@SETTINGS
+@given(text=st.lists(ASCII_PIECES, max_size=24).map("".join))
+def test_compiled_masking_of_ascii_text_is_the_regex(text):
+    """wire/_volatile.c against the regex it replaces, one pass over the whole text."""
+    compiled = normalize._compiled_mask_ascii
+    if compiled is None:
+        pytest.skip("koala_store/wire/_volatile.c did not build")
+    assert compiled(text) == reference.mask_volatile(text) == normalize._mask_volatile_python(text)
+
+
+def test_compiled_masking_leaves_text_beyond_ascii_to_the_regex():
+    compiled = normalize._compiled_mask_ascii
+    if compiled is None:
+        pytest.skip("koala_store/wire/_volatile.c did not build")
+    assert compiled("id 1548160113 é") is None
+    assert mask_volatile("id 1548160113 é") == "id <num> é"
+    text = "no values here"
+    assert compiled(text) is text  # unchanged text is not copied
+    with pytest.raises(TypeError, match="mask_ascii"):
+        compiled(b"1548160113")
 
 
 def test_masking_a_long_insert_is_the_same():

@@ -46,6 +46,11 @@ from .http import VOLATILE_HEADERS, HttpRequest
 from .protocol import FASTCGI, HTTP, MYSQL, REDIS, UNKNOWN, Protocol
 from .request import Message, parse_request
 
+try:  # compiled by `pip install` where a C compiler is present (setup.py); optional
+    from ._volatile import mask_ascii as _compiled_mask_ascii
+except ImportError:  # pragma: no cover - exercised where the extension did not build
+    _compiled_mask_ascii = None
+
 DEFAULT_VOLATILE_HEADERS: frozenset[str] = VOLATILE_HEADERS
 
 
@@ -149,6 +154,13 @@ def _placeholder(m: re.Match[str]) -> str:
 
 def mask_volatile(text: str) -> str:
     """Replace id- and clock-shaped values with placeholders."""
+    if _compiled_mask_ascii is not None and (masked := _compiled_mask_ascii(text)) is not None:
+        return masked  # the same text, ~30x faster on text full of values (wire/_volatile.c)
+    return _mask_volatile_python(text)
+
+
+def _mask_volatile_python(text: str) -> str:
+    """`mask_volatile` for any text: the reference the compiled version follows."""
     if not text.isascii():
         return _VOLATILE.sub(_placeholder, text)
     # Python's engine tries the pattern at every position; RE2 (linear, no look-arounds)
