@@ -112,7 +112,7 @@ def test_masking_text_full_of_values_is_the_same(text):
     assert mask_volatile(text) == reference.mask_volatile(text)
 
 
-# ASCII text, which wire/_volatile.c masks: values and their near misses, touching each other
+# ASCII text, which wire/_normalize.c masks: values and their near misses, touching each other
 # and words (boundaries), out-of-range dates, zones cut short, runs one character too short.
 ASCII_VOLATILE = [v for v in VOLATILE if v.isascii()] + [
     "Mon, 5 Jan 2019 10:28:33 GMT",
@@ -148,23 +148,78 @@ ASCII_PIECES = st.one_of(
 @SETTINGS
 @given(text=st.lists(ASCII_PIECES, max_size=24).map("".join))
 def test_compiled_masking_of_ascii_text_is_the_regex(text):
-    """wire/_volatile.c against the regex it replaces, one pass over the whole text."""
+    """wire/_normalize.c against the regex it replaces, one pass over the whole text."""
     compiled = normalize._compiled_mask_ascii
     if compiled is None:
-        pytest.skip("koala_store/wire/_volatile.c did not build")
+        pytest.skip("koala_store/wire/_normalize.c did not build")
     assert compiled(text) == reference.mask_volatile(text) == normalize._mask_volatile_python(text)
 
 
 def test_compiled_masking_leaves_text_beyond_ascii_to_the_regex():
     compiled = normalize._compiled_mask_ascii
     if compiled is None:
-        pytest.skip("koala_store/wire/_volatile.c did not build")
+        pytest.skip("koala_store/wire/_normalize.c did not build")
     assert compiled("id 1548160113 é") is None
     assert mask_volatile("id 1548160113 é") == "id <num> é"
     text = "no values here"
     assert compiled(text) is text  # unchanged text is not copied
     with pytest.raises(TypeError, match="mask_ascii"):
         compiled(b"1548160113")
+
+
+# ASCII SQL, which wire/_normalize.c tokenises: literals cut short (a string without its
+# closing quote, a backslash last), doubled quotes, comments never closed, numbers in every
+# form and next to what stops them being one.
+ASCII_SQL_PIECES = st.one_of(
+    st.sampled_from(["'", '"', "''", '""', "\\", "\\'", "'a''b'", "'a''", "'x", '"y""', "/*", "*/", "/* c */", "--", "-- c", "#", "\n", "/"]),
+    st.sampled_from(["0x1F", "0xZ", "0x", "1.5.3", "1e5", "1e5x", "1E-5", "1e+", "1.", ".5", "$1", "a1", "_1", "12", "3.25", "-7", "x.1", "1_"]),
+    st.sampled_from(["SELECT ", "INSERT INTO t VALUES ", " WHERE a = ", "(", ")", ", ", " IN (1, 2, 3)", "?"]),
+    st.text(alphabet="0123456789abcdefxyzE.,'\"/*-#$_ \t\n\x0b\x1c()", max_size=8),
+)
+
+
+@SETTINGS
+@given(sql=st.lists(ASCII_SQL_PIECES, max_size=20).map("".join), mask_literals=st.booleans())
+def test_compiled_sql_text_of_ascii_sql_is_the_regex_split(sql, mask_literals):
+    """wire/_normalize.c against mysql.SQL_TOKEN.split and normalize._sql_text."""
+    compiled = normalize._compiled_sql_text
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    expected = normalize._sql_text(mysql.SQL_TOKEN.split(sql), mask_literals=mask_literals)
+    text = compiled(sql, mask_literals)
+    assert (normalize._collapse_lists(text) if mask_literals else text) == expected
+    assert normalize_sql(sql, mask_literals=mask_literals) == expected == reference.normalize_sql(sql, mask_literals=mask_literals)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'a''\\",  # unclosed after a doubled quote and a last backslash: ends at the pair
+        "SELECT 'a'' b",  # unclosed after a doubled quote: ends at the pair
+        "SELECT 'a b",  # unclosed, no pair: no string, its words and numbers stay tokens
+        "SELECT \"x\\\"y\" 12",  # an escaped quote inside
+        "SELECT 1.5.3, 1e5x, 0x1F, 0xZ, $1, a1, 1e+, 7 /* open",
+        "SELECT 1 -- to the end\nFROM t # mysql\n",
+    ],
+)
+@pytest.mark.parametrize("mask_literals", [True, False])
+def test_compiled_sql_text_at_the_edges_the_regex_backtracks_over(sql, mask_literals):
+    compiled = normalize._compiled_sql_text
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    text = compiled(sql, mask_literals)
+    expected = normalize._sql_text(mysql.SQL_TOKEN.split(sql), mask_literals=mask_literals)
+    assert (normalize._collapse_lists(text) if mask_literals else text) == expected
+
+
+def test_compiled_sql_text_leaves_sql_beyond_ascii_to_the_regex():
+    compiled = normalize._compiled_sql_text
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    assert compiled("SELECT 'café'", True) is None
+    assert normalize_sql("SELECT 'café', 12", mask_literals=True) == "SELECT ?, ?"
+    with pytest.raises(TypeError, match="sql_text_ascii"):
+        compiled(b"SELECT 1", True)
 
 
 def test_masking_a_long_insert_is_the_same():
