@@ -1,5 +1,5 @@
 """The compiled parts of koala-store: matchers/_chunkscan.c, matchers/_simlex.c,
-matchers/_fuzzylex.c, koala_store/diff/_canonjson.c, koala_store/wire/_http1head.c,
+matchers/_fuzzylex.c, koala_store/wire/_canonjson.c, koala_store/wire/_http1head.c,
 koala_store/wire/_normalize.c and koala_store/query/_terms.c
 (everything else is in pyproject.toml).
 
@@ -12,7 +12,7 @@ pure-Python code, with the same decisions, slower.
 from setuptools import Extension, setup
 
 # Each module is built from the C file of the same dotted path.
-COMPILED = ("matchers._chunkscan", "matchers._simlex", "matchers._fuzzylex", "koala_store.diff._canonjson", "koala_store.wire._http1head", "koala_store.wire._normalize", "koala_store.query._terms")
+COMPILED = ("matchers._chunkscan", "matchers._simlex", "matchers._fuzzylex", "koala_store.wire._canonjson", "koala_store.wire._http1head", "koala_store.wire._normalize", "koala_store.query._terms")
 
 # Headers a module includes: rebuilt when they change, and shipped in the source distribution.
 HEADERS = {name: ["matchers/_runtable.h"] for name in ("matchers._simlex", "matchers._fuzzylex")}

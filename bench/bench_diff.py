@@ -9,7 +9,7 @@ feature flags), generated deterministically from the seed, wrapped in HTTP/1.1 r
 - equal: the same body bytes, but Date, X-Request-Id and Server differ (ignored headers).
 - equal-reindented: the same JSON pretty-printed (keys in the same order).
 - equal-reserialized: the same JSON with keys in another order and other whitespace.
-  Both are told equal in C (koala_store/diff/_canonjson.c) without parsing either body to
+  Both are told equal in C (koala_store/wire/_canonjson.c) without parsing either body to
   objects: the first by matching the two token streams in place, the second by comparing
   canonical forms (keys sorted, whitespace dropped). Without the compiled part, the first
   is reformatted by msgspec and the second is parsed.

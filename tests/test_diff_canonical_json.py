@@ -1,4 +1,4 @@
-"""The key-order fast path (koala_store/diff/_canonjson.c, body.same_canonical_json): it may
+"""The key-order fast path (koala_store/wire/_canonjson.c, body.same_canonical_json): it may
 only say "equal" when the object diff finds nothing, and it must say so for the same JSON
 with its keys in another order and other whitespace."""
 
@@ -16,11 +16,11 @@ from test_diff_properties import PROPERTY, documents, response, shuffled
 from koala_store import diff
 from koala_store.diff import body
 
-pytestmark = pytest.mark.skipif(body._canonical is None, reason="koala_store/diff/_canonjson.c did not build")
+pytestmark = pytest.mark.skipif(body._canonical is None, reason="koala_store/wire/_canonjson.c did not build")
 
 
 def canonical(data: bytes) -> bytes | None:
-    from koala_store.diff._canonjson import canonical as compiled
+    from koala_store.wire._canonjson import canonical as compiled
 
     return compiled(data)
 
@@ -130,7 +130,7 @@ def test_strings_are_scanned_right_whatever_the_position_of_their_special_bytes(
 
 
 def same_tokens(expected: bytes, actual: bytes) -> bool:
-    from koala_store.diff._canonjson import same_tokens as compiled
+    from koala_store.wire._canonjson import same_tokens as compiled
 
     return compiled(expected, actual)
 

@@ -196,7 +196,7 @@ json_texts = st.one_of(
 def _fast_paths() -> list:
     from koala_store.diff import body
 
-    compiled = pytest.mark.skipif(body._canonical is None, reason="koala_store/diff/_canonjson.c did not build")
+    compiled = pytest.mark.skipif(body._canonical is None, reason="koala_store/wire/_canonjson.c did not build")
     return [pytest.param(body.same_json_text, id="whitespace"), pytest.param(body.same_canonical_json, id="canonical", marks=compiled)]
 
 
@@ -224,7 +224,7 @@ def test_what_the_fast_path_leaves_to_the_object_diff():
 
 
 def test_without_the_compiled_form_reordered_bodies_are_parsed_and_still_equal(monkeypatch):
-    """Where koala_store/diff/_canonjson.c did not build, msgspec's whitespace check and the
+    """Where koala_store/wire/_canonjson.c did not build, msgspec's whitespace check and the
     object diff decide, with the same answers."""
     from koala_store.diff import body
 

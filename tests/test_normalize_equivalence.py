@@ -186,8 +186,11 @@ def test_compiled_sql_text_of_ascii_sql_is_the_regex_split(sql, mask_literals):
     if compiled is None:
         pytest.skip("koala_store/wire/_normalize.c did not build")
     expected = normalize._sql_text(mysql.SQL_TOKEN.split(sql), mask_literals=mask_literals)
-    text = compiled(sql, mask_literals)
+    text = compiled(sql, int(mask_literals))
     assert (normalize._collapse_lists(text) if mask_literals else text) == expected
+    # Buckets: the same strings and comments left out as the regexes leave out.
+    assert bucket_of(compiled(sql, 2)) == bucket_of(normalize._SQL_STRINGS_AND_COMMENTS.sub("", sql))
+    assert bucket_of(compiled(sql, 0)) == bucket_of(normalize._SQL_COMMENTS_BESIDE_STRINGS.sub(r"\g<str>", sql))
     assert normalize_sql(sql, mask_literals=mask_literals) == expected == reference.normalize_sql(sql, mask_literals=mask_literals)
 
 
@@ -207,19 +210,22 @@ def test_compiled_sql_text_at_the_edges_the_regex_backtracks_over(sql, mask_lite
     compiled = normalize._compiled_sql_text
     if compiled is None:
         pytest.skip("koala_store/wire/_normalize.c did not build")
-    text = compiled(sql, mask_literals)
+    text = compiled(sql, int(mask_literals))
     expected = normalize._sql_text(mysql.SQL_TOKEN.split(sql), mask_literals=mask_literals)
     assert (normalize._collapse_lists(text) if mask_literals else text) == expected
+    assert bucket_of(compiled(sql, 2)) == bucket_of(normalize._SQL_STRINGS_AND_COMMENTS.sub("", sql))
 
 
 def test_compiled_sql_text_leaves_sql_beyond_ascii_to_the_regex():
     compiled = normalize._compiled_sql_text
     if compiled is None:
         pytest.skip("koala_store/wire/_normalize.c did not build")
-    assert compiled("SELECT 'café'", True) is None
+    assert compiled("SELECT 'café'", 1) is None
     assert normalize_sql("SELECT 'café', 12", mask_literals=True) == "SELECT ?, ?"
     with pytest.raises(TypeError, match="sql_text_ascii"):
-        compiled(b"SELECT 1", True)
+        compiled(b"SELECT 1", 1)
+    with pytest.raises(ValueError, match="literals=3"):
+        compiled("SELECT 1", 3)
 
 
 def test_masking_a_long_insert_is_the_same():
@@ -254,6 +260,70 @@ def test_jsonbody_parse_says_who_read_it():
 
 def same_lexemes(a: str, b: str) -> bool:
     return _lexemes(a) == _lexemes(b)
+
+
+def _without_compiled_json_form(make):
+    saved, normalize._compiled_canonical = normalize._compiled_canonical, None
+    try:
+        return make()
+    finally:
+        normalize._compiled_canonical = saved
+
+
+# JSON bodies as services write them: keys in any order, whitespace, escapes or not, floats
+# in any spelling, keys written twice.
+json_bodies = st.one_of(
+    json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+    json_values.map(lambda v: json.dumps(v, indent=2, ensure_ascii=True).encode()),
+    st.lists(st.tuples(st.sampled_from(["a", "b", "é", "z"]), st.sampled_from(["1", "1E2", "-0.5e-3", '"x"', "[]", "{}", "null"])), max_size=5).map(
+        lambda kv: ("{" + ", ".join(f'"{k}": {v}' for k, v in kv) + "}").encode()
+    ),
+)
+
+
+@SETTINGS
+@given(body=json_bodies, ctype=st.sampled_from(["application/json", "text/plain", ""]), options=OPTIONS)
+def test_json_bodies_bucketed_from_their_canonical_form_keep_their_bucket(body, ctype, options):
+    """A body the canonical form takes (no escape, no key twice) is bucketed from it without
+    being parsed: the bucket, key and detail are the ones the parse gives."""
+    if normalize._compiled_canonical is None:
+        pytest.skip("koala_store/wire/_canonjson.c did not build")
+    request = http("POST", "/v1/x?b=2&a=1", [("Content-Type", ctype)], body)
+    new = Normalizer(**options).prepare(request)
+    old = _without_compiled_json_form(lambda: Normalizer(**options).prepare(request))
+    assert (new.bucket, new.key, new.detail, new.detail_bucket) == (old.bucket, old.key, old.detail, old.detail_bucket)
+
+
+def test_the_canonical_form_is_taken_only_for_plain_json():
+    if normalize._compiled_canonical is None:
+        pytest.skip("koala_store/wire/_canonjson.c did not build")
+    assert normalize._plain_json_form(b'{"b": [1E2, "x"], "a": null}') == '{"a":null,"b":[1E2,"x"]}'
+    for refused in (b'{"a": "\\n"}', b'{"a": 1, "a": 2}', b'"top"', b'{"a": "\xff"}', b"[NaN]", b""):
+        assert normalize._plain_json_form(refused) is None, refused
+
+
+def test_the_compiled_parts_are_in_use_where_they_were_built():
+    """A compiled part that fails to import (a circular import, a renamed module) silently
+    leaves the slow Python code in place: where the module was built, it must be used."""
+    import importlib.util
+
+    from koala_store.diff import body
+    from koala_store.query import text
+    from koala_store.wire import http1
+    from matchers import chunk_scan, fuzzy, sim
+
+    used = {
+        "matchers._chunkscan": chunk_scan.COMPILED,
+        "matchers._simlex": sim._compiled_lex_ascii,
+        "matchers._fuzzylex": fuzzy._compiled_encode_ascii,
+        "koala_store.wire._canonjson": body._canonical is not None and normalize._compiled_canonical is not None,
+        "koala_store.wire._http1head": http1._parse_head is not http1._split_head,
+        "koala_store.wire._normalize": normalize._compiled_mask_ascii is not None and normalize._compiled_sql_text is not None,
+        "koala_store.query._terms": text._compiled_ascii_terms is not None,
+    }
+    for name, in_use in used.items():
+        if importlib.util.find_spec(name) is not None:
+            assert in_use, f"{name} is built but not used"
 
 
 @SETTINGS

@@ -18,8 +18,8 @@ from .options import Rules
 from .paths import Path, format_path
 
 try:  # optional compiled part (setup.py); without it, bodies in another key order are parsed
-    from ._canonjson import canonical as _canonical
-    from ._canonjson import same_tokens as _same_tokens
+    from koala_store.wire._canonjson import canonical as _canonical
+    from koala_store.wire._canonjson import same_tokens as _same_tokens
 except ImportError:  # pragma: no cover - exercised where no C compiler is installed
     _canonical = _same_tokens = None
 
@@ -85,7 +85,7 @@ def same_canonical_json(expected: bytes, actual: bytes) -> bool:
     """Whether two bodies are the same JSON up to whitespace and the order of object keys:
     then they parse to the same value and the object diff would find nothing.
 
-    Their canonical forms (koala_store/diff/_canonjson.c: keys sorted, whitespace dropped,
+    Their canonical forms (koala_store/wire/_canonjson.c: keys sorted, whitespace dropped,
     every token as written) are compared without parsing either to objects. The form is
     None for what it cannot answer for exactly (see the C file), and those bodies are
     parsed. As in same_json_text, a body that is not ASCII must be valid UTF-8, which the

@@ -22,12 +22,13 @@
  * Why: an 8 KB SQL statement full of ids and dates takes the regex ~0.9 ms; normalising the
  * details of a 500 x 8 KB session spent most of its time there.
  *
- * sql_text_ascii(sql, mask_literals) -> str or None
+ * sql_text_ascii(sql, literals) -> str or None
  *
  * Exactly `" ".join("".join(joined).split())` of normalize._sql_text over
  * mysql.SQL_TOKEN.split(sql): every token SQL_TOKEN finds, scanning as re.split does, is
- * replaced (a string or number literal by "?" with mask_literals, else kept; a comment or a
- * run of blanks by a blank), then blanks are collapsed to one space and trimmed. The tokens:
+ * replaced (a string or number literal by "?" when `literals` is MASK (1), kept when KEEP (0);
+ * a comment or a run of blanks by a blank), then blanks are collapsed to one space and
+ * trimmed. DROP (2) is for buckets: string literals left out, numbers kept. The tokens:
  *   string   '...' or "...": escapes (\ and any character) and doubled quotes inside; when
  *            the closing quote is missing, the regex backtracks to end the string at the
  *            first quote of its last doubled pair, and without one no string starts there;
@@ -282,6 +283,8 @@ static Py_ssize_t sql_comment(Ptr s, Py_ssize_t n, Py_ssize_t i) {
     return nl == NULL ? n : nl - s;
 }
 
+enum { KEEP = 0, MASK = 1, DROP = 2 }; /* what sql_text_ascii does with literals */
+
 typedef struct {
     char *at;
     Py_ssize_t len;
@@ -306,12 +309,18 @@ static inline void put_text(Out *o, Ptr p, Py_ssize_t n) {
 static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "sql_text_ascii() takes (sql: str, mask_literals: bool)");
+        PyErr_SetString(PyExc_TypeError, "sql_text_ascii() takes (sql: str, literals: 0 keep, 1 mask or 2 drop)");
         return NULL;
     }
     PyObject *sql = args[0];
-    int mask = PyObject_IsTrue(args[1]);
-    if (mask < 0 || PyUnicode_READY(sql) < 0)
+    long literals = PyLong_AsLong(args[1]);
+    if (literals == -1 && PyErr_Occurred())
+        return NULL;
+    if (literals < KEEP || literals > DROP) {
+        PyErr_Format(PyExc_ValueError, "sql_text_ascii(): literals=%ld is not 0 (keep), 1 (mask) or 2 (drop)", literals);
+        return NULL;
+    }
+    if (PyUnicode_READY(sql) < 0)
         return NULL;
     if (!PyUnicode_IS_ASCII(sql))
         Py_RETURN_NONE;
@@ -325,13 +334,13 @@ static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_
     while (i < n) {
         unsigned char c = s[i];
         Py_ssize_t end = -1;
-        int literal = 0;
+        int literal = 0; /* 1: a string, 2: a number */
         if (c == '\'' || c == '"')
             end = sql_string(s, n, i), literal = 1;
         else if (c == '/' || c == '-' || c == '#')
             end = sql_comment(s, n, i);
         else if (digit_byte[c])
-            end = sql_number(s, n, i), literal = 1;
+            end = sql_number(s, n, i), literal = 2;
         else if (blank_byte[c])
             for (end = i; end < n && blank_byte[s[end]];)
                 end++;
@@ -340,9 +349,9 @@ static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_
             continue;
         }
         put_text(&o, s + plain, i - plain);
-        if (!literal)
+        if (!literal || (literals == DROP && literal == 1))
             o.blank = o.len > 0;
-        else if (mask)
+        else if (literals == MASK)
             put_text(&o, (Ptr) "?", 1);
         else
             put_text(&o, s + i, end - i);
@@ -359,8 +368,8 @@ static PyMethodDef methods[] = {
      "mask_ascii(text) -> text with volatile values as placeholders, or None when text is not ASCII "
      "(see koala_store.wire.normalize.mask_volatile)."},
     {"sql_text_ascii", (PyCFunction)(void (*)(void))sql_text_ascii, METH_FASTCALL,
-     "sql_text_ascii(sql, mask_literals) -> SQL with literals masked (or kept), comments dropped and blanks "
-     "collapsed, or None when sql is not ASCII (see koala_store.wire.normalize.normalize_sql)."},
+     "sql_text_ascii(sql, literals) -> SQL with literals kept (0), masked (1) or strings dropped (2), comments "
+     "dropped and blanks collapsed, or None when sql is not ASCII (see koala_store.wire.normalize.normalize_sql)."},
     {NULL, NULL, 0, NULL},
 };
 
