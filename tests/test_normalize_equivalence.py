@@ -11,7 +11,7 @@ import re
 import fuzzy_reference as reference
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from matchers_fixtures import http, mysql_query, redis
 
@@ -270,12 +270,21 @@ def _without_compiled_json_form(make):
         normalize._compiled_canonical = saved
 
 
+def _fits_orjson(value) -> bool:
+    try:
+        orjson.dumps(value)
+        return True
+    except orjson.JSONEncodeError:
+        return False
+
+
 # JSON bodies as services write them: keys in any order, whitespace, escapes or not, floats
 # in any spelling, keys written twice.
 json_bodies = st.one_of(
     json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")),
     json_values.map(lambda v: json.dumps(v, indent=2, ensure_ascii=True).encode()),
-    st.lists(st.tuples(st.sampled_from(["a", "b", "é", "z"]), st.sampled_from(["1", "1E2", "-0.5e-3", '"x"', "[]", "{}", "null"])), max_size=5).map(
+    json_values.map(lambda v: orjson.dumps(v) if _fits_orjson(v) else json.dumps(v).encode()),
+    st.lists(st.tuples(st.sampled_from(["a", "b", "é", "z"]), st.sampled_from(["1", "1E2", "-0.5e-3", "0.0005", "-0", "1e+16", "1.50", '"x"', "[]", "{}", "null"])), max_size=5).map(
         lambda kv: ("{" + ", ".join(f'"{k}": {v}' for k, v in kv) + "}").encode()
     ),
 )
@@ -294,11 +303,49 @@ def test_json_bodies_bucketed_from_their_canonical_form_keep_their_bucket(body, 
     assert (new.bucket, new.key, new.detail, new.detail_bucket) == (old.bucket, old.key, old.detail, old.detail_bucket)
 
 
+@SETTINGS
+@given(body=json_bodies)
+def test_a_plain_json_form_is_the_text_the_parse_writes(body):
+    if normalize._compiled_canonical is None:
+        pytest.skip("koala_store/wire/_canonjson.c did not build")
+    form = normalize._plain_json_form(body)
+    if form is not None:
+        text, by_orjson = normalize._canonical_body(body, "application/json")
+        assert form == normalize._stdlib_json(json.loads(body)) == (normalize._exact_json(text, body) if by_orjson else text)
+
+
+_decimals = st.builds(
+    lambda sign, whole, frac, exp: f"{sign}{whole}{'.' + frac if frac else ''}{exp}",
+    st.sampled_from(["", "-"]),
+    st.one_of(st.just("0"), st.integers(1, 10**18).map(str)),
+    st.one_of(st.just(""), st.text(alphabet="0123456789", min_size=1, max_size=18)),
+    st.one_of(st.just(""), st.builds(lambda e, n: f"{e}{n}", st.sampled_from(["e", "E", "e+", "e-"]), st.integers(0, 400))),
+)
+
+
+@SETTINGS
+@given(token=st.one_of(_decimals, st.floats(allow_nan=False, allow_infinity=False).map(repr)))
+@example(token="0.00001")  # repr() writes 1e-05
+@example(token="0.00012")
+@example(token="0.0001")
+@example(token="1.50")
+@example(token="0.1234567890123456")
+@example(token="1234567890123456.0")
+@example(token="12345678901234567.0")
+@example(token="-0")
+def test_plain_json_takes_a_number_only_as_python_writes_it(token):
+    if normalize._compiled_canonical is None:
+        pytest.skip("koala_store/wire/_canonjson.c did not build")
+    value = json.loads(token)
+    python = json.dumps(value)  # what the key shows: repr() for floats, str() for integers
+    assert (normalize._compiled_canonical(f"[{token}]".encode(), True) is not None) == (python == token and python not in ("Infinity", "-Infinity"))
+
+
 def test_the_canonical_form_is_taken_only_for_plain_json():
     if normalize._compiled_canonical is None:
         pytest.skip("koala_store/wire/_canonjson.c did not build")
-    assert normalize._plain_json_form(b'{"b": [1E2, "x"], "a": null}') == '{"a":null,"b":[1E2,"x"]}'
-    for refused in (b'{"a": "\\n"}', b'{"a": 1, "a": 2}', b'"top"', b'{"a": "\xff"}', b"[NaN]", b""):
+    assert normalize._plain_json_form(b'{"b": [100.0, 1e-05, "x"], "a": null}') == '{"a":null,"b":[100.0,1e-05,"x"]}'
+    for refused in (b'{"a": "\\n"}', b'{"a": 1, "a": 2}', b'"top"', b'{"a": "\xff"}', b"[NaN]", b"", b"[1E2]", b"[1.50]", b"[-0]"):
         assert normalize._plain_json_form(refused) is None, refused
 
 

@@ -498,17 +498,8 @@ class Normalizer:
         lines += [f"{k}: {v}" for k, v in headers]
         lines.append("")
         form = _plain_json_form(head.body)
-        if form is not None:
-            # The bucket from the JSON's canonical form: the same bucket as the key's text
-            # (they differ only in how numbers are spelled, which buckets drop), without
-            # parsing the body until its key is needed.
-            shown = "\n".join([*lines, form])
-
-            def parsed_key() -> str:
-                body, by_orjson = _canonical_body(head.body, content_type)
-                return self._mask("\n".join([*lines, _exact_json(body, head.body) if by_orjson else body]))
-
-            return Prepared(protocol, head.method, expect, bucket_of(shown), len(shown), parsed_key)
+        if form is not None:  # the text parsing the body would give: nothing to parse
+            return self._masked(protocol, head.method, "\n".join([*lines, form]), expect)
         body, by_orjson = _canonical_body(head.body, content_type)
         text = "\n".join([*lines, body])
         if not by_orjson:
