@@ -1,15 +1,16 @@
 /* The lexeme encoding of the `fuzzy` strategy for ASCII text: the hot path of
  * matchers/fuzzy.py `FuzzySessionMatcher._encode`.
  *
- * encode_ascii(text, alphabet, new_code) -> str or None
+ * encode_ascii(text, alphabet, grow) -> str or None
  *
  * Lexemes as fuzzy.py's _LEXEME finds them: a placeholder (<time>, <uuid>, <num>, <date>,
  * <hex>), a run of [A-Za-z0-9_], or any other character that is not blank; blanks (\s on
  * ASCII: \t \n \v \f \r, \x1c-\x1f and space) only separate them. Each lexeme becomes its
- * code in `alphabet` (a dict of lexeme -> code string); a lexeme not in it gets
- * `new_code(lexeme)` (which adds it to the alphabet), or, when new_code is None, U+10FFFF
- * repeated by the lexeme's weight (1 + min(len, 12) // 4). Codes are looked up in the order
- * lexemes first occur, so an alphabet grows exactly as the Python code grows it.
+ * code in `alphabet` (a dict of lexeme -> code string). A lexeme not in it gets, with
+ * `grow`, a new code added to the alphabet as FuzzySessionMatcher._new_code makes it (the
+ * next character from U+0100 on, surrogates skipped, repeated by the lexeme's weight
+ * 1 + min(len, 12) // 4), else U+10FFFF repeated by its weight. Codes are looked up in the
+ * order lexemes first occur, so an alphabet grows exactly as the Python code grows it.
  *
  * None when `text` is not ASCII or holds no lexeme (empty or all blank): the Python code
  * handles those.
@@ -39,9 +40,15 @@ static Py_ssize_t placeholder(const unsigned char *p, const unsigned char *end) 
     return 0;
 }
 
+/* fuzzy.py's _FIRST_CODE and _LAST_CODE: the code points an alphabet's codes are made of. */
+#define FIRST_CODE 0x100
+#define LAST_CODE 0x10FFFE
+
+static inline Py_ssize_t weight_of(Py_ssize_t len) { return 1 + (len < 12 ? len : 12) / 4; }
+
 /* The code of an unknown lexeme of `len` characters when the alphabet may not grow. */
 static PyObject *unknown_code(Py_ssize_t len) {
-    Py_ssize_t weight = 1 + (len < 12 ? len : 12) / 4;
+    Py_ssize_t weight = weight_of(len);
     PyObject *code = PyUnicode_New(weight, 0x10FFFF);
     if (code == NULL)
         return NULL;
@@ -50,8 +57,31 @@ static PyObject *unknown_code(Py_ssize_t len) {
     return code;
 }
 
+/* A new code for `lexeme`, added to the alphabet (a new reference): FuzzySessionMatcher._new_code. */
+static PyObject *new_code(PyObject *alphabet, PyObject *lexeme, Py_ssize_t len) {
+    Py_ssize_t n = FIRST_CODE + PyDict_GET_SIZE(alphabet);
+    if (n >= 0xD800)
+        n += 0x800; /* skip surrogates */
+    if (n > LAST_CODE) {
+        Py_hash_t h = PyObject_Hash(lexeme);
+        if (h == -1)
+            return NULL;
+        Py_ssize_t span = 0xD800 - FIRST_CODE, r = (Py_ssize_t)(h % span);
+        n = FIRST_CODE + (r < 0 ? r + span : r); /* Python's %: never negative */
+    }
+    Py_ssize_t weight = weight_of(len);
+    PyObject *code = PyUnicode_New(weight, (Py_UCS4)n);
+    if (code == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < weight; i++)
+        PyUnicode_WRITE(PyUnicode_KIND(code), PyUnicode_DATA(code), i, (Py_UCS4)n);
+    if (PyDict_SetItem(alphabet, lexeme, code) < 0)
+        Py_CLEAR(code);
+    return code;
+}
+
 /* The code of a lexeme seen for the first time in this text (a new reference). */
-static PyObject *code_of(const unsigned char *at, Py_ssize_t len, PyObject *alphabet, PyObject *new_code) {
+static PyObject *code_of(const unsigned char *at, Py_ssize_t len, PyObject *alphabet, int grow) {
     PyObject *lexeme = PyUnicode_DecodeASCII((const char *)at, len, NULL);
     if (lexeme == NULL)
         return NULL;
@@ -59,7 +89,7 @@ static PyObject *code_of(const unsigned char *at, Py_ssize_t len, PyObject *alph
     if (code != NULL)
         Py_INCREF(code);
     else if (!PyErr_Occurred())
-        code = new_code == Py_None ? unknown_code(len) : PyObject_CallOneArg(new_code, lexeme);
+        code = grow ? new_code(alphabet, lexeme, len) : unknown_code(len);
     Py_DECREF(lexeme);
     if (code != NULL && !PyUnicode_Check(code)) {
         PyErr_Format(PyExc_TypeError, "encode_ascii(): the code of a lexeme must be str, not %.100s", Py_TYPE(code)->tp_name);
@@ -100,10 +130,13 @@ static PyObject *concat(PyObject **codes, Py_ssize_t n) {
 static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 3 || !PyUnicode_Check(args[0]) || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "encode_ascii() takes (text: str, alphabet: dict, new_code: callable or None)");
+        PyErr_SetString(PyExc_TypeError, "encode_ascii() takes (text: str, alphabet: dict, grow: bool)");
         return NULL;
     }
-    PyObject *text = args[0], *alphabet = args[1], *new_code = args[2];
+    PyObject *text = args[0], *alphabet = args[1];
+    int grow = PyObject_IsTrue(args[2]);
+    if (grow < 0)
+        return NULL;
     if (PyUnicode_READY(text) < 0)
         return NULL;
     if (!PyUnicode_IS_ASCII(text))
@@ -141,7 +174,7 @@ static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
             PyErr_NoMemory();
             goto done;
         }
-        if (s->value == NULL && (s->value = code_of(data + start, i - start, alphabet, new_code)) == NULL)
+        if (s->value == NULL && (s->value = code_of(data + start, i - start, alphabet, grow)) == NULL)
             goto done;
         codes[found++] = s->value;
     }
@@ -159,7 +192,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"encode_ascii", (PyCFunction)(void (*)(void))encode_ascii, METH_FASTCALL,
-     "encode_ascii(text, alphabet, new_code) -> the codes of text's lexemes joined, or None when text "
+     "encode_ascii(text, alphabet, grow) -> the codes of text's lexemes joined, or None when text "
      "is not ASCII or holds no lexeme (see matchers.fuzzy.FuzzySessionMatcher._encode)."},
     {NULL, NULL, 0, NULL},
 };

@@ -38,7 +38,7 @@ def _matcher() -> FuzzySessionMatcher:
 def test_compiled_encoding_equals_the_python_one(texts: list[str], grows: list[bool]) -> None:
     compiled, python = _matcher(), _matcher()
     for text, grow in zip(texts, grows, strict=False):  # more flags than texts
-        code = encode_ascii(text, compiled._alphabet, compiled._new_code if grow else None)
+        code = encode_ascii(text, compiled._alphabet, grow)
         expected = python._encode_python(text, grow=grow)
         if code is None:  # no lexeme: only blanks, which Python encodes one by one
             assert text.strip(" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f") == ""
@@ -58,14 +58,23 @@ def test_the_encoding_of_a_long_text_with_many_distinct_lexemes() -> None:
 
 def test_text_beyond_ascii_is_left_to_python() -> None:
     matcher = _matcher()
-    assert encode_ascii("café au lait", matcher._alphabet, None) is None
+    assert encode_ascii("café au lait", matcher._alphabet, False) is None
     assert matcher._encode("café au lait", grow=True) == _matcher()._encode_python("café au lait", grow=True)
 
 
 def test_a_bad_argument_or_code_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="encode_ascii"):
-        encode_ascii(b"bytes", {}, None)
+        encode_ascii(b"bytes", {}, False)
     with pytest.raises(TypeError, match="must be str"):
-        encode_ascii("word", {"word": 1}, None)
-    with pytest.raises(ZeroDivisionError):  # an error raised by new_code goes through
-        encode_ascii("word", {}, lambda lexeme: 1 / 0)
+        encode_ascii("word", {"word": 1}, False)
+
+
+def test_codes_past_the_last_code_point_are_shared_as_python_shares_them() -> None:
+    """Past U+10FFFE (an alphabet of ~1.1M lexemes) both take a code from the lexeme's hash."""
+    compiled, python = _matcher(), _matcher()
+    filler = {f"#{i}": "x" for i in range(0x10FFFE - 0x100 - 0x800)}
+    compiled._alphabet.update(filler)
+    python._alphabet.update(filler)
+    text = "alpha beta gamma alpha <num>"
+    assert compiled._encode(text, grow=True) == python._encode_python(text, grow=True)
+    assert compiled._alphabet == python._alphabet
