@@ -1,7 +1,8 @@
 /* The lexeme encoding of the `fuzzy` strategy for ASCII text: the hot path of
  * matchers/fuzzy.py `FuzzySessionMatcher._encode`.
  *
- * encode_ascii(text, alphabet, grow) -> str or None
+ * lexeme_cache(alphabet) -> a cache of `alphabet`'s codes by lexeme bytes, for one session
+ * encode_ascii(text, alphabet, grow, cache) -> str or None
  *
  * Lexemes as fuzzy.py's _LEXEME finds them: a placeholder (<time>, <uuid>, <num>, <date>,
  * <hex>), a run of [A-Za-z0-9_], or any other character that is not blank; blanks (\s on
@@ -16,8 +17,12 @@
  * handles those.
  *
  * Why: the Python version finds every lexeme with a regex and looks each one up in the
- * alphabet (about 1.1 ms for an 8 KB key, 550 ms to encode a session of 500 x 8 KB calls);
- * here each distinct lexeme of a text is looked up once (matchers/_runtable.h).
+ * alphabet (about 1.1 ms for an 8 KB key, 550 ms to encode a session of 500 x 8 KB calls).
+ * Here a lexeme's code is found by its bytes in the session's cache (matchers/_runtable.h,
+ * the bytes copied into the cache's own blocks): a lexeme becomes a str and is looked up in
+ * the alphabet once per session, not once per text (encoding every key of that session:
+ * ~40 -> ~15 ms). The alphabet stays the truth: codes the Python code adds to it are found
+ * there, then cached; unknown lexemes (grow false) are never cached.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -80,22 +85,101 @@ static PyObject *new_code(PyObject *alphabet, PyObject *lexeme, Py_ssize_t len) 
     return code;
 }
 
-/* The code of a lexeme seen for the first time in this text (a new reference). */
-static PyObject *code_of(const unsigned char *at, Py_ssize_t len, PyObject *alphabet, int grow) {
+/* --- the session's cache ----------------------------------------------------------- */
+
+#define BLOCK 65536
+#define CAPSULE "matchers._fuzzylex.cache"
+
+typedef struct Block {
+    struct Block *next;
+    size_t used, cap;
+    unsigned char data[];
+} Block;
+
+typedef struct {
+    Table table; /* lexeme bytes (in blocks) -> code (a strong reference) */
+    Block *blocks;
+    PyObject *alphabet; /* the dict the codes come from */
+} Cache;
+
+static void cache_free(PyObject *capsule) {
+    Cache *cache = PyCapsule_GetPointer(capsule, CAPSULE);
+    if (cache == NULL)
+        return;
+    table_free(&cache->table);
+    for (Block *b = cache->blocks, *next; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+    Py_XDECREF(cache->alphabet);
+    free(cache);
+}
+
+static PyObject *lexeme_cache(PyObject *self, PyObject *alphabet) {
+    (void)self;
+    if (!PyDict_Check(alphabet)) {
+        PyErr_SetString(PyExc_TypeError, "lexeme_cache() takes the session's alphabet (a dict)");
+        return NULL;
+    }
+    Cache *cache = calloc(1, sizeof(Cache));
+    if (cache == NULL || table_init(&cache->table, 0) < 0) {
+        free(cache);
+        return PyErr_NoMemory();
+    }
+    Py_INCREF(alphabet);
+    cache->alphabet = alphabet;
+    PyObject *capsule = PyCapsule_New(cache, CAPSULE, cache_free);
+    if (capsule == NULL) {
+        table_free(&cache->table);
+        Py_DECREF(alphabet);
+        free(cache);
+    }
+    return capsule;
+}
+
+/* A copy of p[0:n] that lives as long as the cache. */
+static const unsigned char *keep(Cache *cache, const unsigned char *p, size_t n) {
+    Block *b = cache->blocks;
+    if (b == NULL || b->cap - b->used < n) {
+        size_t cap = n > BLOCK ? n : BLOCK;
+        if ((b = malloc(sizeof(Block) + cap)) == NULL)
+            return NULL;
+        *b = (Block){cache->blocks, 0, cap};
+        cache->blocks = b;
+    }
+    unsigned char *at = b->data + b->used;
+    memcpy(at, p, n);
+    b->used += n;
+    return at;
+}
+
+/* The code of the lexeme at[0:len] (borrowed: held by the slot, or by `owned`). */
+static PyObject *code_of(Slot *s, const unsigned char *at, Py_ssize_t len, PyObject *alphabet, int grow, PyObject *owned) {
     PyObject *lexeme = PyUnicode_DecodeASCII((const char *)at, len, NULL);
     if (lexeme == NULL)
         return NULL;
     PyObject *code = PyDict_GetItemWithError(alphabet, lexeme);
+    int cached = 1;
     if (code != NULL)
         Py_INCREF(code);
-    else if (!PyErr_Occurred())
+    else if (!PyErr_Occurred()) {
+        cached = grow;
         code = grow ? new_code(alphabet, lexeme, len) : unknown_code(len);
+    }
     Py_DECREF(lexeme);
     if (code != NULL && !PyUnicode_Check(code)) {
         PyErr_Format(PyExc_TypeError, "encode_ascii(): the code of a lexeme must be str, not %.100s", Py_TYPE(code)->tp_name);
         Py_CLEAR(code);
     }
-    return code;
+    if (code == NULL)
+        return NULL;
+    if (cached) {
+        s->value = code;
+        return code;
+    }
+    int failed = PyList_Append(owned, code) < 0; /* an unknown lexeme: this text's alone */
+    Py_DECREF(code);
+    return failed ? NULL : code;
 }
 
 /* The text made of `codes` (borrowed str objects, `n` of them) one after another. Written
@@ -129,14 +213,19 @@ static PyObject *concat(PyObject **codes, Py_ssize_t n) {
 
 static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 3 || !PyUnicode_Check(args[0]) || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "encode_ascii() takes (text: str, alphabet: dict, grow: bool)");
+    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "encode_ascii() takes (text: str, alphabet: dict, grow: bool, cache: lexeme_cache(alphabet))");
         return NULL;
     }
     PyObject *text = args[0], *alphabet = args[1];
     int grow = PyObject_IsTrue(args[2]);
-    if (grow < 0)
+    Cache *cache = PyCapsule_GetPointer(args[3], CAPSULE);
+    if (grow < 0 || cache == NULL)
         return NULL;
+    if (cache->alphabet != alphabet) {
+        PyErr_SetString(PyExc_ValueError, "encode_ascii(): the cache was made for another alphabet");
+        return NULL;
+    }
     if (PyUnicode_READY(text) < 0)
         return NULL;
     if (!PyUnicode_IS_ASCII(text))
@@ -144,14 +233,12 @@ static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
     const unsigned char *data = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t size = PyUnicode_GET_LENGTH(text);
     const unsigned char *end = data + size;
-    PyObject *result = NULL;
-    Table table;
-    if (table_init(&table, size) < 0)
-        return PyErr_NoMemory();
-    /* Each lexeme's code, borrowed from the table's slots (which hold them until the end). */
+    PyObject *result = NULL, *owned = PyList_New(0);
+    /* Each lexeme's code, borrowed from the cache's slots or from `owned`. */
     PyObject **codes = malloc(sizeof(PyObject *) * (size_t)(size > 0 ? size : 1));
-    if (codes == NULL) {
-        PyErr_NoMemory();
+    if (codes == NULL || owned == NULL) {
+        if (codes == NULL)
+            PyErr_NoMemory();
         goto done;
     }
     Py_ssize_t found = 0, i = 0;
@@ -169,14 +256,17 @@ static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
                 i++;
         else
             i++;
-        Slot *s = table_count(&table, data + start, i - start, end);
+        Slot *s = table_count(&cache->table, data + start, i - start, end);
+        if (s != NULL && s->count == 1 && (s->at = keep(cache, data + start, (size_t)(i - start))) == NULL)
+            s = NULL; /* out of memory: the slot reads as empty again */
         if (s == NULL) {
             PyErr_NoMemory();
             goto done;
         }
-        if (s->value == NULL && (s->value = code_of(data + start, i - start, alphabet, grow)) == NULL)
+        PyObject *code = s->value;
+        if (code == NULL && (code = code_of(s, data + start, i - start, alphabet, grow, owned)) == NULL)
             goto done;
-        codes[found++] = s->value;
+        codes[found++] = code;
     }
     if (found == 0) {
         Py_INCREF(Py_None);
@@ -186,13 +276,14 @@ static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 done:
     free(codes);
-    table_free(&table);
+    Py_XDECREF(owned);
     return result;
 }
 
 static PyMethodDef methods[] = {
+    {"lexeme_cache", lexeme_cache, METH_O, "lexeme_cache(alphabet) -> the cache encode_ascii keeps for a session's alphabet."},
     {"encode_ascii", (PyCFunction)(void (*)(void))encode_ascii, METH_FASTCALL,
-     "encode_ascii(text, alphabet, grow) -> the codes of text's lexemes joined, or None when text "
+     "encode_ascii(text, alphabet, grow, cache) -> the codes of text's lexemes joined, or None when text "
      "is not ASCII or holds no lexeme (see matchers.fuzzy.FuzzySessionMatcher._encode)."},
     {NULL, NULL, 0, NULL},
 };

@@ -38,7 +38,7 @@ def _matcher() -> FuzzySessionMatcher:
 def test_compiled_encoding_equals_the_python_one(texts: list[str], grows: list[bool]) -> None:
     compiled, python = _matcher(), _matcher()
     for text, grow in zip(texts, grows, strict=False):  # more flags than texts
-        code = encode_ascii(text, compiled._alphabet, grow)
+        code = encode_ascii(text, compiled._alphabet, grow, compiled._lexeme_cache)
         expected = python._encode_python(text, grow=grow)
         if code is None:  # no lexeme: only blanks, which Python encodes one by one
             assert text.strip(" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f") == ""
@@ -58,15 +58,34 @@ def test_the_encoding_of_a_long_text_with_many_distinct_lexemes() -> None:
 
 def test_text_beyond_ascii_is_left_to_python() -> None:
     matcher = _matcher()
-    assert encode_ascii("café au lait", matcher._alphabet, False) is None
+    assert encode_ascii("café au lait", matcher._alphabet, False, matcher._lexeme_cache) is None
     assert matcher._encode("café au lait", grow=True) == _matcher()._encode_python("café au lait", grow=True)
 
 
 def test_a_bad_argument_or_code_is_a_clear_error() -> None:
+    alphabet: dict = {}
+    cache = fuzzy._compiled_lexeme_cache(alphabet)
     with pytest.raises(TypeError, match="encode_ascii"):
-        encode_ascii(b"bytes", {}, False)
+        encode_ascii(b"bytes", alphabet, False, cache)
+    with pytest.raises(ValueError, match="another alphabet"):
+        encode_ascii("word", {}, False, cache)
+    with pytest.raises(ValueError):  # not a cache at all
+        encode_ascii("word", alphabet, False, object())
+    alphabet["word"] = 1
     with pytest.raises(TypeError, match="must be str"):
-        encode_ascii("word", {"word": 1}, False)
+        encode_ascii("word", alphabet, False, cache)
+
+
+def test_the_cache_follows_the_alphabet_python_grows() -> None:
+    """Codes the Python encoder adds (non-ASCII text) are found by the compiled one; unknown
+    lexemes met while the alphabet may not grow are never cached as codes."""
+    compiled, python = _matcher(), _matcher()
+    for matcher in (compiled, python):
+        matcher._encode_python("word ünï", grow=True)
+    assert compiled._encode("word unseen", grow=False) == python._encode_python("word unseen", grow=False)
+    assert compiled._encode("unseen word", grow=True) == python._encode_python("unseen word", grow=True)
+    assert compiled._alphabet == python._alphabet
+    assert compiled._encode("unseen", grow=False) == python._encode_python("unseen", grow=False) != "\U0010ffff" * 2
 
 
 def test_codes_past_the_last_code_point_are_shared_as_python_shares_them() -> None:
