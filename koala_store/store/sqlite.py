@@ -61,9 +61,12 @@ TEXT_BATCH = 10_000
 # A refresh that indexes at least this many sessions, and at least half of the index, ends by
 # merging the index's segments (_merge_text_index); a smaller one writes a segment or two.
 MERGE_AFTER = TEXT_BATCH
-# A prefix with more terms than this is left to FTS5's own merge: an OR of terms costs a
-# lookup per term and index segment (761 terms: ~60 ms over 19 segments at 1M sessions).
-PREFIX_TERMS = 1000
+# A prefix with more terms than this is left to FTS5's own merge. An OR of terms costs a
+# lookup per term and index segment (761 terms: ~60 ms over 19 segments at 1M sessions) and
+# a few KB per term while it runs, but FTS5's merge costs more at every size measured, at 1M
+# sessions in one segment: 4,569 terms (s*) 82-126 ms and 49 MB peak against 7.4-30 s and
+# 231 MB; 11,112 terms (1*) 379 ms and 82 MB. The limit bounds the OR's memory.
+PREFIX_TERMS = 20_000
 # ANALYZE only these: statistics of FTS5's shadow tables mislead the plans of its own
 # statements (see _forget_text_statistics).
 ANALYZED_TABLES = ("sessions", "outbound")
