@@ -203,3 +203,20 @@ def test_a_refresh_of_half_the_index_or_more_merges_its_segments(tmp_path: Path,
     assert store.count("warehou*") == 190
     store.db.execute("INSERT INTO session_text (session_text, rank) VALUES ('integrity-check', 0)")  # raises if corrupt
     store.close()
+
+
+def test_a_common_keyword_walks_the_text_matches_and_a_rare_one_probes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text AND an indexed keyword: the keyword's index drives only while it holds at most
+    _KEYWORD_FIRST_MAX sessions (each probe of the text index costs far more than a walked
+    row); both plans list the same sessions in the same order."""
+    store = prefix_store(tmp_path / "k.db")
+    query = "warehou* AND inbound.method:GET"
+    keyword_first = store._plan(query)
+    assert "FROM sessions s CROSS JOIN session_text t" in keyword_first.sql  # 34 sessions: rare enough
+    expected = [s.session_id for s in store.scan(query)]
+    monkeypatch.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", 5)
+    walking = store._plan(query)
+    assert "FROM session_text t CROSS JOIN sessions s" in walking.sql
+    assert [s.session_id for s in store.scan(query)] == expected and len(expected) == 33
+    assert "FROM sessions s CROSS JOIN session_text t" in store._plan("warehou* AND inbound.path:/nowhere").sql
+    store.close()
