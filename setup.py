@@ -15,7 +15,7 @@ from setuptools import Extension, setup
 COMPILED = ("matchers._chunkscan", "matchers._simlex", "matchers._fuzzylex", "koala_store.wire._canonjson", "koala_store.wire._http1head", "koala_store.wire._normalize", "koala_store.query._terms")
 
 # Headers a module includes: rebuilt when they change, and shipped in the source distribution.
-HEADERS = {name: ["matchers/_runtable.h"] for name in ("matchers._simlex", "matchers._fuzzylex")}
+HEADERS = {name: ["koala_store/_runtable.h"] for name in ("matchers._simlex", "matchers._fuzzylex", "koala_store.query._terms")}
 
 setup(
     ext_modules=[

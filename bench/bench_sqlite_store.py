@@ -226,7 +226,8 @@ TEXT_QUERIES = [
     ("rare term", "zanzibar"),
     ("common term + keyword", "order AND inbound.status:404"),
     ("common term + rare keyword", "order AND inbound.status:503"),
-    ("common prefix + keyword", "warehou* AND inbound.status:404"),
+    ("common prefix + keyword", "warehou* AND inbound.status:404"),  # walks the text matches
+    ("common prefix + rare keyword", "warehou* AND inbound.status:503"),  # probes per session (_KEYWORD_FIRST_MAX)
     ("term in no session", "xylophone"),
 ]
 

@@ -18,7 +18,7 @@
  *
  * Why: the Python version finds every lexeme with a regex and looks each one up in the
  * alphabet (about 1.1 ms for an 8 KB key, 550 ms to encode a session of 500 x 8 KB calls).
- * Here a lexeme's code is found by its bytes in the session's cache (matchers/_runtable.h,
+ * Here a lexeme's code is found by its bytes in the session's cache (koala_store/_runtable.h,
  * the bytes copied into the cache's own blocks): a lexeme becomes a str and is looked up in
  * the alphabet once per session, not once per text (encoding every key of that session,
  * measured in alternation: 35-58 -> 31-38 ms the first time, 35-57 -> 26-27 ms again). The
@@ -30,7 +30,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_runtable.h"
+#include "../koala_store/_runtable.h"
 
 static unsigned char word_byte[256], blank_byte[256];
 
@@ -52,16 +52,19 @@ static Py_ssize_t placeholder(const unsigned char *p, const unsigned char *end) 
 
 static inline Py_ssize_t weight_of(Py_ssize_t len) { return 1 + (len < 12 ? len : 12) / 4; }
 
-/* The code of an unknown lexeme of `len` characters when the alphabet may not grow. */
-static PyObject *unknown_code(Py_ssize_t len) {
+/* The code `ch` gives a lexeme of `len` characters: ch repeated by the lexeme's weight. */
+static PyObject *code_made_of(Py_UCS4 ch, Py_ssize_t len) {
     Py_ssize_t weight = weight_of(len);
-    PyObject *code = PyUnicode_New(weight, 0x10FFFF);
+    PyObject *code = PyUnicode_New(weight, ch);
     if (code == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < weight; i++)
-        PyUnicode_WRITE(PyUnicode_4BYTE_KIND, PyUnicode_DATA(code), i, 0x10FFFF);
+        PyUnicode_WRITE(PyUnicode_KIND(code), PyUnicode_DATA(code), i, ch);
     return code;
 }
+
+/* The code of an unknown lexeme when the alphabet may not grow (fuzzy.py's _UNKNOWN). */
+static PyObject *unknown_code(Py_ssize_t len) { return code_made_of(0x10FFFF, len); }
 
 /* A new code for `lexeme`, added to the alphabet (a new reference): FuzzySessionMatcher._new_code. */
 static PyObject *new_code(PyObject *alphabet, PyObject *lexeme, Py_ssize_t len) {
@@ -75,13 +78,8 @@ static PyObject *new_code(PyObject *alphabet, PyObject *lexeme, Py_ssize_t len) 
         Py_ssize_t span = 0xD800 - FIRST_CODE, r = (Py_ssize_t)(h % span);
         n = FIRST_CODE + (r < 0 ? r + span : r); /* Python's %: never negative */
     }
-    Py_ssize_t weight = weight_of(len);
-    PyObject *code = PyUnicode_New(weight, (Py_UCS4)n);
-    if (code == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < weight; i++)
-        PyUnicode_WRITE(PyUnicode_KIND(code), PyUnicode_DATA(code), i, (Py_UCS4)n);
-    if (PyDict_SetItem(alphabet, lexeme, code) < 0)
+    PyObject *code = code_made_of((Py_UCS4)n, len);
+    if (code != NULL && PyDict_SetItem(alphabet, lexeme, code) < 0)
         Py_CLEAR(code);
     return code;
 }

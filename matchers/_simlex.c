@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "_runtable.h"
+#include "../koala_store/_runtable.h"
 
 #define CAP 128
 

@@ -164,7 +164,7 @@ class FuzzySessionMatcher(SessionMatcher):
     def _encode(self, text: str, *, grow: bool) -> str:
         """Lexemes as characters of the session's alphabet, repeated by length class."""
         if self._lexeme_cache is not None:
-            # The same codes, assigned in the same order, ~30x faster (matchers/_fuzzylex.c).
+            # The same codes, assigned in the same order, ~10x faster (matchers/_fuzzylex.c).
             code = _compiled_encode_ascii(text, self._alphabet, grow, self._lexeme_cache)
             if code is not None:
                 return code

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with Python >= 3.11 and install koala-store with its dev extras.
 # Re-running is cheap: nothing is reinstalled unless pyproject.toml or the compiled part
-# (setup.py, matchers/*.[ch], koala_store/*/*.c) changed.
+# (setup.py, matchers/*.c, koala_store/*.h, koala_store/*/*.c) changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 stamp=.venv/.koala-installed
-wanted=$(cat pyproject.toml setup.py matchers/*.[ch] koala_store/*/*.c | sha1sum | cut -d' ' -f1)
+wanted=$(cat pyproject.toml setup.py matchers/*.c koala_store/*.h koala_store/*/*.c | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[dev]'

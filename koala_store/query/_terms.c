@@ -21,22 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const unsigned char *at; /* NULL: empty slot */
-    Py_ssize_t len;
-    uint64_t hash;
-} Slot;
-
-typedef struct {
-    Slot *slots;
-    size_t mask; /* capacity - 1, capacity a power of two */
-    size_t used;
-} Table;
+#include "../_runtable.h"
 
 static unsigned char alnum[256];
 
 /* Letters and digits OR 0x20 are their lowercase: runs hash and compare case-folded. */
-static uint64_t hash_folded(const unsigned char *p, Py_ssize_t n) {
+static uint64_t hash_folded(const unsigned char *p, Py_ssize_t n, const unsigned char *end) {
+    (void)end; /* read within the run only */
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
     for (; n >= 8; p += 8, n -= 8) {
         uint64_t word;
@@ -56,39 +47,6 @@ static int same_folded(const unsigned char *a, const unsigned char *b, Py_ssize_
         if ((a[i] | 0x20) != (b[i] | 0x20))
             return 0;
     return 1;
-}
-
-static int table_grow(Table *t) {
-    size_t capacity = (t->mask + 1) * 2;
-    Slot *slots = calloc(capacity, sizeof(Slot));
-    if (slots == NULL)
-        return -1;
-    for (size_t i = 0; i <= t->mask; i++) {
-        if (t->slots[i].at == NULL)
-            continue;
-        size_t j = t->slots[i].hash & (capacity - 1);
-        while (slots[j].at != NULL)
-            j = (j + 1) & (capacity - 1);
-        slots[j] = t->slots[i];
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->mask = capacity - 1;
-    return 0;
-}
-
-static int table_add(Table *t, const unsigned char *p, Py_ssize_t n) {
-    uint64_t h = hash_folded(p, n);
-    for (size_t j = h & t->mask;; j = (j + 1) & t->mask) {
-        Slot *s = &t->slots[j];
-        if (s->at == NULL) {
-            *s = (Slot){p, n, h};
-            t->used++;
-            return (t->used * 2 > t->mask + 1) ? table_grow(t) : 0; /* load under a half */
-        }
-        if (s->hash == h && s->len == n && same_folded(s->at, p, n))
-            return 0;
-    }
 }
 
 static int add_term(PyObject *into, const unsigned char *at, Py_ssize_t len) {
@@ -128,7 +86,7 @@ static int scan(PyObject *text, Table *table, PyObject *wide) {
         for (; i < size && (data[i] >= 0x80 || alnum[data[i]]); i++)
             ascii &= data[i] < 0x80;
         if (ascii) {
-            if (table_add(table, data + start, i - start) < 0) {
+            if (table_count_with(table, data + start, i - start, data + size, hash_folded, same_folded) == NULL) {
                 PyErr_NoMemory();
                 return -1;
             }
@@ -156,9 +114,8 @@ static PyObject *ascii_terms(PyObject *self, PyObject *const *args, Py_ssize_t n
     /* One table for every text: a term is made into a str once per call, however often the
      * texts repeat it. The list keeps every text (and so every run) alive. */
     Py_INCREF(texts);
-    size_t capacity = 4096;
-    Table table = {calloc(capacity, sizeof(Slot)), capacity - 1, 0};
-    if (table.slots == NULL) {
+    Table table;
+    if (table_init_slots(&table, 4096) < 0) {
         PyErr_NoMemory();
         goto failed;
     }
@@ -168,12 +125,12 @@ static PyObject *ascii_terms(PyObject *self, PyObject *const *args, Py_ssize_t n
     for (size_t j = 0; j <= table.mask; j++)
         if (table.slots[j].at != NULL && add_term(into, table.slots[j].at, table.slots[j].len) < 0)
             goto failed;
-    free(table.slots);
+    table_free(&table);
     Py_DECREF(texts);
     return wide;
 
 failed:
-    free(table.slots);
+    table_free(&table);
     Py_DECREF(texts);
     Py_DECREF(wide);
     return NULL;

@@ -620,7 +620,8 @@ class SqliteStore:
         """Merge the full-text index into one segment. Each FTS5 segment costs a lookup per
         term of a prefix's OR: `warehou*` at 1M sessions takes ~60 ms over 19 segments and
         ~11 ms over one. Done only after a refresh that indexed at least half of the index,
-        so its cost (27 s at 1M) stays in proportion to the work just done."""
+        so its cost (30 s of a 540 s load of 1M: bench_sqlite_store.py --rebuild) stays in
+        proportion to the work just done."""
         with _sql_errors(self.path, writing=True), transaction(self.db):
             self.db.execute("INSERT INTO session_text (session_text) VALUES ('optimize')")
 

@@ -404,7 +404,7 @@ static int object(Ctx *c) {
             c->p++;
             if (c->other == NULL) /* compare mode matches members in the order written */
                 sort_members(c, members, count);
-            for (size_t i = 1; c->plain && i < count; i++)
+            for (size_t i = 1; c->plain && rc == OK && i < count; i++)
                 if (members[i].key_len == members[i - 1].key_len && memcmp(members[i].key, members[i - 1].key, members[i].key_len) == 0)
                     rc = REFUSE; /* sorted: a key written twice is next to itself */
             if (rc != OK)

@@ -1,6 +1,7 @@
-/* A hash table of byte runs over a request's own bytes, shared by the compiled lexers of
- * matchers/ (_simlex.c, _fuzzylex.c): each distinct run is found once per request, so a
- * Python object is made once per distinct run instead of once per occurrence.
+/* A hash table of byte runs over a text's own bytes, shared by the compiled lexers
+ * (matchers/_simlex.c, matchers/_fuzzylex.c, koala_store/query/_terms.c): each distinct run
+ * is found once, so a Python object is made once per distinct run instead of once per
+ * occurrence. A caller may hash and compare runs its own way (_terms.c folds case).
  *
  * Slots point into the caller's data, which must outlive the table. */
 #ifndef KOALA_RUNTABLE_H
@@ -52,26 +53,33 @@ static inline uint64_t hash_run(const unsigned char *p, Py_ssize_t n, const unsi
     return h ^ (h >> 29);
 }
 
-/* A table sized for the distinct runs `size` bytes usually hold (about one per 25 bytes) at
- * under half load, so most requests never grow it. 0, or -1 when out of memory. */
-static int table_init(Table *t, Py_ssize_t size) {
-    size_t capacity = 256;
-    while (capacity < 1u << 20 && (Py_ssize_t)capacity * 12 < size)
-        capacity *= 2;
+/* A table of `capacity` slots (a power of two). 0, or -1 when out of memory. */
+static inline int table_init_slots(Table *t, size_t capacity) {
     t->slots = calloc(capacity, sizeof(Slot));
     t->mask = capacity - 1;
     t->used = 0;
     return t->slots == NULL ? -1 : 0;
 }
 
-static void table_free(Table *t) {
+/* A table sized for the distinct runs `size` bytes usually hold (about one per 25 bytes) at
+ * under half load, so most requests never grow it. 0, or -1 when out of memory. */
+static inline int table_init(Table *t, Py_ssize_t size) {
+    size_t capacity = 256;
+    while (capacity < 1u << 20 && (Py_ssize_t)capacity * 12 < size)
+        capacity *= 2;
+    return table_init_slots(t, capacity);
+}
+
+static inline void table_free(Table *t) {
+    if (t->slots == NULL)
+        return; /* never made */
     for (size_t i = 0; i <= t->mask; i++)
         Py_XDECREF(t->slots[i].value);
     free(t->slots);
     t->slots = NULL;
 }
 
-static int table_grow(Table *t) {
+static inline int table_grow(Table *t) {
     size_t capacity = (t->mask + 1) * 2;
     Slot *slots = calloc(capacity, sizeof(Slot));
     if (slots == NULL)
@@ -91,16 +99,22 @@ static int table_grow(Table *t) {
     return 0;
 }
 
-/* The slot of the run p[0:n], counted once more; a new run gets a slot with count 1 and no
- * value. NULL when out of memory. The pointer is good until the next call. */
-static Slot *table_count(Table *t, const unsigned char *p, Py_ssize_t n, const unsigned char *end) {
-    uint64_t h = hash_run(p, n, end);
+typedef uint64_t (*RunHash)(const unsigned char *p, Py_ssize_t n, const unsigned char *end);
+typedef int (*RunSame)(const unsigned char *a, const unsigned char *b, Py_ssize_t n);
+
+static inline int same_bytes(const unsigned char *a, const unsigned char *b, Py_ssize_t n) { return memcmp(a, b, (size_t)n) == 0; }
+
+/* The slot of the run p[0:n] (runs alike under `hash` and `same` share one), counted once
+ * more; a new run gets a slot with count 1 and no value. NULL when out of memory. The
+ * pointer is good until the next call. */
+static inline Slot *table_count_with(Table *t, const unsigned char *p, Py_ssize_t n, const unsigned char *end, RunHash hash, RunSame same) {
+    uint64_t h = hash(p, n, end);
     size_t j = h & t->mask;
     for (;;) {
         Slot *s = &t->slots[j];
         if (s->at == NULL)
             break;
-        if (s->hash == h && s->len == n && memcmp(s->at, p, (size_t)n) == 0) {
+        if (s->hash == h && s->len == n && same(s->at, p, n)) {
             s->count++;
             return s;
         }
@@ -118,6 +132,11 @@ static Slot *table_count(Table *t, const unsigned char *p, Py_ssize_t n, const u
     *s = (Slot){p, n, h, 1, NULL};
     t->used++;
     return s;
+}
+
+/* table_count_with, runs alike when their bytes are. */
+static inline Slot *table_count(Table *t, const unsigned char *p, Py_ssize_t n, const unsigned char *end) {
+    return table_count_with(t, p, n, end, hash_run, same_bytes);
 }
 
 #endif
