@@ -86,6 +86,11 @@ def test_the_cache_follows_the_alphabet_python_grows() -> None:
     assert compiled._encode("unseen word", grow=True) == python._encode_python("unseen word", grow=True)
     assert compiled._alphabet == python._alphabet
     assert compiled._encode("unseen", grow=False) == python._encode_python("unseen", grow=False) != "\U0010ffff" * 2
+    # One-character lexemes are cached apart from the others (by byte): the same rules hold.
+    assert compiled._encode("x ; %", grow=False) == python._encode_python("x ; %", grow=False)
+    for matcher in (compiled, python):
+        matcher._encode_python("é x %", grow=True)
+    assert compiled._encode("x ; %", grow=False) == python._encode_python("x ; %", grow=False) != "\U0010ffff" * 3
 
 
 def test_codes_past_the_last_code_point_are_shared_as_python_shares_them() -> None:
