@@ -228,6 +228,37 @@ def test_compiled_sql_text_leaves_sql_beyond_ascii_to_the_regex():
         compiled("SELECT 1", 3)
 
 
+# Masked SQL near and at its lists: the pieces normalize._SQL_LIST and _SQL_ROWS look at.
+MASKED_LIST_PIECES = st.one_of(
+    st.sampled_from(["(", ")", "?", ",", " ", "\t", "\x1c", "\n", "+", "x", "(?+)", "(?, ?)", "( ? , ? )", ", ", "(?)", "(?+) , (?+)"]),
+    st.text(alphabet="(?+), \t\x1fa", max_size=6),
+)
+
+
+@SETTINGS
+@given(text=st.lists(MASKED_LIST_PIECES, max_size=24).map("".join))
+@example(text="VALUES (?, ?), (?,?) ,( ?\t, ? ), (?+)")
+@example(text="IN (?, ?, x) AND (?,) OR (?) (? ,? ")
+@example(text="(?+)(?+), , (?+) ,(?+),")
+def test_compiled_list_collapse_is_the_regexes(text):
+    """wire/_normalize.c's collapse_lists_ascii against normalize._SQL_LIST and _SQL_ROWS."""
+    compiled = normalize._compiled_collapse_lists
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    assert compiled(text) == normalize._collapse_lists_python(text)
+
+
+def test_compiled_list_collapse_leaves_text_beyond_ascii_to_the_regexes():
+    compiled = normalize._compiled_collapse_lists
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    assert compiled("IN (?, ?) AND name = 'é'") is None
+    assert normalize._collapse_lists("IN (?, ?) AND name = 'é'") == "IN (?+) AND name = 'é'"
+    assert compiled("VALUES (?, ?), (?, ?)") == "VALUES (?+)"
+    with pytest.raises(TypeError, match="collapse_lists_ascii"):
+        compiled(b"(?, ?)")
+
+
 def test_masking_a_long_insert_is_the_same():
     rows = ", ".join(f"({1548160113000 + i}, 'sku-{i:04x}', 'Tue, 22 Jan 2019 10:28:{i % 60:02d} GMT', {i}, '2019-01-22T10:28:33.{i:03d}Z', 'deadbeef{i:08x}')" for i in range(120))
     sql = f"INSERT INTO t (id, sku, at, qty, ts, digest) VALUES {rows}"
@@ -365,7 +396,7 @@ def test_the_compiled_parts_are_in_use_where_they_were_built():
         "matchers._fuzzylex": fuzzy._compiled_encode_ascii,
         "koala_store.wire._canonjson": body._canonical is not None and normalize._compiled_canonical is not None,
         "koala_store.wire._http1head": http1._parse_head is not http1._split_head,
-        "koala_store.wire._normalize": normalize._compiled_mask_ascii is not None and normalize._compiled_sql_text is not None,
+        "koala_store.wire._normalize": None not in (normalize._compiled_mask_ascii, normalize._compiled_sql_text, normalize._compiled_collapse_lists),
         "koala_store.query._terms": text._compiled_ascii_terms is not None,
     }
     for name, in_use in used.items():

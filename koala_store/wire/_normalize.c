@@ -41,6 +41,17 @@
  * None when `sql` is not ASCII. The caller still collapses masked lists (`(?+)`).
  *
  * Why: the regex split of an 8 KB INSERT takes ~0.75 ms, most of a MySQL key's cost.
+ *
+ * collapse_lists_ascii(text) -> str or None
+ *
+ * Exactly normalize._collapse_lists on ASCII text: `_SQL_LIST.sub("(?+)", text)`, a masked
+ * list `( ? , ? ... )` of two or more `?` becoming `(?+)`, then `_SQL_ROWS.sub(r"\1", ...)`,
+ * a run of `(?+)` joined by commas becoming one. Neither regex can gain by backtracking (a
+ * shorter repetition is followed by a comma, never by what must come next), so one greedy
+ * reading at each `(` decides each. None when `text` is not ASCII.
+ *
+ * Why: the two substitutions took ~0.1 ms for an 8 KB INSERT of many rows, four times the
+ * statement's own normalisation above.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -363,6 +374,94 @@ static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_
     return text;
 }
 
+/* --- masked lists ---------------------------------------------------------------------- */
+
+static inline Ptr skip_blanks(Ptr p, Ptr end) {
+    while (p < end && blank_byte[*p])
+        p++;
+    return p;
+}
+
+/* The end of the masked list `( ? , ? ... )` (two or more `?`) at p, or NULL. */
+static Ptr masked_list(Ptr p, Ptr end) {
+    p = skip_blanks(p + 1, end);
+    if (!is(p, end, '?'))
+        return NULL;
+    p++;
+    int more = 0;
+    for (;;) {
+        Ptr q = skip_blanks(p, end);
+        if (!is(q, end, ','))
+            break;
+        q = skip_blanks(q + 1, end);
+        if (!is(q, end, '?'))
+            break;
+        p = q + 1;
+        more = 1;
+    }
+    p = skip_blanks(p, end);
+    return more && is(p, end, ')') ? p + 1 : NULL;
+}
+
+static inline int collapsed(Ptr p, Ptr end) { return end - p >= 4 && memcmp(p, "(?+)", 4) == 0; }
+
+/* The end of the rows `(?+) , (?+) ...` at p (a `(?+)`), or p + 4 when only one is there. */
+static Ptr collapsed_rows(Ptr p, Ptr end) {
+    p += 4;
+    for (;;) {
+        Ptr q = skip_blanks(p, end);
+        if (!is(q, end, ','))
+            return p;
+        q = skip_blanks(q + 1, end);
+        if (!collapsed(q, end))
+            return p;
+        p = q + 4;
+    }
+}
+
+static PyObject *collapse_lists_ascii(PyObject *self, PyObject *text) {
+    (void)self;
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "collapse_lists_ascii() takes a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    Ptr s = PyUnicode_1BYTE_DATA(text), end = s + PyUnicode_GET_LENGTH(text);
+    if (memchr(s, '?', (size_t)(end - s)) == NULL) {
+        Py_INCREF(text); /* nothing masked: nothing to collapse */
+        return text;
+    }
+    /* Both passes only shrink the text: the first writes into `lists`, the second reads it. */
+    unsigned char *lists = PyMem_Malloc((size_t)(end - s) + 1);
+    if (lists == NULL)
+        return PyErr_NoMemory();
+    size_t n = 0;
+    for (Ptr p = s; p < end;) {
+        Ptr list_end = *p == '(' ? masked_list(p, end) : NULL;
+        if (list_end != NULL) {
+            memcpy(lists + n, "(?+)", 4);
+            n += 4;
+            p = list_end;
+        } else
+            lists[n++] = *p++;
+    }
+    size_t out = 0;
+    for (Ptr p = lists, stop = lists + n; p < stop;) {
+        if (*p == '(' && collapsed(p, stop)) {
+            memmove(lists + out, "(?+)", 4);
+            out += 4;
+            p = collapsed_rows(p, stop);
+        } else
+            lists[out++] = *p++;
+    }
+    PyObject *result = PyUnicode_DecodeASCII((const char *)lists, (Py_ssize_t)out, NULL);
+    PyMem_Free(lists);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"mask_ascii", mask_ascii, METH_O,
      "mask_ascii(text) -> text with volatile values as placeholders, or None when text is not ASCII "
@@ -370,6 +469,9 @@ static PyMethodDef methods[] = {
     {"sql_text_ascii", (PyCFunction)(void (*)(void))sql_text_ascii, METH_FASTCALL,
      "sql_text_ascii(sql, literals) -> SQL with literals kept (0), masked (1) or strings dropped (2), comments "
      "dropped and blanks collapsed, or None when sql is not ASCII (see koala_store.wire.normalize.normalize_sql)."},
+    {"collapse_lists_ascii", collapse_lists_ascii, METH_O,
+     "collapse_lists_ascii(text) -> masked SQL with its lists and rows of lists as (?+), or None when text is not "
+     "ASCII (see koala_store.wire.normalize._collapse_lists)."},
     {NULL, NULL, 0, NULL},
 };
 

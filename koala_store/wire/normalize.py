@@ -47,10 +47,11 @@ from .protocol import FASTCGI, HTTP, MYSQL, REDIS, UNKNOWN, Protocol
 from .request import Message, parse_request
 
 try:  # compiled by `pip install` where a C compiler is present (setup.py); optional
+    from ._normalize import collapse_lists_ascii as _compiled_collapse_lists
     from ._normalize import mask_ascii as _compiled_mask_ascii
     from ._normalize import sql_text_ascii as _compiled_sql_text
 except ImportError:  # pragma: no cover - exercised where the extension did not build
-    _compiled_mask_ascii = _compiled_sql_text = None
+    _compiled_mask_ascii = _compiled_sql_text = _compiled_collapse_lists = None
 try:  # the JSON canonical form the diff compares bodies with (also optional)
     from koala_store.wire._canonjson import canonical as _compiled_canonical
 except ImportError:  # pragma: no cover - exercised where the extension did not build
@@ -272,6 +273,13 @@ def _sql_text(parts: list[str | None], *, mask_literals: bool) -> str:
 
 
 def _collapse_lists(text: str) -> str:
+    if _compiled_collapse_lists is not None and (collapsed := _compiled_collapse_lists(text)) is not None:
+        return collapsed  # the same text, ~20x faster on an INSERT of many rows (wire/_normalize.c)
+    return _collapse_lists_python(text)
+
+
+def _collapse_lists_python(text: str) -> str:
+    """`_collapse_lists` for any text: the reference wire/_normalize.c follows."""
     return _SQL_ROWS.sub(r"\1", _SQL_LIST.sub("(?+)", text))
 
 
