@@ -25,6 +25,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The token readers, inlined into value() and object(): their calls were 6% of the work
+ * (instructions counted by callgrind, a 4 KB document: 112k -> 105k per canonical()). */
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 #define MAX_DEPTH 200 /* far below orjson's and the standard library's nesting limits */
 
 enum { OK = 0, REFUSE = -1, NOMEM = -2, DIFFERS = -3 };
@@ -148,7 +156,7 @@ static inline uint64_t stop_bytes(uint64_t w) {
 
 /* A string token at c->p (the opening quote), copied as written. *escaped says whether it
  * held a backslash. */
-static int string(Ctx *c, int *escaped) {
+static ALWAYS_INLINE int string(Ctx *c, int *escaped) {
     const unsigned char *start = c->p++;
     *escaped = 0;
     for (;;) {
@@ -254,7 +262,7 @@ static int python_spelling(const unsigned char *start, size_t n, int is_float) {
     return same;
 }
 
-static int number(Ctx *c) {
+static ALWAYS_INLINE int number(Ctx *c) {
     const unsigned char *start = c->p;
     int is_float = 0;
     if (c->p < c->end && *c->p == '-')
@@ -289,11 +297,11 @@ static int number(Ctx *c) {
     return OK;
 }
 
-static int literal(Ctx *c, const char *word, size_t n) {
+static ALWAYS_INLINE int literal(Ctx *c, const char *word, size_t n) {
     if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
         return REFUSE;
     c->p += n;
-    emit(c, (const unsigned char *)word, n);
+    emit(c, c->p - n, n); /* the input's bytes (equal to word): put_token may read past them */
     return OK;
 }
 
