@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then run all of them:
 # the venv, real third-party tools, and a real local Elasticsearch on port 19200; then the
-# lowest-versions job (scripts/test-lowest.sh).
+# lowest-versions job (scripts/test-lowest.sh) and the sanitizer job (scripts/test-asan.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -18,8 +18,10 @@ trap stop_es EXIT
 export KOALA_TEST_ES_URL="http://127.0.0.1:$es_port"
 
 .venv/bin/python -m pytest -q "$@"
-# The whole run (no arguments) also proves the dependency floors: tests that lean on each
-# dependency's API, against the lowest versions pyproject.toml allows.
+# The whole run (no arguments) also proves the dependency floors (tests that lean on each
+# dependency's API, against the lowest versions pyproject.toml allows) and runs the tests of
+# the compiled parts again with them built under AddressSanitizer and UBSan.
 if [ $# = 0 ]; then
   ./scripts/test-lowest.sh
+  ./scripts/test-asan.sh
 fi
