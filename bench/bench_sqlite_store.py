@@ -227,7 +227,7 @@ TEXT_QUERIES = [
     ("common term + keyword", "order AND inbound.status:404"),
     ("common term + rare keyword", "order AND inbound.status:503"),
     ("common prefix + keyword", "warehou* AND inbound.status:404"),  # walks the text matches
-    ("common prefix + rare keyword", "warehou* AND inbound.status:503"),  # probes per session (_KEYWORD_FIRST_MAX)
+    ("common prefix + rare keyword", "warehou* AND inbound.status:503"),  # reads the 109 sessions' terms (_prefixes_checked_by_terms)
     ("term in no session", "xylophone"),
 ]
 

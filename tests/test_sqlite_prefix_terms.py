@@ -210,13 +210,62 @@ def test_a_common_keyword_walks_the_text_matches_and_a_rare_one_probes_them(tmp_
     _KEYWORD_FIRST_MAX sessions (each probe of the text index costs far more than a walked
     row); both plans list the same sessions in the same order."""
     store = prefix_store(tmp_path / "k.db")
-    query = "warehou* AND inbound.method:GET"
-    keyword_first = store._plan(query)
-    assert "FROM sessions s CROSS JOIN session_text t" in keyword_first.sql  # 34 sessions: rare enough
+    query = "order AND inbound.method:GET"
+    assert "FROM sessions s CROSS JOIN session_text t" in store._plan(query).sql  # 34 sessions: rare enough
     expected = [s.session_id for s in store.scan(query)]
     monkeypatch.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", 5)
-    walking = store._plan(query)
-    assert "FROM session_text t CROSS JOIN sessions s" in walking.sql
-    assert [s.session_id for s in store.scan(query)] == expected and len(expected) == 33
-    assert "FROM sessions s CROSS JOIN session_text t" in store._plan("warehou* AND inbound.path:/nowhere").sql
+    assert "FROM session_text t CROSS JOIN sessions s" in store._plan(query).sql
+    assert [s.session_id for s in store.scan(query)] == expected and len(expected) == 32
+    assert "FROM sessions s CROSS JOIN session_text t" in store._plan("order AND inbound.path:/nowhere").sql
+    store.close()
+
+
+# Prefix conditions AND a rare keyword, over columns and text beyond ASCII (folded by FTS5).
+PREFIX_AND_KEYWORD = [
+    "warehou* AND inbound.method:GET",
+    "inbound.response:warehouse1* AND inbound.method:GET",
+    "wareh* AND ord* AND inbound.method:GET",
+    "warehouseé* AND inbound.method:GET",
+    "σ* AND inbound.method:GET",
+    "outbound.request:warehou* AND inbound.method:GET",
+    "zzz* AND inbound.method:GET",
+    "warehou* AND inbound.path:/nowhere",
+]
+
+
+@pytest.mark.parametrize("query", PREFIX_AND_KEYWORD)
+def test_a_rare_keyword_checks_its_sessions_terms_for_a_prefix_as_the_index_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
+    """A prefix AND a rare keyword reads the keyword's few sessions' terms instead of probing
+    the text index once per session with every term of the prefix: the same sessions, in the
+    same order, as probing and as walking the text matches."""
+    store = prefix_store(tmp_path / "k.db")
+    store.put_many(
+        [
+            make_session(40, response_body='{"where":"WAREHOUSEÉ","σ":"ΣΟΦΙΑ"}'.encode()),
+            make_session(41, response_body='{"where":"warehouseß İstanbul","note":"ordΣ"}'.encode()),
+            make_session(42, response_body='{"where":"ware\u0301house","note":"σς"}'.encode()),
+        ]
+    )
+    store.refresh()
+    plan = store._plan(query)
+    assert "session_text" not in plan.sql  # no probe, no walk: the sessions' own terms
+    checked = [s.session_id for s in store.scan(query)]
+    with monkeypatch.context() as patched:
+        patched.setattr(SqliteStore, "_prefixes_checked_by_terms", lambda self, plan, terms: None)
+        assert "FROM sessions s CROSS JOIN session_text t" in store._plan(query).sql
+        assert [s.session_id for s in store.scan(query)] == checked
+        patched.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", -1)
+        assert "FROM session_text t CROSS JOIN sessions s" in store._plan(query).sql
+        assert [s.session_id for s in store.scan(query)] == checked
+    assert store.count(query) == len(checked)
+    store.close()
+
+
+def test_the_checked_sessions_are_the_expected_ones(tmp_path: Path) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    assert len(list(store.scan("warehou* AND inbound.method:GET"))) == 33
+    assert len(list(store.scan("warehouseé* AND inbound.method:GET"))) == 1
+    assert list(store.scan("outbound.request:warehou* AND inbound.method:GET")) == []
+    # A phrase prefix is not one token: it still probes.
+    assert "FROM sessions s CROSS JOIN session_text t" in store._plan("order-sta* AND inbound.method:GET").sql
     store.close()

@@ -236,6 +236,7 @@ class Driven:
     # The other conditions can use an index of their own (a keyword equality or range):
     # then let SQLite start from that index and probe the text index per session instead.
     keyword_first: bool
+    texts: tuple[ir.Text, ...] = ()  # the full-text conditions `match` holds
 
 
 def driven(node: ir.Node, text: TextIndex | None = None) -> Driven | None:
@@ -249,7 +250,7 @@ def driven(node: ir.Node, text: TextIndex | None = None) -> Driven | None:
     compiler = SqlCompiler(text)
     where = compiler.balanced("AND", [compiler.compile(i) for i in rest]) if rest else "1"
     keyword_first = any(_indexable(i) for i in rest)
-    return Driven(session_match(texts, text), where, compiler.params, keyword_first)
+    return Driven(session_match(texts, text), where, compiler.params, keyword_first, tuple(texts))
 
 
 def _indexable(node: ir.Node) -> bool:
