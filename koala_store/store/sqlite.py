@@ -89,7 +89,7 @@ _SORTED = 5000  # matches a search may collect and sort rather than walk every s
 # row of it), so probing wins only while the keyword is rarer than ~sqrt(N * 100 / 2,900)
 # sessions of N: ~190 at 1M. warehou* AND inbound.status:404 (200,000 sessions): 1,203 ->
 # 14 ms. With inbound.status:503 (109 sessions) probing took 3.6 s and walking 10.5 s; a
-# prefix's terms are now checked in those sessions' own text instead (36 ms, see
+# prefix's terms are now checked in those sessions' own text instead (16-30 ms, see
 # _prefixes_checked_by_terms), and other text conditions still probe.
 _KEYWORD_FIRST_MAX = 200
 # session_text's columns, in text_row's order.
@@ -633,12 +633,16 @@ class SqliteStore:
         """The terms FTS5 makes of `runs`: indexed once, together, in a scratch table with
         the store's tokenizer (~0.3 ms a batch, then ~3 us a distinct run of 8 characters;
         paid only for text that is not ASCII)."""
-        if not runs:
-            return set()
+        return self._fts5_terms_of([" ".join(runs)])[0] if runs else set()
+
+    def _fts5_terms_of(self, texts: list[str]) -> list[set[str]]:
+        """The terms FTS5 makes of each of `texts`, all indexed in one scratch table."""
         for statement in SCRATCH_TEXT.split(";"):
             self.db.execute(statement)
-        self.db.execute("INSERT INTO temp.scratch_text (rowid, x) VALUES (1, ?)", (" ".join(runs),))
-        terms = {term for (term,) in self.db.execute("SELECT term FROM temp.scratch_terms")}
+        self.db.executemany("INSERT INTO temp.scratch_text (rowid, x) VALUES (?, ?)", enumerate(texts))
+        terms: list[set[str]] = [set() for _ in texts]
+        for term, at in self.db.execute("SELECT term, doc FROM temp.scratch_terms"):
+            terms[at].add(term)
         self.db.execute("INSERT INTO temp.scratch_text (scratch_text) VALUES ('delete-all')")
         return terms
 
@@ -689,7 +693,7 @@ class SqliteStore:
         term of each prefix condition, found by reading their text rather than probing the
         text index. A probe costs a lookup per term of the prefix: 20-33 ms each for the 761
         terms of warehou* at 1M sessions, 2.2-3.6 s for the 109 sessions of
-        inbound.status:503, which this reads in 36 ms. Exact: the terms are the ones the index
+        inbound.status:503, which this reads in 16-30 ms. Exact: the terms are the ones the index
         made of the same text_row (ASCII runs as add_terms makes them, other runs by FTS5
         itself, _fts5_terms), and a prefix matches what the OR of its named terms matches.
         None (probe instead) unless every full-text condition is one prefix token whose terms
@@ -700,24 +704,30 @@ class SqliteStore:
             if terms is None:
                 return None
             wanted.append(([_TEXT_COLUMN_AT[SESSION_TEXT_COLUMNS[f.name]] for f in node.fields], frozenset(terms)))
-        ids = []
+        # Each session's ASCII terms and other runs per condition; the runs' terms come from
+        # FTS5 for all the sessions at once.
+        read: list[tuple[int, list[tuple[set[str], list[str]]]]] = []
+        runs: dict[str, int] = {}
         rows = self.db.execute(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {plan.where} ORDER BY s.id", plan.params).fetchall()
-        for row_id, session_id, body in rows:  # at most _KEYWORD_FIRST_MAX, read before _fts5_terms writes
+        for row_id, session_id, body in rows:  # at most _KEYWORD_FIRST_MAX, read before _fts5_terms_of writes
             session = self._session(session_id, body)
             if session is None:
                 continue  # named in skipped; no condition holds on it
             columns = text_row(session)
-            if all(not terms.isdisjoint(self._session_terms([columns[at] for at in at_columns])) for at_columns, terms in wanted):
-                ids.append(row_id)
-        return ids
+            found = []
+            for at_columns, _ in wanted:
+                terms: set[str] = set()
+                wide = add_terms([columns[at] for at in at_columns], terms)
+                found.append((terms, wide))
+                for run in wide:
+                    runs.setdefault(run, len(runs))
+            read.append((row_id, found))
+        run_terms = self._fts5_terms_of(list(runs)) if runs else []
 
-    def _session_terms(self, texts: list[str]) -> set[str]:
-        """The terms FTS5 makes of `texts` (searchable_text's output)."""
-        terms: set[str] = set()
-        wide = add_terms(texts, terms)
-        if wide:
-            terms |= self._fts5_terms(set(wide))
-        return terms
+        def holds(terms: set[str], wide: list[str], prefix: frozenset[str]) -> bool:
+            return not prefix.isdisjoint(terms) or any(not prefix.isdisjoint(run_terms[runs[run]]) for run in wide)
+
+        return [row_id for row_id, found in read if all(holds(terms, wide, prefix) for (terms, wide), (_, prefix) in zip(found, wanted, strict=True))]
 
     def _keyword_rare(self, where: str, params: list[Any]) -> bool:
         """Whether the sessions `where` holds are few enough to probe the text index for

@@ -103,11 +103,11 @@ CREATE VIRTUAL TABLE temp.indexed_terms USING fts5vocab(main, 'session_text', 'r
 INSERT OR IGNORE INTO text_terms (term) SELECT term FROM temp.indexed_terms;
 DROP TABLE temp.indexed_terms
 """
-# A scratch index with the same tokenizer, and its vocabulary: the terms FTS5 makes of text
-# with characters other than ASCII (see SqliteStore._fts5_terms).
+# A scratch index with the same tokenizer, and its vocabulary by row: the terms FTS5 makes of
+# each text with characters other than ASCII (see SqliteStore._fts5_terms_of).
 SCRATCH_TEXT = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_text USING fts5(x, content='', columnsize=0, {TOKENIZER});
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_terms USING fts5vocab(temp, 'scratch_text', 'row')
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_terms USING fts5vocab(temp, 'scratch_text', 'instance')
 """
 
 
