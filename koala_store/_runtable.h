@@ -18,6 +18,7 @@ typedef struct {
     uint64_t hash;
     Py_ssize_t count;  /* occurrences so far */
     PyObject *value;   /* the caller's object for the run (a new reference), or NULL */
+    uint64_t packed;   /* the caller's compact form of value, or 0 */
 } Slot;
 
 typedef struct {
@@ -129,7 +130,7 @@ static inline Slot *table_count_with(Table *t, const unsigned char *p, Py_ssize_
             j = (j + 1) & t->mask;
     }
     Slot *s = &t->slots[j];
-    *s = (Slot){p, n, h, 1, NULL};
+    *s = (Slot){p, n, h, 1, NULL, 0};
     t->used++;
     return s;
 }

@@ -93,6 +93,25 @@ def test_the_cache_follows_the_alphabet_python_grows() -> None:
     assert compiled._encode("x ; %", grow=False) == python._encode_python("x ; %", grow=False) != "\U0010ffff" * 3
 
 
+@pytest.mark.parametrize(
+    "odd_codes",
+    [
+        {"odd": "\u0101\u0102"},  # not one character repeated: written as it is
+        {"odd": "x", "word": "yy"},  # below U+0100: a result of one byte per character
+        {"odd": "\U0001f600\u0101"},  # beyond U+FFFF, mixed
+    ],
+)
+def test_codes_of_any_shape_are_written_as_they_are(odd_codes: dict[str, str]) -> None:
+    """Every code the encoder makes is one character repeated, written from its packed form;
+    codes of another shape that the alphabet may hold are copied character by character."""
+    compiled, python = _matcher(), _matcher()
+    for matcher in (compiled, python):
+        matcher._alphabet.update(odd_codes)
+    for text, grow in [("odd word odd", False), ("word odd new ; odd", True), ("odd", False), ("odd ; ;", True)]:
+        assert compiled._encode(text, grow=grow) == python._encode_python(text, grow=grow)
+    assert compiled._alphabet == python._alphabet
+
+
 def test_codes_past_the_last_code_point_are_shared_as_python_shares_them() -> None:
     """Past U+10FFFE (an alphabet of ~1.1M lexemes) both take a code from the lexeme's hash."""
     compiled, python = _matcher(), _matcher()
