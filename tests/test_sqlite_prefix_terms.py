@@ -230,34 +230,53 @@ PREFIX_AND_KEYWORD = [
     "outbound.request:warehou* AND inbound.method:GET",
     "zzz* AND inbound.method:GET",
     "warehou* AND inbound.path:/nowhere",
+    "order-sta* AND inbound.method:GET",
+    '"order status" AND wareh* AND inbound.method:GET',
+    "ware-house* AND inbound.method:GET",
 ]
 
+PROBE = "sessions s CROSS JOIN session_text t ON t.rowid = s.id"
 
-@pytest.mark.parametrize("query", PREFIX_AND_KEYWORD)
-def test_a_rare_keyword_checks_its_sessions_terms_for_a_prefix_as_the_index_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
-    """A prefix AND a rare keyword reads the keyword's few sessions' terms instead of probing
-    the text index once per session with every term of the prefix: the same sessions, in the
-    same order, as probing and as walking the text matches."""
-    store = prefix_store(tmp_path / "k.db")
+
+def probing(self: SqliteStore, plan) -> str | None:
+    """_rare_keyword_plan as it was: probe the text index per session of a rare keyword."""
+    return PROBE if plan.keyword_first and self._keyword_rare(plan.where, plan.params) else None
+
+
+def mixed_store(path: Path) -> SqliteStore:
+    store = prefix_store(path)
     store.put_many(
         [
             make_session(40, response_body='{"where":"WAREHOUSEÉ","σ":"ΣΟΦΙΑ"}'.encode()),
             make_session(41, response_body='{"where":"warehouseß İstanbul","note":"ordΣ"}'.encode()),
-            make_session(42, response_body='{"where":"ware\u0301house","note":"σς"}'.encode()),
+            make_session(42, response_body='{"where":"ware\\u0301house","note":"σς"}'.encode()),
+            make_session(43, response_body='{"where":"ware\u0301house ware-housing","note":"order status"}'.encode()),
         ]
     )
     store.refresh()
+    return store
+
+
+@pytest.mark.parametrize("query", PREFIX_AND_KEYWORD)
+def test_a_rare_keyword_checks_a_prefix_on_an_index_of_its_sessions_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
+    """A prefix AND a rare keyword is checked by FTS5 on an index of the keyword's few
+    sessions, instead of probing the whole text index once per session with every term of
+    the prefix: the same sessions, in the same order, as probing and as walking the text
+    matches; count() agrees."""
+    store = mixed_store(tmp_path / "k.db")
     plan = store._plan(query)
-    assert "session_text" not in plan.sql  # no probe, no walk: the sessions' own terms
+    assert "session_text" not in plan.sql  # no probe, no walk: the scratch index's answer
     checked = [s.session_id for s in store.scan(query)]
+    assert store.count(query) == len(checked)
     with monkeypatch.context() as patched:
-        patched.setattr(SqliteStore, "_prefixes_checked_by_terms", lambda self, plan, terms: None)
-        assert "FROM sessions s CROSS JOIN session_text t" in store._plan(query).sql
+        patched.setattr(SqliteStore, "_rare_keyword_plan", probing)
+        assert PROBE in store._plan(query).sql
         assert [s.session_id for s in store.scan(query)] == checked
+        assert store.count(query) == len(checked)
+    with monkeypatch.context() as patched:
         patched.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", -1)
         assert "FROM session_text t CROSS JOIN sessions s" in store._plan(query).sql
         assert [s.session_id for s in store.scan(query)] == checked
-    assert store.count(query) == len(checked)
     store.close()
 
 
@@ -265,7 +284,18 @@ def test_the_checked_sessions_are_the_expected_ones(tmp_path: Path) -> None:
     store = prefix_store(tmp_path / "k.db")
     assert len(list(store.scan("warehou* AND inbound.method:GET"))) == 33
     assert len(list(store.scan("warehouseé* AND inbound.method:GET"))) == 1
+    assert len(list(store.scan("order-sta* AND inbound.method:GET"))) == 31
     assert list(store.scan("outbound.request:warehou* AND inbound.method:GET")) == []
-    # A phrase prefix is not one token: it still probes.
-    assert "FROM sessions s CROSS JOIN session_text t" in store._plan("order-sta* AND inbound.method:GET").sql
+    # Terms alone still probe (each probe names one term).
+    assert PROBE in store._plan("order AND inbound.method:GET").sql
+    assert store.count("order AND inbound.method:GET") == 32
+    store.close()
+
+
+def test_a_read_only_store_checks_them_too(tmp_path: Path) -> None:
+    mixed_store(tmp_path / "k.db").close()
+    store = SqliteStore(tmp_path / "k.db", readonly=True)
+    query = "wareh* AND inbound.method:GET"
+    assert "session_text" not in store._plan(query).sql
+    assert len(list(store.scan(query))) == store.count(query) == 35
     store.close()

@@ -43,8 +43,8 @@ from ..query.text import add_terms, searchable_text
 from ..summary import summarize
 from .base import PutResult, Query, Rejected, SkipLog, Skipped, StoreWriteError, as_tree
 from .sqlite_blob import BlobCodec, Unreadable
-from .sqlite_query import CALL_SEPARATOR, SESSION_TEXT_COLUMNS, Driven, TextIndex, compile_where, decode_text, driven
-from .sqlite_schema import MAX_ROW_ID, SCHEMA_VERSION, SCRATCH_TEXT, add_terms_table, create, migrate_from_1
+from .sqlite_query import CALL_SEPARATOR, Driven, TextIndex, compile_where, decode_text, driven, session_match
+from .sqlite_schema import MAX_ROW_ID, SCHEMA_VERSION, SCRATCH_SESSIONS, SCRATCH_TEXT, add_terms_table, create, migrate_from_1
 from .sqlite_tx import transaction
 
 # Bump when searchable_text or the text layout changes: every session is then indexed again.
@@ -89,11 +89,9 @@ _SORTED = 5000  # matches a search may collect and sort rather than walk every s
 # row of it), so probing wins only while the keyword is rarer than ~sqrt(N * 100 / 2,900)
 # sessions of N: ~190 at 1M. warehou* AND inbound.status:404 (200,000 sessions): 1,203 ->
 # 14 ms. With inbound.status:503 (109 sessions) probing took 3.6 s and walking 10.5 s; a
-# prefix's terms are now checked in those sessions' own text instead (16-30 ms, see
-# _prefixes_checked_by_terms), and other text conditions still probe.
+# prefix is now checked on an index of those sessions alone instead (_checked_in_scratch),
+# and other text conditions still probe.
 _KEYWORD_FIRST_MAX = 200
-# session_text's columns, in text_row's order.
-_TEXT_COLUMN_AT = {column: at for at, column in enumerate(SESSION_TEXT_COLUMNS.values())}
 
 
 def _regexp(pattern: str, value: Any) -> int:
@@ -633,16 +631,12 @@ class SqliteStore:
         """The terms FTS5 makes of `runs`: indexed once, together, in a scratch table with
         the store's tokenizer (~0.3 ms a batch, then ~3 us a distinct run of 8 characters;
         paid only for text that is not ASCII)."""
-        return self._fts5_terms_of([" ".join(runs)])[0] if runs else set()
-
-    def _fts5_terms_of(self, texts: list[str]) -> list[set[str]]:
-        """The terms FTS5 makes of each of `texts`, all indexed in one scratch table."""
+        if not runs:
+            return set()
         for statement in SCRATCH_TEXT.split(";"):
             self.db.execute(statement)
-        self.db.executemany("INSERT INTO temp.scratch_text (rowid, x) VALUES (?, ?)", enumerate(texts))
-        terms: list[set[str]] = [set() for _ in texts]
-        for term, at in self.db.execute("SELECT term, doc FROM temp.scratch_terms"):
-            terms[at].add(term)
+        self.db.execute("INSERT INTO temp.scratch_text (rowid, x) VALUES (1, ?)", (" ".join(runs),))
+        terms = {term for (term,) in self.db.execute("SELECT term FROM temp.scratch_terms")}
         self.db.execute("INSERT INTO temp.scratch_text (scratch_text) VALUES ('delete-all')")
         return terms
 
@@ -675,59 +669,53 @@ class SqliteStore:
                 # read them in row id order.
                 where = f"s.id IN (SELECT s.id FROM sessions s WHERE {where})"
             return _Plan(_page_by_id(where), params, True)
-        if plan.keyword_first and self._keyword_rare(plan.where, plan.params):
-            ids = self._prefixes_checked_by_terms(plan, text.prefix_terms)
-            if ids is not None:
-                return _Plan(_page_by_id(f"s.id IN ({','.join('?' * len(ids))})" if ids else "0"), ids, True)
-            # A keyword condition can use its index, which lists sessions in row id order:
-            # start there and probe the text index per session.
-            source, order = "sessions s CROSS JOIN session_text t ON t.rowid = s.id", "s.id"
+        rare = self._rare_keyword_plan(plan)
+        if isinstance(rare, list):
+            return _Plan(_page_by_id(f"s.id IN ({','.join('?' * len(rare))})" if rare else "0"), rare, True)
+        if rare is not None:
+            source, order = rare, "s.id"
         else:
             # Walk the full-text matches in rowid order; stop when the page is full.
             source, order = "session_text t CROSS JOIN sessions s ON s.id = t.rowid", "t.rowid"
         sql = f"SELECT s.id, s.session_id, s.body FROM {source} WHERE t.session_text MATCH ? AND {plan.where} AND {order} > ? ORDER BY {order} LIMIT ?"
         return _Plan(sql, [plan.match, *plan.params], True)
 
-    def _prefixes_checked_by_terms(self, plan: Driven, prefix_terms: Callable[[str], tuple[str, ...] | None] | None) -> list[int] | None:
-        """The row ids of the few sessions a rare keyword holds (_keyword_rare) whose text has a
-        term of each prefix condition, found by reading their text rather than probing the
-        text index. A probe costs a lookup per term of the prefix: 20-33 ms each for the 761
-        terms of warehou* at 1M sessions, 2.2-3.6 s for the 109 sessions of
-        inbound.status:503, which this reads in 16-30 ms. Exact: the terms are the ones the index
-        made of the same text_row (ASCII runs as add_terms makes them, other runs by FTS5
-        itself, _fts5_terms), and a prefix matches what the OR of its named terms matches.
-        None (probe instead) unless every full-text condition is one prefix token whose terms
-        the store names (prefix_terms)."""
-        wanted: list[tuple[list[int], frozenset[str]]] = []
-        for node in plan.texts:
-            terms = prefix_terms(node.tokens[0]) if prefix_terms is not None and node.prefix and len(node.tokens) == 1 else None
-            if terms is None:
-                return None
-            wanted.append(([_TEXT_COLUMN_AT[SESSION_TEXT_COLUMNS[f.name]] for f in node.fields], frozenset(terms)))
-        # Each session's ASCII terms and other runs per condition; the runs' terms come from
-        # FTS5 for all the sessions at once.
-        read: list[tuple[int, list[tuple[set[str], list[str]]]]] = []
-        runs: dict[str, int] = {}
+    def _rare_keyword_plan(self, plan: Driven) -> list[int] | str | None:
+        """For full text AND a keyword that holds few sessions (_keyword_rare): with a prefix
+        among the conditions, the row ids of those sessions that hold them (_checked_in_scratch);
+        else the join that starts from the keyword's index (which lists sessions in row id
+        order) and probes the text index per session. None when the keyword is not rare."""
+        if not (plan.keyword_first and self._keyword_rare(plan.where, plan.params)):
+            return None
+        if any(node.prefix for node in plan.texts):
+            return self._checked_in_scratch(plan)
+        return "sessions s CROSS JOIN session_text t ON t.rowid = s.id"
+
+    def _checked_in_scratch(self, plan: Driven) -> list[int]:
+        """The row ids of the few sessions a rare keyword holds (_keyword_rare) whose text
+        holds the plan's full-text conditions, checked by FTS5 on an index of those sessions
+        alone (scratch_sessions: the same columns, tokenizer and text_row). A prefix there
+        names a handful of terms, where a probe of the whole index names every one of its
+        terms (20-33 ms a probe for the 761 of warehou* at 1M sessions, 87 ms for the phrases
+        of order-sta*): with inbound.status:503 (109 sessions), 2.2-3.6 s and 9.5 s."""
         rows = self.db.execute(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {plan.where} ORDER BY s.id", plan.params).fetchall()
-        for row_id, session_id, body in rows:  # at most _KEYWORD_FIRST_MAX, read before _fts5_terms_of writes
+        texts = []
+        for row_id, session_id, body in rows:  # at most _KEYWORD_FIRST_MAX
             session = self._session(session_id, body)
-            if session is None:
-                continue  # named in skipped; no condition holds on it
-            columns = text_row(session)
-            found = []
-            for at_columns, _ in wanted:
-                terms: set[str] = set()
-                wide = add_terms([columns[at] for at in at_columns], terms)
-                found.append((terms, wide))
-                for run in wide:
-                    runs.setdefault(run, len(runs))
-            read.append((row_id, found))
-        run_terms = self._fts5_terms_of(list(runs)) if runs else []
-
-        def holds(terms: set[str], wide: list[str], prefix: frozenset[str]) -> bool:
-            return not prefix.isdisjoint(terms) or any(not prefix.isdisjoint(run_terms[runs[run]]) for run in wide)
-
-        return [row_id for row_id, found in read if all(holds(terms, wide, prefix) for (terms, wide), (_, prefix) in zip(found, wanted, strict=True))]
+            if session is not None:  # else named in skipped, and no condition holds on it
+                texts.append((row_id, *text_row(session)))
+        if not texts:
+            return []
+        self.db.execute(SCRATCH_SESSIONS)
+        try:
+            self.db.executemany(
+                "INSERT INTO temp.scratch_sessions (rowid, inbound_request, inbound_response, outbound_request, outbound_response) VALUES (?, ?, ?, ?, ?)",
+                texts,
+            )
+            match = session_match(list(plan.texts))  # FTS5's own prefixes: few terms here
+            return [row_id for (row_id,) in self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))]
+        finally:
+            self.db.execute("INSERT INTO temp.scratch_sessions (scratch_sessions) VALUES ('delete-all')")
 
     def _keyword_rare(self, where: str, params: list[Any]) -> bool:
         """Whether the sessions `where` holds are few enough to probe the text index for
@@ -757,8 +745,19 @@ class SqliteStore:
         return self._session(session_id, row[0]) if row else None
 
     def count(self, query: Query = "*") -> int:
+        """How many sessions match. Full text AND a rare keyword is counted the way _plan
+        lists it (the keyword's few sessions checked, not every text match counted first:
+        warehou* AND inbound.status:503 at 1M sessions took 11.8 s)."""
         with _sql_errors(self.path):
-            where, params = self._where(query)
+            tree = as_tree(query)
+            text = self._text_for(tree)
+            plan = driven(tree, text) if text.per_session and not text.pending else None
+            rare = self._rare_keyword_plan(plan) if plan is not None else None
+            if isinstance(rare, list):
+                return len(rare)
+            if rare is not None:
+                return self.db.execute(f"SELECT count(*) FROM {rare} WHERE t.session_text MATCH ? AND {plan.where}", [plan.match, *plan.params]).fetchone()[0]
+            where, params = compile_where(tree, text)
             return self.db.execute(f"SELECT count(*) FROM sessions s WHERE {where}", params).fetchone()[0]
 
     def scan(self, query: Query = "*", *, limit: int | None = None, page_size: int = 500) -> Iterator[Session]:

@@ -103,11 +103,18 @@ CREATE VIRTUAL TABLE temp.indexed_terms USING fts5vocab(main, 'session_text', 'r
 INSERT OR IGNORE INTO text_terms (term) SELECT term FROM temp.indexed_terms;
 DROP TABLE temp.indexed_terms
 """
-# A scratch index with the same tokenizer, and its vocabulary by row: the terms FTS5 makes of
-# each text with characters other than ASCII (see SqliteStore._fts5_terms_of).
+# A scratch index with the same tokenizer, and its vocabulary: the terms FTS5 makes of text
+# with characters other than ASCII (see SqliteStore._fts5_terms).
 SCRATCH_TEXT = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_text USING fts5(x, content='', columnsize=0, {TOKENIZER});
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_terms USING fts5vocab(temp, 'scratch_text', 'instance')
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_terms USING fts5vocab(temp, 'scratch_text', 'row')
+"""
+# A scratch index shaped as session_text: a few sessions indexed apart, so that a full-text
+# condition is checked on them by FTS5 itself (see SqliteStore._checked_in_scratch).
+SCRATCH_SESSIONS = f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_sessions USING fts5(
+    inbound_request, inbound_response, outbound_request, outbound_response,
+    content='', columnsize=0, {TOKENIZER})
 """
 
 
