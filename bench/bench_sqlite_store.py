@@ -227,7 +227,8 @@ TEXT_QUERIES = [
     ("common term + keyword", "order AND inbound.status:404"),
     ("common term + rare keyword", "order AND inbound.status:503"),
     ("common prefix + keyword", "warehou* AND inbound.status:404"),  # walks the text matches
-    ("common prefix + rare keyword", "warehou* AND inbound.status:503"),  # reads the 109 sessions' terms (_prefixes_checked_by_terms)
+    ("common prefix + rare keyword", "warehou* AND inbound.status:503"),  # checks the 109 sessions on their own index (_checked_in_scratch)
+    ("phrase prefix + rare keyword", "order-sta* AND inbound.status:503"),
     ("term in no session", "xylophone"),
 ]
 
