@@ -11,6 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+import koala_store.cli.sessions as sessions_cli
+
 from cli_helpers import koala
 from factories import varied_sessions
 from koala_store.store import open_store
@@ -53,6 +55,17 @@ def test_limit_zero_lists_every_match(capsys, big_store: str) -> None:
     assert run.code == 0 and len(run.out.splitlines()) == 4001 and run.err.strip() == "4000 sessions match"
     run = koala(capsys, "sessions", "search", "inbound.method:POST", "--store", big_store)
     assert len(run.out.splitlines()) == 21 and "4000 sessions match; showing the first 20 (--limit)" in run.err
+
+
+def test_a_listing_counts_its_matches_only_up_to_a_bound(capsys, big_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Kibana shows "10,000+ hits": the listing says "more than N" rather than count a
+    million matches of a common word after printing its first page."""
+    monkeypatch.setattr(sessions_cli, "COUNTED", 1000)
+    run = koala(capsys, "sessions", "search", "inbound.method:POST", "--store", big_store)
+    assert run.code == 0 and len(run.out.splitlines()) == 21
+    assert run.err.strip() == "more than 1,000 sessions match; showing the first 20 (--limit)"
+    monkeypatch.setattr(sessions_cli, "COUNTED", 4000)  # exactly the bound: still exact
+    assert "4000 sessions match; showing the first 20" in koala(capsys, "sessions", "search", "inbound.method:POST", "--store", big_store).err
 
 
 def test_the_table_lines_up(capsys, tmp_path: Path) -> None:

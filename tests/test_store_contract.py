@@ -184,6 +184,9 @@ def test_query_answers_match_the_oracle(store: SessionStore, loaded: list[Sessio
     got = [(s.recorded_at, s.session_id) for s in store.scan(query)]
     assert got == expected
     assert store.count(query) == len(expected)
+    # Bounded: at_most + 1 says "more than at_most"; the count is exact up to the bound.
+    for at_most in sorted({0, 1, max(len(expected) - 1, 0), len(expected), len(expected) + 3}):
+        assert store.count(query, at_most=at_most) == min(len(expected), at_most + 1), at_most
 
 
 def test_writes_are_idempotent_by_session_id(store: SessionStore) -> None:

@@ -22,6 +22,7 @@ from ..words import count
 
 app = typer.Typer(help="Search, show, export and delete stored sessions.", no_args_is_help=True)
 
+COUNTED = 10_000  # a search counts its matches up to this many
 QUERY_HELP = "Lucene query, e.g. 'inbound.path:/v1/order AND inbound.status:>=500' ('*' for all; see README for fields)."
 
 
@@ -43,10 +44,13 @@ def search(
         if as_json:
             sys.stdout.buffer.flush()
         if not as_json:
-            # Counting is a second query: only when the limit may have cut the list short.
-            total = store.count(query) if limit and shown >= limit else shown
+            # Counting is a second query: only when the limit may have cut the list short, and
+            # only up to COUNTED (as Kibana shows "10,000+ hits"): a million matches of a common
+            # word take seconds to count, where the first page takes milliseconds.
+            total = store.count(query, at_most=COUNTED) if limit and shown >= limit else shown
             more = f"; showing the first {shown} (--limit)" if total > shown else ""
-            note(f"{count(total, 'session')} match{more}")
+            matched = f"more than {COUNTED:,} sessions" if total > COUNTED else count(total, "session")
+            note(f"{matched} match{more}")
         partial = report_skipped(store)
     finally:
         store.close()

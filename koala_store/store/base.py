@@ -108,7 +108,11 @@ class SessionStore(Protocol):
 
     def get(self, session_id: str) -> Session | None: ...
 
-    def count(self, query: Query = "*") -> int: ...
+    def count(self, query: Query = "*", *, at_most: int | None = None) -> int:
+        """How many sessions match. With `at_most`, counting stops once more than that many
+        are found, and at_most + 1 then says "more than at_most" (as Elasticsearch's
+        track_total_hits does): a listing's total without counting a million matches."""
+        ...
 
     def scan(self, query: Query = "*", *, limit: int | None = None) -> Iterator[Session]:
         """Matching sessions in recorded order (recorded_at, then session_id), streamed."""

@@ -541,10 +541,17 @@ class ElasticStore:
         dsl, residual = compile_query(tree, self.layout.paths, self.layout.exists_paths)
         return tree, dsl, residual
 
-    def count(self, query: Query = "*") -> int:
+    def count(self, query: Query = "*", *, at_most: int | None = None) -> int:
         tree, dsl, residual = self._compile(query)
         if residual:
-            return sum(1 for _ in self.scan(tree))
+            return sum(1 for _ in self.scan(tree, limit=None if at_most is None else at_most + 1))
+        if at_most is not None:  # hits counted up to at_most + 1, then "gte"
+            bounded = self._call(
+                lambda: self.client.search(
+                    index=self.layout.read_target, query=dsl, size=0, track_total_hits=at_most + 1, ignore_unavailable=True, allow_no_indices=True
+                )
+            )
+            return min(bounded["hits"]["total"]["value"], at_most + 1)
         reply = self._call(lambda: self.client.count(index=self.layout.read_target, query=dsl, ignore_unavailable=True, allow_no_indices=True))
         return reply["count"]
 
