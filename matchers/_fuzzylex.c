@@ -200,7 +200,7 @@ static uint64_t packed_of(PyObject *code) {
 
 /* The code of the lexeme at[0:len] (borrowed: held by the cache, or by `owned`), and its
  * packed_of in *packed. */
-static PyObject *cached_code(Cache *cache, const unsigned char *at, Py_ssize_t len, const unsigned char *end, int grow, PyObject *owned, uint64_t *packed) {
+static inline PyObject *cached_code(Cache *cache, const unsigned char *at, Py_ssize_t len, const unsigned char *end, int grow, PyObject *owned, uint64_t *packed) {
     PyObject **home; /* where the cache keeps this lexeme's code */
     uint64_t *home_packed;
     if (len == 1) {
@@ -260,12 +260,6 @@ typedef struct {
         }                                                                                                                                                      \
     } while (0)
 
-/* The text made of `codes` (`n` of them, measured: `length` and `maxchar`) one after
- * another. Written here rather than by str.join: codes are one to four characters, and
- * join's general copy costs more per code than the whole lexing. A code made of one
- * character repeated (all of them, unless another caller filled the alphabet) is written
- * from its packed form, without reading the str (callgrind, encoding every key of a
- * 500 x 8 KB session: 179 -> 141 M instructions with measuring done while lexing). */
 /* How much of the result a code makes: its length, added to *length, and its greatest
  * character (or an upper bound of it), kept in *maxchar when greater. */
 static inline void measure(const Code *code, Py_ssize_t *length, Py_UCS4 *maxchar) {
@@ -281,6 +275,12 @@ static inline void measure(const Code *code, Py_ssize_t *length, Py_UCS4 *maxcha
         *maxchar = m;
 }
 
+/* The text made of `codes` (`n` of them, measured: `length` and `maxchar`) one after
+ * another. Written here rather than by str.join: codes are one to four characters, and
+ * join's general copy costs more per code than the whole lexing. A code made of one
+ * character repeated (all of them, unless another caller filled the alphabet) is written
+ * from its packed form, without reading the str (callgrind, encoding every key of a
+ * 500 x 8 KB session: 179 -> 147 M instructions with measuring done while lexing). */
 static PyObject *concat(const Code *codes, Py_ssize_t n, Py_ssize_t length, Py_UCS4 maxchar) {
     PyObject *out = PyUnicode_New(length, maxchar);
     if (out == NULL)
@@ -346,9 +346,7 @@ static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
         else
             i++;
         Code *code = &codes[found++];
-        if (i - start == 1 && cache->single[c] != NULL)
-            *code = (Code){cache->single[c], cache->single_packed[c]};
-        else if ((code->code = cached_code(cache, data + start, i - start, end, grow, owned, &code->packed)) == NULL)
+        if ((code->code = cached_code(cache, data + start, i - start, end, grow, owned, &code->packed)) == NULL)
             goto done;
         measure(code, &length, &maxchar);
     }

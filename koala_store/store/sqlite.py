@@ -92,6 +92,10 @@ _SORTED = 5000  # matches a search may collect and sort rather than walk every s
 # prefix is now checked on an index of those sessions alone instead (_checked_in_scratch),
 # and other text conditions still probe.
 _KEYWORD_FIRST_MAX = 200
+# The two joins of full text AND other conditions: walk the text matches in rowid order and
+# check the rest on each; or start from a keyword's index and probe the text index per session.
+_WALK_TEXT = "session_text t CROSS JOIN sessions s ON s.id = t.rowid"
+_PROBE_TEXT = "sessions s CROSS JOIN session_text t ON t.rowid = s.id"
 
 
 def _regexp(pattern: str, value: Any) -> int:
@@ -661,7 +665,7 @@ class SqliteStore:
                 params,
                 False,
             )
-        plan = driven(tree, text) if text.per_session and not text.pending else None
+        plan = self._driven(tree, text)
         if plan is None:
             where, params = compile_where(tree, text)
             if self._few_by_index(where, params):
@@ -676,9 +680,14 @@ class SqliteStore:
             source, order = rare, "s.id"
         else:
             # Walk the full-text matches in rowid order; stop when the page is full.
-            source, order = "session_text t CROSS JOIN sessions s ON s.id = t.rowid", "t.rowid"
+            source, order = _WALK_TEXT, "t.rowid"
         sql = f"SELECT s.id, s.session_id, s.body FROM {source} WHERE t.session_text MATCH ? AND {plan.where} AND {order} > ? ORDER BY {order} LIMIT ?"
         return _Plan(sql, [plan.match, *plan.params], True)
+
+    @staticmethod
+    def _driven(tree: ir.Node, text: TextIndex) -> Driven | None:
+        """The full-text-driven plan (sqlite_query.driven) when the index holds every session."""
+        return driven(tree, text) if text.per_session and not text.pending else None
 
     def _rare_keyword_plan(self, plan: Driven) -> list[int] | str | None:
         """For full text AND a keyword that holds few sessions (_keyword_rare): with a prefix
@@ -689,7 +698,7 @@ class SqliteStore:
             return None
         if any(node.prefix for node in plan.texts):
             return self._checked_in_scratch(plan)
-        return "sessions s CROSS JOIN session_text t ON t.rowid = s.id"
+        return _PROBE_TEXT
 
     def _checked_in_scratch(self, plan: Driven) -> list[int]:
         """The row ids of the few sessions a rare keyword holds (_keyword_rare) whose text
@@ -756,12 +765,12 @@ class SqliteStore:
         with _sql_errors(self.path):
             tree = as_tree(query)
             text = self._text_for(tree)
-            plan = driven(tree, text) if text.per_session and not text.pending else None
+            plan = self._driven(tree, text)
             rare = self._rare_keyword_plan(plan) if plan is not None else None
             if isinstance(rare, list):
                 return len(rare) if at_most is None else min(len(rare), at_most + 1)
             if plan is not None and (rare is not None or at_most is not None):
-                source = rare or "session_text t CROSS JOIN sessions s ON s.id = t.rowid"
+                source = rare or _WALK_TEXT
                 sql = f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE t.session_text MATCH ? AND {plan.where}{bound})"
                 return self.db.execute(sql, [plan.match, *plan.params, *more]).fetchone()[0]
             where, params = compile_where(tree, text)

@@ -458,7 +458,7 @@ static PyObject *collapse_lists_ascii(PyObject *self, PyObject *text) {
     size_t out = 0;
     for (Ptr p = lists, stop = lists + n; p < stop;) {
         if (*p == '(' && collapsed(p, stop)) {
-            memmove(lists + out, "(?+)", 4);
+            memcpy(lists + out, "(?+)", 4);
             out += 4;
             p = collapsed_rows(p, stop);
         } else
