@@ -313,6 +313,25 @@ def test_bad_options_raise_at_compare_time_too():
         options_from_cli(ignore_headers=["bad header"])
 
 
+def test_options_changed_in_place_are_compiled_again():
+    # compile_options knows the options it compiled last by identity: a list changed in place
+    # (the struct is frozen, its lists are not) must not keep the old rules.
+    options = options_from_cli()
+    recorded, replayed = response({"a": 1, "b": 2}), response({"a": 1, "b": 3})
+    assert paths(diff.compare_responses(recorded, replayed, options)) == ["body.b"]
+    options.ignore.append("b")
+    assert diff.compare_responses(recorded, replayed, options) == []
+    options.ignore[0] = "a"
+    assert paths(diff.compare_responses(recorded, replayed, options)) == ["body.b"]
+    headers = [("X-Cache", "MISS")], [("X-Cache", "HIT")]
+    assert paths(diff.compare_responses(response(USER, headers=headers[0]), response(USER, headers=headers[1]), options)) == ["headers.x-cache"]
+    options.ignored_headers.append("x-cache")
+    assert diff.compare_responses(response(USER, headers=headers[0]), response(USER, headers=headers[1]), options) == []
+    with pytest.raises(DiffOptionsError, match="empty"):
+        options.ignore.append(" ")
+        diff.compare_responses(recorded, replayed, options)
+
+
 def test_options_round_trip_through_json():
     options = options_from_cli(["served_at", "re:body\\.x"], ignore_order=True)
     assert msgspec_roundtrip(options) == options
