@@ -289,6 +289,19 @@ def test_the_checked_sessions_are_the_expected_ones(tmp_path: Path) -> None:
     # Terms alone still probe (each probe names one term).
     assert PROBE in store._plan("order AND inbound.method:GET").sql
     assert store.count("order AND inbound.method:GET") == 32
+    # The scratch index is filled in one savepoint, released: nothing stays open or indexed.
+    assert not store.db.in_transaction
+    assert store.db.execute("SELECT count(*) FROM temp.scratch_sessions WHERE scratch_sessions MATCH 'warehou*'").fetchone()[0] == 0
+    store.close()
+
+
+def test_a_scratch_check_inside_a_transaction_keeps_it_open(tmp_path: Path) -> None:
+    prefix_store(tmp_path / "k.db").close()
+    store = SqliteStore(tmp_path / "k.db", readonly=True)  # a writable one refreshes first
+    store.db.execute("BEGIN")
+    assert len(list(store.scan("warehou* AND inbound.method:GET"))) == 33
+    assert store.db.in_transaction  # RELEASE ended the savepoint only
+    store.db.execute("ROLLBACK")
     store.close()
 
 

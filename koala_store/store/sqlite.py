@@ -706,8 +706,8 @@ class SqliteStore:
         alone (scratch_sessions: the same columns, tokenizer and text_row). A prefix there
         names a handful of terms, where a probe of the whole index names every one of its
         terms (20-33 ms a probe for the 761 of warehou* at 1M sessions, 87 ms for the phrases
-        of order-sta*): with inbound.status:503 (109 sessions), 2.2-3.6 s and 9.5 s, now 36 ms
-        and 31 ms (bench_sqlite_store.py)."""
+        of order-sta*): with inbound.status:503 (109 sessions), 2.2-3.6 s and 9.5 s, now tens
+        of milliseconds (bench_sqlite_store.py)."""
         rows = self.db.execute(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {plan.where} ORDER BY s.id", plan.params).fetchall()
         texts = []
         for row_id, session_id, body in rows:  # at most _KEYWORD_FIRST_MAX
@@ -717,6 +717,10 @@ class SqliteStore:
         if not texts:
             return []
         self.db.execute(SCRATCH_SESSIONS)
+        # One transaction for the rows (a savepoint, so also inside a write): in autocommit
+        # each insert would commit, and FTS5 writes and merges a segment per row (33 ms for
+        # the 109 sessions of inbound.status:503 at 1M sessions, 5 ms together).
+        self.db.execute("SAVEPOINT scratch")
         try:
             self.db.executemany(
                 "INSERT INTO temp.scratch_sessions (rowid, inbound_request, inbound_response, outbound_request, outbound_response) VALUES (?, ?, ?, ?, ?)",
@@ -725,7 +729,9 @@ class SqliteStore:
             match = session_match(list(plan.texts))  # FTS5's own prefixes: few terms here
             return [row_id for (row_id,) in self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))]
         finally:
-            self.db.execute("INSERT INTO temp.scratch_sessions (scratch_sessions) VALUES ('delete-all')")
+            if self.db.in_transaction:  # else SQLite rolled back by itself, on an error
+                self.db.execute("INSERT INTO temp.scratch_sessions (scratch_sessions) VALUES ('delete-all')")
+                self.db.execute("RELEASE scratch")
 
     def _keyword_rare(self, where: str, params: list[Any]) -> bool:
         """Whether the sessions `where` holds are few enough to probe the text index for
