@@ -295,6 +295,19 @@ def test_the_checked_sessions_are_the_expected_ones(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_scratch_check_never_names_the_prefixs_terms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Naming them reads the store's vocabulary, which the scratch index does not need.
+    store = prefix_store(tmp_path / "k.db")
+    asked: list[str] = []
+    monkeypatch.setattr(SqliteStore, "_prefix_terms", lambda self, prefix: asked.append(prefix) or ())
+    assert len(list(store.scan("warehou* AND inbound.method:GET"))) == 33
+    assert store.count("warehou* AND inbound.method:GET") == 33
+    assert asked == []
+    store._plan("warehou*")  # text alone walks the text index: the terms are named
+    assert asked == ["warehou"]
+    store.close()
+
+
 def test_a_scratch_check_inside_a_transaction_keeps_it_open(tmp_path: Path) -> None:
     prefix_store(tmp_path / "k.db").close()
     store = SqliteStore(tmp_path / "k.db", readonly=True)  # a writable one refreshes first
