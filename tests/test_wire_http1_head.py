@@ -59,3 +59,32 @@ def test_the_status_line_reads_the_same_as_text_and_as_bytes(line: bytes) -> Non
     assert (as_bytes is None) == (as_text is None)
     if as_bytes is not None:
         assert as_text.groups() == tuple(g.decode("latin-1") if g is not None else None for g in as_bytes.groups())
+
+
+# Names that decide a case-insensitive match: ASCII letters in both cases, the bytes next to
+# them that differ by 0x20 without being letters (@ and `, [ and {), and names str.lower()
+# changes beyond ASCII (the Kelvin sign lowers to k, dotted capital I to two characters).
+_NAMES = ["Content-Type", "content-type", "CONTENT-TYPE", "X-Id", "x-id", "@", "`", "[", "{", "k", "K", "\u212a", "\u0130", "i\u0307", "\xc9", "\xe9", ""]
+header_lists = st.lists(st.tuples(st.sampled_from(_NAMES), st.text(max_size=3)), max_size=6)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(header_lists, st.sampled_from(_NAMES))
+def test_the_compiled_find_is_the_python_one(headers: list[tuple[str, str]], name: str) -> None:
+    from koala_store.wire import http
+
+    assert http.find(headers, name) == http._find(headers, name)
+    found = compiled.find_header(headers, name)
+    assert found is NotImplemented or found == http._find(headers, name)
+
+
+def test_find_leaves_other_shapes_to_the_python_one() -> None:
+    from koala_store.wire import http
+
+    assert compiled.find_header((("A", "1"),), "a") is NotImplemented  # a tuple of pairs
+    assert compiled.find_header([("A", "1", "x")], "a") is NotImplemented
+    assert http.find((("A", "1"),), "a") == "1"
+    with pytest.raises(ValueError):
+        http.find([("A", "1", "x")], "a")  # as the reference: not a (name, value) pair
+    assert compiled.find_header([("K", "v")], "\u212a") == "v"  # both lower to k
+    assert compiled.find_header([("\u0130", "v")], "i\u0307") is None  # lengths differ before lowering

@@ -97,8 +97,66 @@ static PyObject *split_head(PyObject *self, PyObject *arg) {
     return Py_BuildValue("(NNn)", start, headers, body_offset);
 }
 
+/* find(headers, name) -> str | None: koala_store/wire/http.py `_find` (the reference), for a
+ * list of (str, str) pairs: the value of the first whose name equals `name` case-insensitively.
+ * ASCII names (nearly all) are compared here; a name beyond ASCII goes through str.lower() as
+ * in Python, where lowering can change a length ('\u0130') or map a letter into ASCII
+ * ('\u212a' is 'k'). NotImplemented for other shapes: the caller then runs the reference.
+ * Why: the Python loop costs ~3.9k instructions for a head of eight headers, and every
+ * compared response is asked for Transfer-Encoding and Content-Type (this: ~0.5k). */
+static int ascii_equal_ignoring_case(const unsigned char *a, const unsigned char *b, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char x = a[i], y = b[i];
+        if (x != y && ((x | 0x20) != (y | 0x20) || (unsigned char)((x | 0x20) - 'a') > 'z' - 'a'))
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *find_header(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyUnicode_CheckExact(args[1]))
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *headers = args[0], *name = args[1], *lowered = NULL, *found = Py_None;
+    int name_ascii = PyUnicode_IS_ASCII(name);
+    Py_ssize_t name_len = PyUnicode_GET_LENGTH(name);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *pair = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0))) {
+            found = Py_NotImplemented;
+            break;
+        }
+        PyObject *key = PyTuple_GET_ITEM(pair, 0);
+        int same;
+        if (name_ascii && PyUnicode_IS_ASCII(key)) {
+            same = PyUnicode_GET_LENGTH(key) == name_len && ascii_equal_ignoring_case(PyUnicode_DATA(key), PyUnicode_DATA(name), name_len);
+        } else {
+            if (lowered == NULL && (lowered = PyObject_CallMethod(name, "lower", NULL)) == NULL)
+                return NULL;
+            same = 0;
+            if (PyUnicode_GET_LENGTH(key) == PyUnicode_GET_LENGTH(lowered)) {
+                PyObject *key_lowered = PyObject_CallMethod(key, "lower", NULL);
+                if (key_lowered == NULL) {
+                    Py_DECREF(lowered);
+                    return NULL;
+                }
+                same = PyUnicode_Compare(key_lowered, lowered) == 0;
+                Py_DECREF(key_lowered);
+            }
+        }
+        if (same) {
+            found = PyTuple_GET_ITEM(pair, 1);
+            break;
+        }
+    }
+    Py_XDECREF(lowered);
+    return Py_NewRef(found);
+}
+
 static PyMethodDef methods[] = {
     {"split_head", split_head, METH_O, "(start_line, [(name, value)], body_offset) of an HTTP/1.x message's head."},
+    {"find_header", (PyCFunction)(void (*)(void))find_header, METH_FASTCALL,
+     "find_header(headers, name): the first value named `name` (any case), None, or NotImplemented for other shapes."},
     {NULL, NULL, 0, NULL},
 };
 

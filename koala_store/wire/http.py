@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+try:  # optional compiled part (setup.py): find() in C, ~8x fewer instructions
+    from ._http1head import find_header as _find_header
+except ImportError:  # pragma: no cover - exercised where no C compiler is installed
+    _find_header = None
+
 # Headers whose values differ between two runs of the same build, or between a recording and
 # its replay, without meaning anything: clocks, request and trace ids, framing and
 # hop-by-hop headers, caching validators, server software, and what proxies and clients add.
@@ -76,6 +81,15 @@ def split_target(target: str) -> tuple[str, str]:
 
 def find(headers: list[tuple[str, str]], name: str) -> str | None:
     """The first header with this name, case-insensitive."""
+    if _find_header is not None:
+        found = _find_header(headers, name)
+        if found is not NotImplemented:
+            return found
+    return _find(headers, name)
+
+
+def _find(headers: list[tuple[str, str]], name: str) -> str | None:
+    """What _http1head.find_header does (the reference, and the fallback for other shapes)."""
     lname = name.lower()
     size = len(lname)
     for key, value in headers:
