@@ -204,6 +204,7 @@ class _Plan:
     sql: str
     params: list[Any]
     by_id: bool  # keyset on the row id (recorded order); else on (recorded_at, session_id)
+    found: list[Session] | None = None  # the matches, already read and decoded: no SQL to run
 
 
 # How SQLite reports a statement that Ctrl-C ended (through _keep_going or a function).
@@ -675,7 +676,7 @@ class SqliteStore:
             return _Plan(_page_by_id(where), params, True)
         rare = self._rare_keyword_plan(plan)
         if isinstance(rare, list):
-            return _Plan(_page_by_id(f"s.id IN ({','.join('?' * len(rare))})" if rare else "0"), rare, True)
+            return _Plan("", [], True, found=rare)
         if rare is not None:
             source, order = rare, "s.id"
         else:
@@ -689,9 +690,9 @@ class SqliteStore:
         """The full-text-driven plan (sqlite_query.driven) when the index holds every session."""
         return driven(tree, text) if text.per_session and not text.pending else None
 
-    def _rare_keyword_plan(self, plan: Driven) -> list[int] | str | None:
+    def _rare_keyword_plan(self, plan: Driven) -> list[Session] | str | None:
         """For full text AND a keyword that holds few sessions (_keyword_rare): with a prefix
-        among the conditions, the row ids of those sessions that hold them (_checked_in_scratch);
+        among the conditions, those sessions that hold them (_checked_in_scratch);
         else the join that starts from the keyword's index (which lists sessions in row id
         order) and probes the text index per session. None when the keyword is not rare."""
         if not (plan.keyword_first and self._keyword_rare(plan.where, plan.params)):
@@ -700,8 +701,8 @@ class SqliteStore:
             return self._checked_in_scratch(plan)
         return _PROBE_TEXT
 
-    def _checked_in_scratch(self, plan: Driven) -> list[int]:
-        """The row ids of the few sessions a rare keyword holds (_keyword_rare) whose text
+    def _checked_in_scratch(self, plan: Driven) -> list[Session]:
+        """The few sessions a rare keyword holds (_keyword_rare) whose text
         holds the plan's full-text conditions, checked by FTS5 on an index of those sessions
         alone (scratch_sessions: the same columns, tokenizer and text_row). A prefix there
         names a handful of terms, where a probe of the whole index names every one of its
@@ -709,11 +710,12 @@ class SqliteStore:
         of order-sta*): with inbound.status:503 (109 sessions), 2.2-3.6 s and 9.5 s, now tens
         of milliseconds (bench_sqlite_store.py)."""
         rows = self.db.execute(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {plan.where} ORDER BY s.id", plan.params).fetchall()
-        texts = []
+        texts, read = [], {}
         for row_id, session_id, body in rows:  # at most _KEYWORD_FIRST_MAX
             session = self._session(session_id, body)
             if session is not None:  # else named in skipped, and no condition holds on it
                 texts.append((row_id, *text_row(session)))
+                read[row_id] = session  # kept for the listing: not read and decoded again
         if not texts:
             return []
         self.db.execute(SCRATCH_SESSIONS)
@@ -727,7 +729,7 @@ class SqliteStore:
                 texts,
             )
             match = session_match(list(plan.texts))  # FTS5's own prefixes: few terms here
-            return [row_id for (row_id,) in self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))]
+            return [read[row_id] for (row_id,) in self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))]
         finally:
             if self.db.in_transaction:  # else SQLite rolled back by itself, on an error
                 self.db.execute("INSERT INTO temp.scratch_sessions (scratch_sessions) VALUES ('delete-all')")
@@ -787,6 +789,9 @@ class SqliteStore:
         A session that cannot be decoded is named in `skipped` and passed over."""
         with _sql_errors(self.path):
             plan = self._plan(query)
+        if plan.found is not None:
+            yield from plan.found[:limit]
+            return
         after: tuple[Any, ...] = (_FIRST_ID,) if plan.by_id else (_FIRST_ID, "")
         remaining = limit
         while remaining is None or remaining > 0:
