@@ -729,7 +729,9 @@ class SqliteStore:
                 texts,
             )
             match = session_match(list(plan.texts))  # FTS5's own prefixes: few terms here
-            return [read[row_id] for (row_id,) in self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))]
+            return [
+                read[row_id] for (row_id,) in self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))
+            ]
         finally:
             if self.db.in_transaction:  # else SQLite rolled back by itself, on an error
                 self.db.execute("INSERT INTO temp.scratch_sessions (scratch_sessions) VALUES ('delete-all')")
