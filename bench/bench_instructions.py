@@ -8,7 +8,9 @@ Workloads (default: all):
   scored against every call: every call parsed, normalised and encoded);
 - fuzzy-encode: encoding every key of that session (matchers/_fuzzylex.c);
 - mask: masking the volatile values of that session's requests (wire/_normalize.c);
-- canonical: canonical() of a ~4 KB API answer, compact and re-serialised (wire/_canonjson.c).
+- canonical: canonical() of a ~4 KB API answer, compact and re-serialised (wire/_canonjson.c);
+- diff-equal, diff-reindented, diff-reserialized: compare_responses of one pair of
+  bench_diff.py's set of that name (the whole pair: heads, options, body; koala_store/diff/).
 
 Each workload runs in a child process under `valgrind --tool=cachegrind`, once with no
 repetition and once with --reps: the difference over --reps is its cost, the setup left out.
@@ -43,6 +45,24 @@ def workload(name: str):
         docs = [body_doc(random.Random(11)) for _ in range(1)]
         bodies = [orjson.dumps(docs[0]), reserialize(docs[0])]
         return lambda: [canonical(b) for b in bodies]
+    if name.startswith("diff-"):
+        import random
+
+        import orjson
+        from bench_diff import body_doc, reserialize, response
+
+        from koala_store import diff
+
+        doc = body_doc(random.Random(11))
+        recorded = response(orjson.dumps(doc))
+        replayed = {
+            "diff-equal": response(orjson.dumps(doc), "Sat, 22 Nov 2025 09:13:07 GMT", "0001", "nginx/1.25.3"),
+            "diff-reindented": response(orjson.dumps(doc, option=orjson.OPT_INDENT_2), rid="0001"),
+            "diff-reserialized": response(reserialize(doc), rid="0001"),
+        }[name]
+        options = diff.DiffOptions()
+        diff.compare_responses(recorded, replayed, options)  # the options compiled: setup
+        return lambda: diff.compare_responses(recorded, replayed, options)
     import matchers
     from matchers_data import sized_candidates
 
@@ -71,7 +91,7 @@ def workload(name: str):
     raise SystemExit(f"error: unknown workload {name!r}; pick from {', '.join(WORKLOADS)}")
 
 
-WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "mask", "canonical")
+WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "mask", "canonical", "diff-equal", "diff-reindented", "diff-reserialized")
 
 
 def instructions(tree: Path, name: str, reps: int) -> int:
@@ -106,7 +126,7 @@ def main() -> None:
     print(f"instructions per run, cachegrind, {tree}:")
     for name in args.workloads:
         each = (instructions(tree, name, args.reps) - instructions(tree, name, 0)) / args.reps
-        print(f"  {name:<14} {each / 1e3:>12,.0f} k")
+        print(f"  {name:<18} {each / 1e3:>12,.0f} k")
 
 
 if __name__ == "__main__":
