@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -51,3 +52,15 @@ def koala_process(
         umask=-1 if umask is None else umask,
     )
     return Run(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def interruptible(*args: str, **popen: object) -> subprocess.Popen[bytes]:
+    """The `koala` CLI as a real process that Ctrl-C reaches as it would in a terminal. A
+    process started in the background by a non-interactive shell (a CI runner's `cmd &`)
+    ignores SIGINT, its children inherit that, and Python then keeps ignoring it (as every
+    Unix tool does): SIGINT is put back to its default in the child before it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "koala_store", *args],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **popen,  # type: ignore[arg-type]
+    )

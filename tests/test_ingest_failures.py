@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import koala
+from cli_helpers import interruptible, koala
 from factories import varied_sessions
 from koala_store.formats import gor, ndjson
 from koala_store.ingest import ingest
@@ -101,12 +101,7 @@ def test_disk_full_mid_ingest_is_one_message_with_the_count(tmp_path: Path) -> N
 
 def test_ctrl_c_during_ingest_stores_what_was_read_and_says_how_many(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'k.db'}"
-    ingest_process = subprocess.Popen(
-        [sys.executable, "-m", "koala_store", "ingest", "-", "--format", "ndjson", "--store", url],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    ingest_process = interruptible("ingest", "-", "--format", "ndjson", "--store", url, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for session in varied_sessions(2500):
         ingest_process.stdin.write(ndjson.dumps(session))
     ingest_process.stdin.flush()  # stdin stays open: ingest waits for more

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from cli_helpers import interruptible
 from factories import varied_sessions
 from koala_store.store.sqlite import SqliteStore
 
@@ -19,11 +19,7 @@ def test_ctrl_c_stops_a_long_query(tmp_path: Path) -> None:
     store.put_many(varied_sessions(20_000, payload=2048))  # not refreshed: text is checked in Python, slowly
     store.close()
     query = " OR ".join(f"nosuchword{i}" for i in range(60))
-    search = subprocess.Popen(
-        [sys.executable, "-m", "koala_store", "sessions", "search", query, "--store", f"sqlite:///{db}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    search = interruptible("sessions", "search", query, "--store", f"sqlite:///{db}", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(2)
     assert search.poll() is None, "the query should still be running"
     sent = time.monotonic()
