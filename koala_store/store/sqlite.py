@@ -44,7 +44,7 @@ from ..summary import summarize
 from .base import PutResult, Query, Rejected, SkipLog, Skipped, StoreWriteError, as_tree
 from .sqlite_blob import BlobCodec, Unreadable
 from .sqlite_query import CALL_SEPARATOR, Driven, TextIndex, compile_where, decode_text, driven, session_match
-from .sqlite_schema import MAX_ROW_ID, SCHEMA_VERSION, SCRATCH_SESSIONS, SCRATCH_TEXT, add_terms_table, create, migrate_from_1
+from .sqlite_schema import MAX_ROW_ID, SCHEMA_VERSION, SCRATCH_SESSIONS, SCRATCH_TEXT, TEXT_COLUMNS, add_terms_table, create, migrate_from_1
 from .sqlite_tx import transaction
 
 # Bump when searchable_text or the text layout changes: every session is then indexed again.
@@ -564,8 +564,7 @@ class SqliteStore:
                 self.db.execute("INSERT OR IGNORE INTO text_orphans (id) VALUES (?)", (row_id,))
                 continue
             self.db.execute(
-                "INSERT INTO session_text (session_text, rowid, inbound_request, inbound_response, outbound_request, outbound_response) "
-                "VALUES ('delete', ?, ?, ?, ?, ?)",
+                f"INSERT INTO session_text (session_text, rowid, {TEXT_COLUMNS}) VALUES ('delete', ?, ?, ?, ?, ?)",
                 (row_id, *text_row(session)),
             )
 
@@ -607,7 +606,7 @@ class SqliteStore:
                             texts.append((row_id, *text_row(session)))
                     self.db.execute(f"DELETE FROM text_pending WHERE id IN ({marks})", chunk)
                 self.db.executemany(
-                    "INSERT INTO session_text (rowid, inbound_request, inbound_response, outbound_request, outbound_response) VALUES (?, ?, ?, ?, ?)",
+                    f"INSERT INTO session_text (rowid, {TEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                     texts,
                 )
                 terms: set[str] = set()
@@ -725,7 +724,7 @@ class SqliteStore:
         self.db.execute("SAVEPOINT scratch")
         try:
             self.db.executemany(
-                "INSERT INTO temp.scratch_sessions (rowid, inbound_request, inbound_response, outbound_request, outbound_response) VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO temp.scratch_sessions (rowid, {TEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                 texts,
             )
             match = session_match(list(plan.texts))  # FTS5's own prefixes: few terms here

@@ -86,9 +86,11 @@ CREATE INDEX IF NOT EXISTS outbound_by_path ON outbound (path, session);
 # detail=full: phrases need positions. automerge 8 rather than 4 merges segments half as often
 # while indexing (a third faster here) for a few more segments per term lookup.
 TOKENIZER = "tokenize='unicode61 remove_diacritics 0'"
+# The text index's columns, in text_row's order (SqliteStore's inserts and the scratch index).
+TEXT_COLUMNS = "inbound_request, inbound_response, outbound_request, outbound_response"
 TEXT_TABLE = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS session_text USING fts5(
-    inbound_request, inbound_response, outbound_request, outbound_response,
+    {TEXT_COLUMNS},
     content='', columnsize=0, {TOKENIZER});
 """
 TEXT_SETTINGS = "INSERT INTO session_text (session_text, rank) VALUES ('automerge', 8)"
@@ -113,7 +115,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_terms USING fts5vocab(temp, 'scr
 # condition is checked on them by FTS5 itself (see SqliteStore._checked_in_scratch).
 SCRATCH_SESSIONS = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_sessions USING fts5(
-    inbound_request, inbound_response, outbound_request, outbound_response,
+    {TEXT_COLUMNS},
     content='', columnsize=0, {TOKENIZER})
 """
 

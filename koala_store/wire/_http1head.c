@@ -102,8 +102,9 @@ static PyObject *split_head(PyObject *self, PyObject *arg) {
  * ASCII names (nearly all) are compared here; a name beyond ASCII goes through str.lower() as
  * in Python, where lowering can change a length ('\u0130') or map a letter into ASCII
  * ('\u212a' is 'k'). NotImplemented for other shapes: the caller then runs the reference.
- * Why: the Python loop costs ~3.9k instructions for a head of eight headers, and every
- * compared response is asked for Transfer-Encoding and Content-Type (this: ~0.5k). */
+ * Why: the Python loop costs ~4.1k instructions for a head of eight headers, find() with this
+ * ~1.2k (cachegrind), and every compared response is asked for Transfer-Encoding,
+ * Content-Encoding and Content-Type. */
 static int ascii_equal_ignoring_case(const unsigned char *a, const unsigned char *b, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char x = a[i], y = b[i];

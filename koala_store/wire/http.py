@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
-try:  # optional compiled part (setup.py): find() in C, ~8x fewer instructions
+try:  # optional compiled part (setup.py): find() in C, ~1.2k instructions against ~4.1k for eight headers
     from ._http1head import find_header as _find_header
 except ImportError:  # pragma: no cover - exercised where no C compiler is installed
     _find_header = None
