@@ -7,6 +7,7 @@ Workloads (default: all):
 - fuzzy-prep: fuzzy's full preparation of a 500 x 8 KB session (for_session, then one request
   scored against every call: every call parsed, normalised and encoded);
 - fuzzy-encode: encoding every key of that session (matchers/_fuzzylex.c);
+- sim-prep: sim's preparation of that session (every call's token vector and its norm);
 - mask: masking the volatile values of that session's requests (wire/_normalize.c);
 - canonical: canonical() of a ~4 KB API answer, compact and re-serialised (wire/_canonjson.c);
 - diff-equal, diff-reindented, diff-reserialized: compare_responses of one pair of
@@ -69,6 +70,8 @@ def workload(name: str):
     calls, live = sized_candidates(500, 8192)
     if name == "fuzzy-prep":
         return lambda: matchers.get("fuzzy").for_session(calls).scores(live[0])
+    if name == "sim-prep":
+        return lambda: matchers.get("sim").for_session(calls)
     if name == "mask":
         from koala_store.wire.normalize import mask_volatile
 
@@ -91,7 +94,7 @@ def workload(name: str):
     raise SystemExit(f"error: unknown workload {name!r}; pick from {', '.join(WORKLOADS)}")
 
 
-WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "mask", "canonical", "diff-equal", "diff-reindented", "diff-reserialized")
+WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "sim-prep", "mask", "canonical", "diff-equal", "diff-reindented", "diff-reserialized")
 
 
 def instructions(tree: Path, name: str, reps: int) -> int:

@@ -2,6 +2,7 @@
  * matchers/sim.py `_lex_vector`.
  *
  * lex_ascii(data) -> {token: weight} or None
+ * sum_of_squares(vector) -> int or None
  *
  * Tokens: runs of [A-Za-z0-9_.] weigh their length per occurrence; every other byte is a
  * one-byte token of weight 1 per occurrence. None when `data` is not ASCII or holds a run
@@ -10,6 +11,12 @@
  * Why: the Python version splits every run into a bytes object and counts them (about
  * 90 ms for a session of 500 x 8 KB requests); here runs are counted in a hash table over
  * the request's own bytes, and a bytes object is made once per distinct token.
+ *
+ * sum_of_squares: a vector's squared norm (matchers/sim.py `_norm`), exact, for a vector of
+ * int weights whose sum of squares fits in 63 bits; None for any other, which Python sums.
+ * (A 500 x 8 KB session's norms: 11 -> 4 ms. Sharing one bytes object per token across a
+ * session's vectors was tried and dropped: looking each up in a session-wide table cost
+ * more in cache misses, 50 -> 85 ms, than making the objects saved.)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -95,7 +102,26 @@ fall_back:
     Py_RETURN_NONE;
 }
 
+static PyObject *sum_of_squares(PyObject *self, PyObject *vec) {
+    (void)self;
+    if (!PyDict_Check(vec)) {
+        PyErr_SetString(PyExc_TypeError, "sum_of_squares() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    long long sum = 0;
+    while (PyDict_Next(vec, &pos, &key, &value)) {
+        int overflow = 1;
+        long long w = PyLong_CheckExact(value) ? PyLong_AsLongLongAndOverflow(value, &overflow) : 0;
+        if (overflow || __builtin_mul_overflow(w, w, &w) || __builtin_add_overflow(sum, w, &sum))
+            Py_RETURN_NONE; /* not an int, or past 63 bits: Python's exact ints sum it */
+    }
+    return PyLong_FromLongLong(sum);
+}
+
 static PyMethodDef methods[] = {
+    {"sum_of_squares", sum_of_squares, METH_O, "sum_of_squares(vector) -> the sum of its squared int weights, or None (see matchers.sim._norm)."},
     {"lex_ascii", lex_ascii, METH_O,
      "lex_ascii(data) -> {token: weight} for ASCII data whose word runs fit in 128 bytes, else None "
      "(see matchers.sim._lex_vector)."},

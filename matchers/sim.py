@@ -20,8 +20,9 @@ from koala_store.model import CallOutbound
 
 try:  # compiled by `pip install` where a C compiler is present (setup.py); optional
     from ._simlex import lex_ascii as _compiled_lex_ascii
+    from ._simlex import sum_of_squares as _compiled_sum_of_squares
 except ImportError:  # pragma: no cover - exercised where the extension did not build
-    _compiled_lex_ascii = None
+    _compiled_lex_ascii = _compiled_sum_of_squares = None
 
 from .base import ConnectionState, MatchResult, SessionMatcher, Strategy, check_options, check_threshold, fmt
 
@@ -146,6 +147,8 @@ def cosine(a: Vector, b: Vector) -> float:
 
 
 def _norm(vec: Vector) -> float:
+    if _compiled_sum_of_squares is not None and (squares := _compiled_sum_of_squares(vec)) is not None:
+        return math.sqrt(squares)  # the same exact sum in C (matchers/_simlex.c)
     weights = vec.values()
     return math.sqrt(sum(map(operator.mul, weights, weights)))
 

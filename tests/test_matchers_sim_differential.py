@@ -4,6 +4,7 @@ session (no index) and random sessions. Koala's decisions are the specification.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -134,3 +135,34 @@ def test_the_compiled_lexer_leaves_non_ascii_to_python() -> None:
     assert lex_ascii(b"a" * 128 + b" a") == {b"a" * 128: 128, b" ": 1, b"a": 1}
     with pytest.raises(TypeError):
         lex_ascii("text")
+
+
+def test_the_compiled_sum_of_squares_is_the_exact_sum_or_none() -> None:
+    """_norm's compiled sum must be Python's exact one, and must give up (None) where a
+    64-bit sum would not be exact, or on a weight that is not an int."""
+    sim = __import__("matchers.sim", fromlist=["_compiled_sum_of_squares"])
+    sum_of_squares = sim._compiled_sum_of_squares
+    if sum_of_squares is None:
+        pytest.skip("matchers/_simlex.c did not build")
+    assert sum_of_squares({}) == 0
+    assert sum_of_squares({b"a": 3, b"b": 4}) == 25
+    assert sum_of_squares({b"a": -3}) == 9
+    big = 3_037_000_499  # its square fits in 63 bits, its square doubled does not
+    assert sum_of_squares({b"a": big}) == big * big
+    assert sum_of_squares({b"a": big, b"b": big}) is None
+    assert sum_of_squares({b"a": 3_037_000_500}) is None  # the square alone overflows
+    assert sum_of_squares({b"a": 1 << 70}) is None
+    assert sum_of_squares({b"a": 2.0}) is None
+    assert sum_of_squares({b"a": True}) is None  # not exactly an int
+    with pytest.raises(TypeError):
+        sum_of_squares([1, 2])
+    for vec in ({b"a": 3, b"b": 4.5}, {b"a": 1 << 40, b"b": 1 << 40}):  # Python sums these
+        assert sim._norm(vec) == math.sqrt(sum(w * w for w in vec.values()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.binary(max_size=4), st.integers(min_value=-(1 << 40), max_value=1 << 40), max_size=30))
+def test_norm_is_the_exact_root_of_the_sum_of_squares(vec: dict[bytes, int]) -> None:
+    from matchers.sim import _norm
+
+    assert _norm(vec) == math.sqrt(sum(w * w for w in vec.values()))
