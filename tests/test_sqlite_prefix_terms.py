@@ -205,18 +205,18 @@ def test_a_refresh_of_half_the_index_or_more_merges_its_segments(tmp_path: Path,
     store.close()
 
 
-def test_a_common_keyword_walks_the_text_matches_and_a_rare_one_probes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Text AND an indexed keyword: the keyword's index drives only while it holds at most
-    _KEYWORD_FIRST_MAX sessions (each probe of the text index costs far more than a walked
-    row); both plans list the same sessions in the same order."""
+def test_a_common_keyword_walks_the_text_matches_and_a_rare_one_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text AND an indexed keyword: the keyword's sessions are read and checked only while
+    it holds at most _KEYWORD_FIRST_MAX sessions; both plans list the same sessions in the
+    same order."""
     store = prefix_store(tmp_path / "k.db")
     query = "order AND inbound.method:GET"
-    assert "FROM sessions s CROSS JOIN session_text t" in store._plan(query).sql  # 34 sessions: rare enough
+    assert store._plan(query).found is not None  # 34 sessions: rare enough
     expected = [s.session_id for s in store.scan(query)]
     monkeypatch.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", 5)
     assert "FROM session_text t CROSS JOIN sessions s" in store._plan(query).sql
     assert [s.session_id for s in store.scan(query)] == expected and len(expected) == 32
-    assert "FROM sessions s CROSS JOIN session_text t" in store._plan("order AND inbound.path:/nowhere").sql
+    assert store._plan("order AND inbound.path:/nowhere").found == []
     store.close()
 
 
@@ -235,13 +235,6 @@ PREFIX_AND_KEYWORD = [
     "ware-house* AND inbound.method:GET",
 ]
 
-PROBE = "sessions s CROSS JOIN session_text t ON t.rowid = s.id"
-
-
-def probing(self: SqliteStore, plan) -> str | None:
-    """_rare_keyword_plan as it was: probe the text index per session of a rare keyword."""
-    return PROBE if plan.keyword_first and self._keyword_rare(plan.where, plan.params) else None
-
 
 def mixed_store(path: Path) -> SqliteStore:
     store = prefix_store(path)
@@ -258,20 +251,15 @@ def mixed_store(path: Path) -> SqliteStore:
 
 
 @pytest.mark.parametrize("query", PREFIX_AND_KEYWORD)
-def test_a_rare_keyword_checks_a_prefix_on_an_index_of_its_sessions_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
-    """A prefix AND a rare keyword is checked by FTS5 on an index of the keyword's few
-    sessions, instead of probing the whole text index once per session with every term of
-    the prefix: the same sessions, in the same order, as probing and as walking the text
-    matches; count() agrees."""
+def test_a_rare_keyword_checks_a_prefix_on_its_sessions_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
+    """A prefix AND a rare keyword is checked on the keyword's few sessions (by a regex on
+    ASCII text, else by FTS5 on an index of them alone), instead of probing the whole text
+    index once per session with every term of the prefix: the same sessions, in the same
+    order, as walking the text matches; count() agrees."""
     store = mixed_store(tmp_path / "k.db")
-    assert store._plan(query).found is not None  # no probe, no walk: the scratch index's answer
+    assert store._plan(query).found is not None  # no walk: the checked sessions
     checked = [s.session_id for s in store.scan(query)]
     assert store.count(query) == len(checked)
-    with monkeypatch.context() as patched:
-        patched.setattr(SqliteStore, "_rare_keyword_plan", probing)
-        assert PROBE in store._plan(query).sql
-        assert [s.session_id for s in store.scan(query)] == checked
-        assert store.count(query) == len(checked)
     with monkeypatch.context() as patched:
         patched.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", -1)
         assert "FROM session_text t CROSS JOIN sessions s" in store._plan(query).sql
@@ -285,8 +273,8 @@ def test_the_checked_sessions_are_the_expected_ones(tmp_path: Path) -> None:
     assert len(list(store.scan("warehouseé* AND inbound.method:GET"))) == 1
     assert len(list(store.scan("order-sta* AND inbound.method:GET"))) == 31
     assert list(store.scan("outbound.request:warehou* AND inbound.method:GET")) == []
-    # Terms alone still probe (each probe names one term).
-    assert PROBE in store._plan("order AND inbound.method:GET").sql
+    # Terms alone too.
+    assert store._plan("order AND inbound.method:GET").found is not None
     assert store.count("order AND inbound.method:GET") == 32
     # The scratch index is filled in one savepoint, released: nothing stays open or indexed.
     assert not store.db.in_transaction
@@ -323,4 +311,76 @@ def test_a_read_only_store_checks_them_too(tmp_path: Path) -> None:
     query = "wareh* AND inbound.method:GET"
     assert store._plan(query).found is not None
     assert len(list(store.scan(query))) == store.count(query) == 35
+    store.close()
+
+
+# --- the first matches of a costly prefix, found a window of sessions at a time --------
+
+
+def or_of_terms(self: SqliteStore, plan, limit):
+    """_first_in_windows never tried: the OR of the prefix's terms lists every match."""
+    return None
+
+
+WINDOWED = ["warehou*", "wareh* AND ord*", "order-sta*", "inbound.response:warehouse1*", "σ*", "warehouseé*", "war*", "zzz*", "warehou* AND inbound.method:GET"]
+
+
+@pytest.mark.parametrize("query", WINDOWED)
+@pytest.mark.parametrize("limit", [1, 5, 40])
+@pytest.mark.parametrize("terms_per_session", [1, 0.01])
+def test_windows_list_what_the_or_of_the_terms_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str, limit: int, terms_per_session: float) -> None:
+    """Over ASCII and other text (left to FTS5), dense and sparse prefixes, with a keyword
+    whose index lists its sessions in row id order, windows stopped by their budget (and the
+    rest listed by the OR) or reaching the end: the same sessions in the same order."""
+    store = mixed_store(tmp_path / "k.db")
+    monkeypatch.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", 0)  # GET is common here
+    monkeypatch.setattr(sqlite_module, "_TERMS_PER_SESSION_CHECKED", terms_per_session)
+    monkeypatch.setattr(sqlite_module, "_WINDOW_MIN", 2)
+    windowed = [s.session_id for s in store.scan(query, limit=limit)]
+    with monkeypatch.context() as patched:
+        patched.setattr(SqliteStore, "_first_in_windows", or_of_terms)
+        assert [s.session_id for s in store.scan(query, limit=limit)] == windowed
+    store.close()
+
+
+def test_a_dense_prefix_is_found_in_the_first_window_without_naming_its_terms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    monkeypatch.setattr(sqlite_module, "_TERMS_PER_SESSION_CHECKED", 1)  # 33 terms: a budget of 33 sessions
+    asked: list[str] = []
+    monkeypatch.setattr(SqliteStore, "_prefix_terms", lambda self, prefix: asked.append(prefix) or ())
+    plan = store._plan("warehou*", limit=10)
+    assert plan.found is not None and plan.resume is None and len(plan.found) == 10
+    assert [s.session_id for s in plan.found] == [s.session_id for s in store.scan("warehou*", limit=10)]
+    assert asked == []  # the OR was never built
+    store.close()
+
+
+def test_a_sparse_prefix_stops_at_its_budget_and_the_or_lists_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SqliteStore(tmp_path / "k.db")
+    bodies = [b'{"note":"nothing here"}'] * 40 + [b'{"note":"warehouse%d"}' % i for i in range(12)]
+    store.put_many([make_session(i, response_body=body) for i, body in enumerate(bodies)])
+    store.refresh()
+    monkeypatch.setattr(sqlite_module, "_TERMS_PER_SESSION_CHECKED", 1)  # 12 terms: 12 sessions
+    monkeypatch.setattr(sqlite_module, "_WINDOW_MIN", 1)
+    plan = store._plan("warehou*", limit=5)
+    assert plan.found == [] and plan.resume is not None  # 12 sessions checked, none held it
+    listed = [s.session_id for s in store.scan("warehou*", limit=5)]
+    assert listed == [make_session(i).session_id for i in range(40, 45)]
+    # A budget that reaches the end of the store: every match, and nothing left to list.
+    monkeypatch.setattr(sqlite_module, "_TERMS_PER_SESSION_CHECKED", 0.1)
+    plan = store._plan("warehou*", limit=20)
+    assert len(plan.found) == 12 and plan.resume is None
+    store.close()
+
+
+def test_windows_are_not_tried_where_they_cannot_pay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    monkeypatch.setattr(sqlite_module, "_TERMS_PER_SESSION_CHECKED", 1)
+    monkeypatch.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", 0)
+    assert store._plan("warehou*").found is None  # every match wanted: the OR walks them
+    assert store._plan("warehou*", limit=34).found is None  # 33 terms cost less than 34 sessions
+    assert store._plan("order", limit=5).found is None  # no prefix
+    # A range's sessions are not listed in row id order by an index: the table would be walked.
+    assert store._plan("warehou* AND inbound.status:>=200", limit=5).found is None
+    assert store._plan("warehou* AND inbound.method:GET", limit=5).found is not None
     store.close()

@@ -213,7 +213,17 @@ def test_full_text_is_read_from_its_index_in_recorded_order(big: SqliteStore, qu
 
 
 def test_full_text_with_a_selective_keyword_starts_from_the_keyword(big: SqliteStore) -> None:
-    details = _plan_details(big, "timeout AND inbound.status:503")
+    """The keyword's few sessions are read from its index, in row id order, and checked."""
+    ran: list[str] = []
+    big.db.set_trace_callback(ran.append)
+    try:
+        plan = big._plan("timeout AND inbound.status:503")
+    finally:
+        big.db.set_trace_callback(None)
+    assert plan.found is not None and [s.session_id for s in plan.found] == [s.session_id for s in big.scan("timeout AND inbound.status:503")]
+    read = [sql for sql in ran if sql.startswith("SELECT s.id, s.session_id, s.body FROM sessions s WHERE")]
+    assert len(read) == 1, ran
+    details = [row[-1] for row in big.db.execute(f"EXPLAIN QUERY PLAN {read[0]}")]
     assert "sessions_by_status" in details[0] and "TEMP B-TREE" not in " ".join(details), details
 
 

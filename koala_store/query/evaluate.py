@@ -15,6 +15,7 @@ from ..model import Session, SessionSummary
 from ..summary import summarize
 from . import ir, regex
 from .fields import Field, Kind
+from .ascii_text import field_texts
 from .text import searchable_text, tokenize
 
 
@@ -73,13 +74,7 @@ class _Facts:
         return [] if absent else [value]
 
     def texts(self, field: Field) -> list[bytes]:
-        s = self.session
-        return {
-            "inbound.request": [s.call_from_inbound.request],
-            "inbound.response": [s.response],
-            "outbound.request": [c.request for c in s.outbound_calls],
-            "outbound.response": [c.response for c in s.outbound_calls],
-        }[field.name]
+        return field_texts(self.session, field.name)
 
 
 def _has_phrase(data: bytes, words: tuple[str, ...], prefix: bool) -> bool:

@@ -38,6 +38,7 @@ import msgspec
 from ..errors import StoreError
 from ..model import Session
 from ..query import ir, regex
+from ..query.ascii_text import all_hold, ascii_phrase
 from ..query.evaluate import matches
 from ..query.text import add_terms, searchable_text
 from ..summary import summarize
@@ -82,20 +83,30 @@ _INT64 = (-(2**63), 2**63 - 1)
 _FIRST_ID = -(2**63)  # below every row id
 _TIE_GAP = 1 << 16  # id room left after a session recorded in the same nanosecond as the one before
 _SORTED = 5000  # matches a search may collect and sort rather than walk every session in order
-# A full-text query AND-ed with an indexed keyword starts from the keyword's index (probing
-# the text index per session) only when the keyword matches at most this many sessions;
-# otherwise it walks the text matches and checks the keyword. A probe costs ~2,900 times a
-# walked row (measured at 1M sessions: 33 ms a probe of a 761-term prefix, 11 us a walked
-# row of it), so probing wins only while the keyword is rarer than ~sqrt(N * 100 / 2,900)
-# sessions of N: ~190 at 1M. warehou* AND inbound.status:404 (200,000 sessions): 1,203 ->
-# 14 ms. With inbound.status:503 (109 sessions) probing took 3.6 s and walking 10.5 s; a
-# prefix is now checked on an index of those sessions alone instead (_checked_in_scratch),
-# and other text conditions still probe.
+# A full-text query AND-ed with an indexed keyword starts from the keyword's index (each of
+# its sessions read and its text checked: _checked_sessions) only when the keyword matches at
+# most this many sessions; otherwise it walks the text matches and checks the keyword. All
+# of the keyword's sessions are checked, ~30 us each, where a walk stops after the page (11
+# us a walked row at 1M sessions): 200 bounds the check at a few ms. warehou* AND
+# inbound.status:404 (200,000 sessions) walks: 14 ms (probing the text index per keyword
+# session, 1,203 ms). With inbound.status:503 (109 sessions) walking took 10.5 s and a probe
+# per session 3.6 s for a prefix (each probe names every term of it) and 10-17 ms for terms
+# and phrases; checking takes ~5 ms for any of them.
 _KEYWORD_FIRST_MAX = 200
-# The two joins of full text AND other conditions: walk the text matches in rowid order and
-# check the rest on each; or start from a keyword's index and probe the text index per session.
+# A full-text query with a prefix that names many terms, asked for its first few matches: the
+# OR of its terms costs a lookup per term before the first match (~16 us a term at 1M
+# sessions: s*, 4,569 terms, 73 ms), while checking one session costs about two terms when
+# its text is ASCII (~30 us: read, decoded, a regex) and six when not (~100 us: indexed in a
+# scratch FTS5 table). So the sessions are first taken in row id order, a window at a time,
+# and checked (_first_in_windows), for at most the sessions the OR would cost: a phrase's
+# terms times its words, over this. A dense prefix then lists its first 100 in a window or
+# two (s* 73 -> 4 ms); a sparse one wastes at most about what the OR costs, then the OR
+# lists the rest from where the windows stopped.
+_TERMS_PER_SESSION_CHECKED = 3
+_WINDOW_MIN = 32  # sessions in the smallest window
+# Full text AND other conditions, when no keyword is rare: walk the text matches in rowid
+# order and check the rest on each.
 _WALK_TEXT = "session_text t CROSS JOIN sessions s ON s.id = t.rowid"
-_PROBE_TEXT = "sessions s CROSS JOIN session_text t ON t.rowid = s.id"
 
 
 def _regexp(pattern: str, value: Any) -> int:
@@ -197,6 +208,12 @@ def _walks_rows(db: sqlite3.Connection, sql: str, params: list[Any]) -> bool:
     return False
 
 
+def _sorts(db: sqlite3.Connection, sql: str, params: list[Any]) -> bool:
+    """Whether SQLite's plan for `sql` collects its rows and sorts them (ORDER BY not met by
+    the order it reads them in)."""
+    return any("USE TEMP B-TREE" in row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
 @dataclass
 class _Plan:
     """A search's SQL: it ends with a keyset condition and LIMIT ?, filled per page."""
@@ -205,6 +222,8 @@ class _Plan:
     params: list[Any]
     by_id: bool  # keyset on the row id (recorded order); else on (recorded_at, session_id)
     found: list[Session] | None = None  # the matches, already read and decoded: no SQL to run
+    # With `found`: the row id after which `sql` lists the rest; None when `found` is all of them.
+    resume: int | None = None
 
 
 # How SQLite reports a statement that Ctrl-C ended (through _keep_going or a function).
@@ -653,8 +672,9 @@ class SqliteStore:
             self.refresh()  # cheap when nothing is pending; a no-op when read-only
         return self._text_index()
 
-    def _plan(self, query: Query) -> _Plan:
-        """The SQL that lists a query's matches in recorded order, a page at a time."""
+    def _plan(self, query: Query, limit: int | None = None) -> _Plan:
+        """The SQL that lists a query's matches in recorded order, a page at a time. `limit`:
+        how many the caller wants at most (None: all), which picks the plan for the first."""
         tree = as_tree(query)
         text = self._text_for(tree)
         if not self._aligned():
@@ -674,14 +694,15 @@ class SqliteStore:
                 where = f"s.id IN (SELECT s.id FROM sessions s WHERE {where})"
             return _Plan(_page_by_id(where), params, True)
         rare = self._rare_keyword_plan(plan)
-        if isinstance(rare, list):
-            return _Plan("", [], True, found=rare)
         if rare is not None:
-            source, order = rare, "s.id"
-        else:
-            # Walk the full-text matches in rowid order; stop when the page is full.
-            source, order = _WALK_TEXT, "t.rowid"
-        sql = f"SELECT s.id, s.session_id, s.body FROM {source} WHERE t.session_text MATCH ? AND {plan.where} AND {order} > ? ORDER BY {order} LIMIT ?"
+            return _Plan("", [], True, found=rare)
+        windows = self._first_in_windows(plan, limit) if limit is not None else None
+        # Walk the full-text matches in rowid order; stop when the page is full. (Its MATCH
+        # is made after the windows: a prefix's terms are read only when the walk is run.)
+        sql = f"SELECT s.id, s.session_id, s.body FROM {_WALK_TEXT} WHERE t.session_text MATCH ? AND {plan.where} AND t.rowid > ? ORDER BY t.rowid LIMIT ?"
+        if windows is not None:
+            found, resume = windows
+            return _Plan(sql, [] if resume is None else [plan.match, *plan.params], True, found=found, resume=resume)
         return _Plan(sql, [plan.match, *plan.params], True)
 
     @staticmethod
@@ -689,56 +710,112 @@ class SqliteStore:
         """The full-text-driven plan (sqlite_query.driven) when the index holds every session."""
         return driven(tree, text) if text.per_session and not text.pending else None
 
-    def _rare_keyword_plan(self, plan: Driven) -> list[Session] | str | None:
-        """For full text AND a keyword that holds few sessions (_keyword_rare): with a prefix
-        among the conditions, those sessions that hold them (_checked_in_scratch);
-        else the join that starts from the keyword's index (which lists sessions in row id
-        order) and probes the text index per session. None when the keyword is not rare."""
+    def _rare_keyword_plan(self, plan: Driven) -> list[Session] | None:
+        """For full text AND a keyword that holds few sessions (_keyword_rare): those of its
+        sessions whose text holds the conditions (_checked_sessions). None when the keyword
+        is not rare."""
         if not (plan.keyword_first and self._keyword_rare(plan.where, plan.params)):
             return None
-        if any(node.prefix for node in plan.texts):
-            return self._checked_in_scratch(plan)
-        return _PROBE_TEXT
+        return self._checked_sessions(plan)
 
-    def _checked_in_scratch(self, plan: Driven) -> list[Session]:
-        """The few sessions a rare keyword holds (_keyword_rare) whose text
-        holds the plan's full-text conditions, checked by FTS5 on an index of those sessions
-        alone (scratch_sessions: the same columns, tokenizer and text_row). A prefix there
-        names a handful of terms, where a probe of the whole index names every one of its
-        terms (20-33 ms a probe for the 761 of warehou* at 1M sessions, 87 ms for the phrases
-        of order-sta*): with inbound.status:503 (109 sessions), 2.2-3.6 s and 9.5 s, now tens
-        of milliseconds (bench_sqlite_store.py)."""
+    def _checked_sessions(self, plan: Driven) -> list[Session]:
+        """The few sessions a rare keyword holds (_keyword_rare) whose text holds the plan's
+        full-text conditions (_holding_text), in row id order. A probe of the whole text index
+        per session would name every term of a prefix each time (20-33 ms a probe for the
+        761 of warehou* at 1M sessions, 87 ms for the phrases of order-sta*)."""
         rows = self.db.execute(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {plan.where} ORDER BY s.id", plan.params).fetchall()
-        texts, read = [], {}
-        for row_id, session_id, body in rows:  # at most _KEYWORD_FIRST_MAX
+        return [session for _, session in self._holding_text(rows, plan.texts)]
+
+    def _holding_text(self, rows: list[tuple[int, str, bytes]], texts: tuple[ir.Text, ...]) -> list[tuple[int, Session]]:
+        """Those of `rows` (row id, session id, body; in row id order) whose text holds every
+        condition of `texts`, with their decoded sessions. Told on ASCII texts by a regex
+        (query.ascii_text: ~10 us a session), else by FTS5 on an index of those sessions
+        alone (scratch_sessions: the same columns, tokenizer and text_row; ~100 us each)."""
+        checks = [ascii_phrase(node) for node in texts]
+        ascii_checks = None if None in checks else checks
+        held: list[tuple[int, Session]] = []
+        entries, read = [], {}
+        for row_id, session_id, body in rows:
             session = self._session(session_id, body)
-            if session is not None:  # else named in skipped, and no condition holds on it
-                texts.append((row_id, *text_row(session)))
+            if session is None:
+                continue  # named in skipped, and no condition holds on it
+            verdict = all_hold(ascii_checks, session) if ascii_checks is not None else None
+            if verdict:
+                held.append((row_id, session))
+            elif verdict is None:
+                entries.append((row_id, *text_row(session)))
                 read[row_id] = session  # kept for the listing: not read and decoded again
-        if not texts:
-            return []
+        if entries:
+            held += self._held_in_scratch(entries, read, texts)
+            held.sort(key=lambda pair: pair[0])
+        return held
+
+    def _held_in_scratch(self, entries: list[tuple[Any, ...]], read: dict[int, Session], texts: tuple[ir.Text, ...]) -> list[tuple[int, Session]]:
+        """Those sessions of `entries` (row id and text_row) whose text holds every condition
+        of `texts`, told by FTS5 on a scratch index of them."""
         self.db.execute(SCRATCH_SESSIONS)
         # One transaction for the rows (a savepoint, so also inside a write): in autocommit
         # each insert would commit, and FTS5 writes and merges a segment per row (33 ms for
         # the 109 sessions of inbound.status:503 at 1M sessions, 5 ms together).
         self.db.execute("SAVEPOINT scratch")
         try:
-            self.db.executemany(
-                f"INSERT INTO temp.scratch_sessions (rowid, {TEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                texts,
-            )
-            match = session_match(list(plan.texts))  # FTS5's own prefixes: few terms here
-            return [
-                read[row_id] for (row_id,) in self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))
-            ]
+            self.db.executemany(f"INSERT INTO temp.scratch_sessions (rowid, {TEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?)", entries)
+            match = session_match(list(texts))  # FTS5's own prefixes: few terms here
+            held = self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))
+            return [(row_id, read[row_id]) for (row_id,) in held]
         finally:
             if self.db.in_transaction:  # else SQLite rolled back by itself, on an error
                 self.db.execute("INSERT INTO temp.scratch_sessions (scratch_sessions) VALUES ('delete-all')")
                 self.db.execute("RELEASE scratch")
 
+    def _window_budget(self, plan: Driven) -> int:
+        """How many sessions checking in windows may cost before the OR of the plan's prefix
+        terms is cheaper (see _TERMS_PER_SESSION_CHECKED): 0 without a prefix. An estimate: the
+        terms are counted on the vocabulary's index, not read."""
+        words = 0
+        for node in plan.texts:
+            if node.prefix:
+                prefix = node.tokens[-1]
+                terms = self.db.execute("SELECT count(*) FROM text_terms WHERE term >= ? AND term < ?", (prefix, prefix + "\U0010ffff")).fetchone()[0]
+                words += terms * len(node.tokens)
+        return int(words / _TERMS_PER_SESSION_CHECKED)
+
+    def _first_in_windows(self, plan: Driven, limit: int) -> tuple[list[Session], int | None] | None:
+        """The first `limit` matches of a full-text plan with a costly prefix, found by
+        checking the sessions that hold its other conditions a window at a time, in row id
+        order (_holding_text). Returns them, and the row id the windows reached when their
+        budget ran out short of `limit` (the rest is then listed from there by the OR); None
+        when the OR of the terms is cheaper than finding `limit` matches this way
+        (_window_budget)."""
+        if plan.text_index is None or plan.text_index.prefix_terms is None or limit <= 0:
+            return None  # a store made before text_terms: no count of a prefix's terms
+        budget = self._window_budget(plan)
+        if budget < limit:
+            return None
+        window = f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {plan.where} AND s.id > ? ORDER BY s.id LIMIT ?"
+        probe = [*plan.params, _FIRST_ID, limit]
+        if plan.where != "1" and (_walks_rows(self.db, window, probe) or _sorts(self.db, window, probe)):
+            # Only an index that lists the other conditions' sessions in row id order (an
+            # equality) finds a window's sessions at once: walking the table for a rare
+            # range, or sorting a common one, may cost more than the OR.
+            return None
+        found: list[tuple[int, Session]] = []
+        after, checked, size = _FIRST_ID, 0, max(limit, _WINDOW_MIN)
+        while checked < budget:
+            ask = min(size, budget - checked)
+            rows = self.db.execute(window, [*plan.params, after, ask]).fetchall()
+            found += self._holding_text(rows, plan.texts)
+            if len(found) >= limit or len(rows) < ask:
+                return [session for _, session in found[:limit]], None  # all the caller wants, or every session checked
+            after, checked = rows[-1][0], checked + len(rows)
+            # The next window: what the density seen so far says the rest needs, and a margin.
+            wanted = (limit - len(found)) * checked // max(len(found), 1)
+            size = max(wanted + wanted // 4, _WINDOW_MIN)
+        return [session for _, session in found], after
+
     def _keyword_rare(self, where: str, params: list[Any]) -> bool:
-        """Whether the sessions `where` holds are few enough to probe the text index for
-        each (_KEYWORD_FIRST_MAX); the count stops there, on the keyword's index."""
+        """Whether the sessions `where` holds are few enough to check the text of each
+        (_KEYWORD_FIRST_MAX); the count stops there, on the keyword's index."""
         probe = f"SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE {where} LIMIT ?)"
         return self.db.execute(probe, [*params, _KEYWORD_FIRST_MAX + 1]).fetchone()[0] <= _KEYWORD_FIRST_MAX
 
@@ -776,11 +853,10 @@ class SqliteStore:
             text = self._text_for(tree)
             plan = self._driven(tree, text)
             rare = self._rare_keyword_plan(plan) if plan is not None else None
-            if isinstance(rare, list):
+            if rare is not None:
                 return len(rare) if at_most is None else min(len(rare), at_most + 1)
-            if plan is not None and (rare is not None or at_most is not None):
-                source = rare or _WALK_TEXT
-                sql = f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE t.session_text MATCH ? AND {plan.where}{bound})"
+            if plan is not None and at_most is not None:
+                sql = f"SELECT count(*) FROM (SELECT 1 FROM {_WALK_TEXT} WHERE t.session_text MATCH ? AND {plan.where}{bound})"
                 return self.db.execute(sql, [plan.match, *plan.params, *more]).fetchone()[0]
             where, params = compile_where(tree, text)
             return self.db.execute(f"SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE {where}{bound})", [*params, *more]).fetchone()[0]
@@ -789,12 +865,16 @@ class SqliteStore:
         """Stream matches in recorded order, a page at a time (keyset paging: no open cursor).
         A session that cannot be decoded is named in `skipped` and passed over."""
         with _sql_errors(self.path):
-            plan = self._plan(query)
-        if plan.found is not None:
-            yield from plan.found[:limit]
-            return
+            plan = self._plan(query, limit)
         after: tuple[Any, ...] = (_FIRST_ID,) if plan.by_id else (_FIRST_ID, "")
         remaining = limit
+        if plan.found is not None:
+            first = plan.found[:limit]
+            yield from first
+            if plan.resume is None:
+                return
+            after = (plan.resume,)
+            remaining = None if limit is None else limit - len(first)
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
             with _sql_errors(self.path):

@@ -233,7 +233,7 @@ class Driven:
     where: str
     params: list[Any]
     # The other conditions can use an index of their own (a keyword equality or range):
-    # then let SQLite start from that index and probe the text index per session instead.
+    # when it holds few sessions, start from it and check each session's text instead.
     keyword_first: bool
     texts: tuple[ir.Text, ...]  # the full-text conditions `match` holds
     text_index: TextIndex | None = None

@@ -112,7 +112,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_text USING fts5(x, content='', c
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_terms USING fts5vocab(temp, 'scratch_text', 'row')
 """
 # A scratch index shaped as session_text: a few sessions indexed apart, so that a full-text
-# condition is checked on them by FTS5 itself (see SqliteStore._checked_in_scratch).
+# condition is checked on them by FTS5 itself (see SqliteStore._held_in_scratch).
 SCRATCH_SESSIONS = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_sessions USING fts5(
     {TEXT_COLUMNS},
