@@ -232,6 +232,8 @@ TEXT_QUERIES = [
     ("common prefix + rare keyword", "warehou* AND inbound.status:503"),  # checks the 109 sessions (_checked_sessions)
     ("phrase prefix + rare keyword", "order-sta* AND inbound.status:503"),
     ("term in no session", "xylophone"),
+    ("two words (an OR)", "order status"),  # one MATCH, walked: each word was an IN over every session holding it
+    ("a word or a prefix", "refund coup*"),
     # 767 terms, none of them in that column: the windows give up at their budget, then the
     # OR of the terms reads every list to the end.
     ("prefix in a field without it", "outbound.request:sta*"),

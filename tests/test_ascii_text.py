@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from koala_store.query import ir
-from koala_store.query.ascii_text import all_hold, ascii_phrase
+from koala_store.query.ascii_text import all_hold, ascii_check, ascii_phrase
 from koala_store.query.fields import FIELDS
 from koala_store.store.sqlite import SqliteStore, text_row
 
@@ -45,14 +45,20 @@ nodes = st.builds(
     st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
     st.booleans(),
 )
+# Phrases under AND and OR, as `order status` (an OR) and `(a AND b) OR c` parse.
+trees = st.recursive(
+    nodes,
+    lambda children: st.builds(lambda join, items: join(tuple(items)), st.sampled_from([ir.And, ir.Or]), st.lists(children, min_size=2, max_size=3)),
+    max_leaves=4,
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(request_body=texts, response=texts, calls=st.lists(st.tuples(texts, texts), max_size=3), conditions=st.lists(nodes, min_size=1, max_size=2))
+@given(request_body=texts, response=texts, calls=st.lists(st.tuples(texts, texts), max_size=3), conditions=st.lists(trees, min_size=1, max_size=2))
 def test_the_ascii_check_agrees_with_fts5(store: SqliteStore, request_body: str, response: str, calls, conditions) -> None:
     outbound = [http_call(i, 1_000 + i, "POST", "/" + target, 200, body.encode()) for i, (target, body) in enumerate(calls)]
     session = make_session(1, body=request_body.encode(), response_body=response.encode(), outbound=outbound)
-    checks = [ascii_phrase(node) for node in conditions]
+    checks = [ascii_check(node) for node in conditions]
     assert None not in checks  # the words are ASCII letters and digits
     verdict = all_hold(checks, session)
     if verdict is not None:
@@ -109,3 +115,17 @@ def test_where_tokens_start_and_end(store: SqliteStore, text: str, tokens: list[
     session = make_session(1, response_body=text.encode())
     node = text_node(["inbound.response"], tokens, prefix)
     assert ascii_phrase(node).holds(session) == fts5_holds(store, session, (node,))
+
+
+def test_and_or_tell_what_they_can() -> None:
+    session = make_session(1, response_body='{"a":"ordér status"}'.encode())
+    unknown = text_node(["inbound.response"], ["order"], False)  # the response is not ASCII
+    holds = text_node(["inbound.request"], ["get"], False)
+    fails = text_node(["inbound.request"], ["nowhere"], False)
+    assert ascii_check(ir.Or((unknown, holds))).holds(session) is True
+    assert ascii_check(ir.Or((unknown, fails))).holds(session) is None
+    assert ascii_check(ir.Or((fails, fails))).holds(session) is False
+    assert ascii_check(ir.And((unknown, holds))).holds(session) is None
+    assert ascii_check(ir.And((holds, ir.Or((fails, holds))))).holds(session) is True
+    assert ascii_check(ir.Or((holds, text_node(["inbound.request"], ["ordér"], False)))) is None  # no check for a word beyond ASCII
+    assert ascii_check(ir.Not(holds)) is None

@@ -59,17 +59,61 @@ def ascii_phrase(node: ir.Text) -> AsciiPhrase | None:
     return AsciiPhrase(node, re.compile(b"".join(parts)))
 
 
-def all_hold(checks: Sequence[AsciiPhrase], session: Session) -> bool | None:
-    """Whether every condition holds: False as soon as one surely does not, None when none
+class AsciiAll:
+    """Conditions that must all hold: False as soon as one surely does not, None when none
     fails but some could not be told."""
-    verdict: bool | None = True
-    for check in checks:
-        holds = check.holds(session)
-        if holds is False:
-            return False
-        if holds is None:
-            verdict = None
-    return verdict
+
+    def __init__(self, checks: Sequence[AsciiCheck]):
+        self.checks = checks
+
+    def holds(self, session: Session) -> bool | None:
+        verdict: bool | None = True
+        for check in self.checks:
+            holds = check.holds(session)
+            if holds is False:
+                return False
+            if holds is None:
+                verdict = None
+        return verdict
+
+
+class AsciiAny:
+    """Conditions of which one must hold: True as soon as one surely does, None when none
+    holds but some could not be told."""
+
+    def __init__(self, checks: Sequence[AsciiCheck]):
+        self.checks = checks
+
+    def holds(self, session: Session) -> bool | None:
+        verdict: bool | None = False
+        for check in self.checks:
+            holds = check.holds(session)
+            if holds:
+                return True
+            if holds is None:
+                verdict = None
+        return verdict
+
+
+AsciiCheck = AsciiPhrase | AsciiAll | AsciiAny
+
+
+def ascii_check(node: ir.Node) -> AsciiCheck | None:
+    """The check of a full-text condition (phrases under AND and OR) whose tokens are all
+    ASCII letters and digits; else None."""
+    if isinstance(node, ir.Text):
+        return ascii_phrase(node)
+    if isinstance(node, (ir.And, ir.Or)):
+        checks = [ascii_check(item) for item in node.items]
+        if None in checks:
+            return None
+        return AsciiAll(checks) if isinstance(node, ir.And) else AsciiAny(checks)  # type: ignore[arg-type]
+    return None
+
+
+def all_hold(checks: Sequence[AsciiCheck], session: Session) -> bool | None:
+    """Whether every condition holds (see AsciiAll)."""
+    return AsciiAll(checks).holds(session)
 
 
 def field_texts(session: Session, name: str) -> list[bytes]:

@@ -38,13 +38,13 @@ import msgspec
 from ..errors import StoreError
 from ..model import Session
 from ..query import ir, regex
-from ..query.ascii_text import all_hold, ascii_phrase
+from ..query.ascii_text import all_hold, ascii_check
 from ..query.evaluate import matches
 from ..query.text import add_terms, searchable_text
 from ..summary import summarize
 from .base import PutResult, Query, Rejected, SkipLog, Skipped, StoreWriteError, as_tree
 from .sqlite_blob import BlobCodec, Unreadable
-from .sqlite_query import CALL_SEPARATOR, Driven, TextIndex, compile_where, decode_text, driven, session_match
+from .sqlite_query import CALL_SEPARATOR, Driven, TextCondition, TextIndex, compile_where, decode_text, driven, session_match, text_leaves
 from .sqlite_schema import MAX_ROW_ID, SCHEMA_VERSION, SCRATCH_SESSIONS, SCRATCH_TEXT, TEXT_COLUMNS, add_terms_table, create, migrate_from_1
 from .sqlite_tx import transaction
 
@@ -726,12 +726,12 @@ class SqliteStore:
         rows = self.db.execute(f"SELECT s.id, s.session_id, s.body FROM sessions s WHERE {plan.where} ORDER BY s.id", plan.params).fetchall()
         return [session for _, session in self._holding_text(rows, plan.texts)]
 
-    def _holding_text(self, rows: list[tuple[int, str, bytes]], texts: tuple[ir.Text, ...]) -> list[tuple[int, Session]]:
+    def _holding_text(self, rows: list[tuple[int, str, bytes]], texts: tuple[TextCondition, ...]) -> list[tuple[int, Session]]:
         """Those of `rows` (row id, session id, body; in row id order) whose text holds every
         condition of `texts`, with their decoded sessions. Told on ASCII texts by a regex
         (query.ascii_text: ~10 us a session), else by FTS5 on an index of those sessions
         alone (scratch_sessions: the same columns, tokenizer and text_row; ~100 us each)."""
-        checks = [ascii_phrase(node) for node in texts]
+        checks = [ascii_check(node) for node in texts]
         ascii_checks = None if None in checks else checks
         held: list[tuple[int, Session]] = []
         entries, read = [], {}
@@ -750,7 +750,7 @@ class SqliteStore:
             held.sort(key=lambda pair: pair[0])
         return held
 
-    def _held_in_scratch(self, entries: list[tuple[Any, ...]], read: dict[int, Session], texts: tuple[ir.Text, ...]) -> list[tuple[int, Session]]:
+    def _held_in_scratch(self, entries: list[tuple[Any, ...]], read: dict[int, Session], texts: tuple[TextCondition, ...]) -> list[tuple[int, Session]]:
         """Those sessions of `entries` (row id and text_row) whose text holds every condition
         of `texts`, told by FTS5 on a scratch index of them."""
         self.db.execute(SCRATCH_SESSIONS)
@@ -760,7 +760,7 @@ class SqliteStore:
         self.db.execute("SAVEPOINT scratch")
         try:
             self.db.executemany(f"INSERT INTO temp.scratch_sessions (rowid, {TEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?)", entries)
-            match = session_match(list(texts))  # FTS5's own prefixes: few terms here
+            match = session_match(texts)  # FTS5's own prefixes: few terms here
             held = self.db.execute("SELECT rowid FROM temp.scratch_sessions WHERE scratch_sessions MATCH ? ORDER BY rowid", (match,))
             return [(row_id, read[row_id]) for (row_id,) in held]
         finally:
@@ -773,7 +773,7 @@ class SqliteStore:
         terms is cheaper (see _TERMS_PER_SESSION_CHECKED): 0 without a prefix. An estimate: the
         terms are counted on the vocabulary's index, not read."""
         words = 0
-        for node in plan.texts:
+        for node in text_leaves(plan.texts):
             if node.prefix:
                 prefix = node.tokens[-1]
                 terms = self.db.execute("SELECT count(*) FROM text_terms WHERE term >= ? AND term < ?", (prefix, prefix + "\U0010ffff")).fetchone()[0]

@@ -12,16 +12,17 @@ SQLite turns into an index range when the pattern starts with literal characters
 
 Full text (schema 2) is one FTS5 row per session whose rowid is the session's row id, and row
 ids follow recorded order (sqlite.SqliteStore assigns them so). A query whose top level ANDs
-full text with other conditions can then be driven by the full-text index itself, in rowid
-order: `driven()` builds that plan, which stops after the page it needs instead of collecting
-every match first. Schema 1 stores (read-only) keep their per-call index and are compiled as
+full text (phrases, and phrases joined by AND and OR: `order status` is an OR) with other
+conditions can then be driven by the full-text index itself, in rowid order: `driven()`
+builds that plan, which stops after the page it needs instead of collecting every match
+first. Schema 1 stores (read-only) keep their per-call index and are compiled as
 they were.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import cached_property, lru_cache
@@ -116,12 +117,39 @@ def fts_phrase(node: ir.Text, columns: list[str], prefix_terms: tuple[str, ...] 
     return "{" + " ".join(columns) + "} : " + phrase
 
 
-def session_match(nodes: list[ir.Text], text: TextIndex | None = None) -> str:
+# A full-text condition the index answers alone: a phrase (ir.Text), or an AND or OR of such
+# conditions (`order status` is an OR of two words).
+TextCondition = ir.Node
+
+
+def text_only(node: ir.Node) -> bool:
+    """Whether `node` is a TextCondition: phrases joined by AND and OR only."""
+    if isinstance(node, ir.Text):
+        return True
+    return isinstance(node, (ir.And, ir.Or)) and all(text_only(item) for item in node.items)
+
+
+def text_leaves(nodes: Sequence[TextCondition]) -> Iterator[ir.Text]:
+    """The phrases of text conditions."""
+    for node in nodes:
+        if isinstance(node, ir.Text):
+            yield node
+        else:
+            yield from text_leaves(node.items)  # type: ignore[attr-defined]
+
+
+def _text_match(node: TextCondition, lookup: Callable[[str], tuple[str, ...] | None] | None) -> str:
+    if isinstance(node, ir.Text):
+        prefix_terms = lookup(node.tokens[-1]) if lookup and node.prefix else None
+        return fts_phrase(node, [SESSION_TEXT_COLUMNS[f.name] for f in node.fields], prefix_terms)
+    joiner = " AND " if isinstance(node, ir.And) else " OR "
+    return joiner.join(f"({_text_match(item, lookup)})" for item in node.items)  # type: ignore[attr-defined]
+
+
+def session_match(nodes: Sequence[TextCondition], text: TextIndex | None = None) -> str:
     """One MATCH expression over session_text for full-text conditions that must all hold."""
     lookup = text.prefix_terms if text is not None else None
-    parts = [
-        fts_phrase(node, [SESSION_TEXT_COLUMNS[f.name] for f in node.fields], lookup(node.tokens[-1]) if lookup and node.prefix else None) for node in nodes
-    ]
+    parts = [_text_match(node, lookup) for node in nodes]
     return parts[0] if len(parts) == 1 else " AND ".join(f"({p})" for p in parts)
 
 
@@ -235,7 +263,7 @@ class Driven:
     # The other conditions can use an index of their own (a keyword equality or range):
     # when it holds few sessions, start from it and check each session's text instead.
     keyword_first: bool
-    texts: tuple[ir.Text, ...]  # the full-text conditions `match` holds
+    texts: tuple[TextCondition, ...]  # the full-text conditions `match` holds
     text_index: TextIndex | None = None
 
     @cached_property
@@ -247,13 +275,13 @@ class Driven:
 
 
 def driven(node: ir.Node, text: TextIndex | None = None) -> Driven | None:
-    """The full-text-driven plan for a query that is full text, or full text AND-ed with
-    anything else; None for other shapes (a text condition under OR or NOT)."""
+    """The full-text-driven plan for a query that is full text (phrases under AND and OR), or
+    full text AND-ed with anything else; None for other shapes (text OR a keyword, NOT text)."""
     items = list(node.items) if isinstance(node, ir.And) else [node]
-    texts = [i for i in items if isinstance(i, ir.Text)]
+    texts = [i for i in items if text_only(i)]
     if not texts:
         return None
-    rest = [i for i in items if not isinstance(i, ir.Text)]
+    rest = [i for i in items if not text_only(i)]
     compiler = SqlCompiler(text)
     where = compiler.balanced("AND", [compiler.compile(i) for i in rest]) if rest else "1"
     keyword_first = any(_indexable(i) for i in rest)
