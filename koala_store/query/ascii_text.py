@@ -59,43 +59,27 @@ def ascii_phrase(node: ir.Text) -> AsciiPhrase | None:
     return AsciiPhrase(node, re.compile(b"".join(parts)))
 
 
-class AsciiAll:
-    """Conditions that must all hold: False as soon as one surely does not, None when none
-    fails but some could not be told."""
-
-    def __init__(self, checks: Sequence[AsciiCheck]):
-        self.checks = checks
-
-    def holds(self, session: Session) -> bool | None:
-        verdict: bool | None = True
-        for check in self.checks:
-            holds = check.holds(session)
-            if holds is False:
-                return False
-            if holds is None:
-                verdict = None
-        return verdict
-
-
-class AsciiAny:
-    """Conditions of which one must hold: True as soon as one surely does, None when none
+class AsciiJoin:
+    """Conditions joined by AND or OR. AND: False as soon as one surely fails, None when none
+    fails but some could not be told. OR: True as soon as one surely holds, None when none
     holds but some could not be told."""
 
-    def __init__(self, checks: Sequence[AsciiCheck]):
+    def __init__(self, checks: Sequence[AsciiCheck], *, any_of: bool):
         self.checks = checks
+        self.decisive = any_of  # the verdict of one condition that decides the join
 
     def holds(self, session: Session) -> bool | None:
-        verdict: bool | None = False
+        verdict: bool | None = not self.decisive
         for check in self.checks:
             holds = check.holds(session)
-            if holds:
-                return True
+            if holds is self.decisive:
+                return holds
             if holds is None:
                 verdict = None
         return verdict
 
 
-AsciiCheck = AsciiPhrase | AsciiAll | AsciiAny
+AsciiCheck = AsciiPhrase | AsciiJoin
 
 
 def ascii_check(node: ir.Node) -> AsciiCheck | None:
@@ -107,13 +91,13 @@ def ascii_check(node: ir.Node) -> AsciiCheck | None:
         checks = [ascii_check(item) for item in node.items]
         if None in checks:
             return None
-        return AsciiAll(checks) if isinstance(node, ir.And) else AsciiAny(checks)  # type: ignore[arg-type]
+        return AsciiJoin(checks, any_of=isinstance(node, ir.Or))  # type: ignore[arg-type]
     return None
 
 
 def all_hold(checks: Sequence[AsciiCheck], session: Session) -> bool | None:
-    """Whether every condition holds (see AsciiAll)."""
-    return AsciiAll(checks).holds(session)
+    """Whether every condition holds (see AsciiJoin)."""
+    return AsciiJoin(checks, any_of=False).holds(session)
 
 
 def field_texts(session: Session, name: str) -> list[bytes]:
