@@ -234,6 +234,7 @@ TEXT_QUERIES = [
     ("term in no session", "xylophone"),
     ("two words (an OR)", "order status"),  # one MATCH, walked: each word was an IN over every session holding it
     ("a word or a prefix", "refund coup*"),
+    ("a word but not another", "order AND NOT zanzibar"),  # one MATCH with FTS5's NOT
     # 767 terms, none of them in that column: the windows give up at their budget, then the
     # OR of the terms reads every list to the end.
     ("prefix in a field without it", "outbound.request:sta*"),

@@ -45,10 +45,20 @@ nodes = st.builds(
     st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
     st.booleans(),
 )
-# Phrases under AND and OR, as `order status` (an OR) and `(a AND b) OR c` parse.
+
+
+def joined(join: type, items: list, negated: list[bool]) -> ir.Node:
+    """An AND or OR of `items`; under an AND, those after the first negated where asked."""
+    if join is ir.And:
+        items = [items[0], *(ir.Not(item) if neg else item for item, neg in zip(items[1:], negated, strict=False))]
+    return join(tuple(items))
+
+
+# Phrases under AND, OR and NOT, as `order status` (an OR), `(a AND b) OR c` and
+# `a AND NOT b` parse.
 trees = st.recursive(
     nodes,
-    lambda children: st.builds(lambda join, items: join(tuple(items)), st.sampled_from([ir.And, ir.Or]), st.lists(children, min_size=2, max_size=3)),
+    lambda children: st.builds(joined, st.sampled_from([ir.And, ir.Or]), st.lists(children, min_size=2, max_size=3), st.lists(st.booleans(), max_size=2)),
     max_leaves=4,
 )
 
@@ -128,4 +138,7 @@ def test_and_or_tell_what_they_can() -> None:
     assert ascii_check(ir.And((unknown, holds))).holds(session) is None
     assert ascii_check(ir.And((holds, ir.Or((fails, holds))))).holds(session) is True
     assert ascii_check(ir.Or((holds, text_node(["inbound.request"], ["ordér"], False)))) is None  # no check for a word beyond ASCII
-    assert ascii_check(ir.Not(holds)) is None
+    assert ascii_check(ir.Not(holds)).holds(session) is False
+    assert ascii_check(ir.Not(unknown)).holds(session) is None
+    assert ascii_check(ir.And((holds, ir.Not(fails)))).holds(session) is True
+    assert ascii_check(ir.Not(text_node(["inbound.request"], ["ordér"], False))) is None

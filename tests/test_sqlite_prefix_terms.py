@@ -386,7 +386,7 @@ def test_windows_are_not_tried_where_they_cannot_pay(tmp_path: Path, monkeypatch
     store.close()
 
 
-# --- words joined by OR (`order status`) walk the index too --------------------------
+# --- words joined by OR (`order status`) or negated walk the index too ---------------
 
 TEXT_TREES = [
     "order status",
@@ -397,6 +397,11 @@ TEXT_TREES = [
     "inbound.response:warehouse1* OR nothing",
     "(order OR wareh*) AND inbound.method:GET",
     "ordre statut*",
+    "order AND NOT stalled",
+    "wareh* AND NOT (order status)",
+    "NOT order AND war*",
+    "(order AND NOT status) OR zzz* OR σ*",
+    "warehou* AND NOT warehouse1* AND inbound.method:GET",
 ]
 
 

@@ -79,12 +79,23 @@ class AsciiJoin:
         return verdict
 
 
-AsciiCheck = AsciiPhrase | AsciiJoin
+class AsciiNot:
+    """A condition that must not hold (None stays None)."""
+
+    def __init__(self, check: AsciiCheck):
+        self.check = check
+
+    def holds(self, session: Session) -> bool | None:
+        holds = self.check.holds(session)
+        return None if holds is None else not holds
+
+
+AsciiCheck = AsciiPhrase | AsciiJoin | AsciiNot
 
 
 def ascii_check(node: ir.Node) -> AsciiCheck | None:
-    """The check of a full-text condition (phrases under AND and OR) whose tokens are all
-    ASCII letters and digits; else None."""
+    """The check of a full-text condition (phrases under AND, OR and NOT) whose tokens are
+    all ASCII letters and digits; else None."""
     if isinstance(node, ir.Text):
         return ascii_phrase(node)
     if isinstance(node, (ir.And, ir.Or)):
@@ -92,6 +103,9 @@ def ascii_check(node: ir.Node) -> AsciiCheck | None:
         if None in checks:
             return None
         return AsciiJoin(checks, any_of=isinstance(node, ir.Or))  # type: ignore[arg-type]
+    if isinstance(node, ir.Not):
+        check = ascii_check(node.item)
+        return None if check is None else AsciiNot(check)
     return None
 
 

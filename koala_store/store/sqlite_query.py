@@ -118,15 +118,29 @@ def fts_phrase(node: ir.Text, columns: list[str], prefix_terms: tuple[str, ...] 
 
 
 # A full-text condition the index answers alone: a phrase (ir.Text), or an AND or OR of such
-# conditions (`order status` is an OR of two words).
+# conditions (`order status` is an OR of two words); under an AND, some may be negated
+# (`order AND NOT shipped`) as long as one is not: FTS5's NOT is "this, but not that".
 TextCondition = ir.Node
 
 
 def text_only(node: ir.Node) -> bool:
-    """Whether `node` is a TextCondition: phrases joined by AND and OR only."""
+    """Whether `node` is a TextCondition."""
     if isinstance(node, ir.Text):
         return True
-    return isinstance(node, (ir.And, ir.Or)) and all(text_only(item) for item in node.items)
+    if isinstance(node, ir.Or):
+        return all(text_only(item) for item in node.items)
+    if isinstance(node, ir.And):
+        return all_text(node.items)
+    return False
+
+
+def _negated_text(node: ir.Node) -> bool:
+    return isinstance(node, ir.Not) and text_only(node.item)
+
+
+def all_text(items: Sequence[ir.Node]) -> bool:
+    """Whether conditions that must all hold are TextConditions, some maybe negated, one not."""
+    return any(text_only(i) for i in items) and all(text_only(i) or _negated_text(i) for i in items)
 
 
 def text_leaves(nodes: Sequence[TextCondition]) -> Iterator[ir.Text]:
@@ -134,23 +148,35 @@ def text_leaves(nodes: Sequence[TextCondition]) -> Iterator[ir.Text]:
     for node in nodes:
         if isinstance(node, ir.Text):
             yield node
+        elif isinstance(node, ir.Not):
+            yield from text_leaves([node.item])
         else:
             yield from text_leaves(node.items)  # type: ignore[attr-defined]
+
+
+def _all_match(nodes: Sequence[TextCondition], lookup: Callable[[str], tuple[str, ...] | None] | None) -> str:
+    """Conditions that must all hold: `(a) AND (b) NOT (c)` for a, b and NOT c."""
+    held = [f"({_text_match(n, lookup)})" for n in nodes if not isinstance(n, ir.Not)]
+    negated = [f" NOT ({_text_match(n.item, lookup)})" for n in nodes if isinstance(n, ir.Not)]
+    return ("(" + " AND ".join(held) + ")" if negated and len(held) > 1 else " AND ".join(held)) + "".join(negated)
 
 
 def _text_match(node: TextCondition, lookup: Callable[[str], tuple[str, ...] | None] | None) -> str:
     if isinstance(node, ir.Text):
         prefix_terms = lookup(node.tokens[-1]) if lookup and node.prefix else None
         return fts_phrase(node, [SESSION_TEXT_COLUMNS[f.name] for f in node.fields], prefix_terms)
-    joiner = " AND " if isinstance(node, ir.And) else " OR "
-    return joiner.join(f"({_text_match(item, lookup)})" for item in node.items)  # type: ignore[attr-defined]
+    if isinstance(node, ir.And):
+        return _all_match(node.items, lookup)
+    return " OR ".join(f"({_text_match(item, lookup)})" for item in node.items)  # type: ignore[attr-defined]
 
 
 def session_match(nodes: Sequence[TextCondition], text: TextIndex | None = None) -> str:
-    """One MATCH expression over session_text for full-text conditions that must all hold."""
+    """One MATCH expression over session_text for full-text conditions that must all hold
+    (some maybe negated, one not)."""
     lookup = text.prefix_terms if text is not None else None
-    parts = [_text_match(node, lookup) for node in nodes]
-    return parts[0] if len(parts) == 1 else " AND ".join(f"({p})" for p in parts)
+    if len(nodes) == 1:
+        return _text_match(nodes[0], lookup)
+    return _all_match(nodes, lookup)
 
 
 class SqlCompiler:
@@ -275,13 +301,14 @@ class Driven:
 
 
 def driven(node: ir.Node, text: TextIndex | None = None) -> Driven | None:
-    """The full-text-driven plan for a query that is full text (phrases under AND and OR), or
-    full text AND-ed with anything else; None for other shapes (text OR a keyword, NOT text)."""
+    """The full-text-driven plan for a query that is full text (see TextCondition), or full
+    text AND-ed with anything else; None for other shapes (text OR a keyword, NOT text alone)."""
     items = list(node.items) if isinstance(node, ir.And) else [node]
     texts = [i for i in items if text_only(i)]
     if not texts:
         return None
-    rest = [i for i in items if not text_only(i)]
+    texts += [i for i in items if _negated_text(i)]
+    rest = [i for i in items if not (text_only(i) or _negated_text(i))]
     compiler = SqlCompiler(text)
     where = compiler.balanced("AND", [compiler.compile(i) for i in rest]) if rest else "1"
     keyword_first = any(_indexable(i) for i in rest)
