@@ -236,18 +236,22 @@ PREFIX_AND_KEYWORD = [
 ]
 
 
+def with_sessions(store: SqliteStore, sessions: list) -> SqliteStore:
+    store.put_many(sessions)
+    store.refresh()
+    return store
+
+
 def mixed_store(path: Path) -> SqliteStore:
-    store = prefix_store(path)
-    store.put_many(
+    return with_sessions(
+        prefix_store(path),
         [
             make_session(40, response_body='{"where":"WAREHOUSEÉ","σ":"ΣΟΦΙΑ"}'.encode()),
             make_session(41, response_body='{"where":"warehouseß İstanbul","note":"ordΣ"}'.encode()),
             make_session(42, response_body='{"where":"ware\\u0301house","note":"σς"}'.encode()),
             make_session(43, response_body='{"where":"ware\u0301house ware-housing","note":"order status"}'.encode()),
-        ]
+        ],
     )
-    store.refresh()
-    return store
 
 
 @pytest.mark.parametrize("query", PREFIX_AND_KEYWORD)
@@ -350,7 +354,7 @@ def test_a_dense_prefix_is_found_in_the_first_window_without_naming_its_terms(tm
     monkeypatch.setattr(SqliteStore, "_prefix_terms", lambda self, prefix: asked.append(prefix) or ())
     plan = store._plan("warehou*", limit=10)
     assert plan.found is not None and plan.resume is None and len(plan.found) == 10
-    assert [s.session_id for s in plan.found] == [s.session_id for s in store.scan("warehou*", limit=10)]
+    assert [s.session_id for _, s in plan.found] == [s.session_id for s in store.scan("warehou*", limit=10)]
     assert asked == []  # the OR was never built
     store.close()
 
@@ -435,4 +439,54 @@ def test_text_or_a_keyword_is_left_to_sql(tmp_path: Path) -> None:
     store = prefix_store(tmp_path / "k.db")
     assert store._driven(sqlite_module.as_tree("order OR inbound.status:503"), store._text_index()) is None
     assert store._driven(sqlite_module.as_tree("NOT order"), store._text_index()) is None
+    store.close()
+
+
+# --- an OR of text and other conditions: each branch's plan, merged in row id order -----
+
+MIXED_ORS = [
+    "order inbound.status:503",
+    "warehou* AND inbound.method:POST OR zzz*",
+    "σ* OR inbound.path:/v1/nowhere OR inbound.status:503",
+    "stalled OR (inbound.status:503 AND NOT order)",
+    "NOT order OR inbound.status:503",
+    "ordre* OR warehouse1* OR inbound.method:POST",
+]
+
+
+def or_store(path: Path) -> SqliteStore:
+    return with_sessions(
+        mixed_store(path),
+        [
+            make_session(50, status=503, response_body=b'{"where":"warehouse7","note":"order failed"}'),  # holds both sides
+            make_session(51, method="POST", response_body=b'{"where":"dock"}'),
+            make_session(52, method="POST", status=503, response_body='{"where":"Σ warehouse"}'.encode()),
+        ],
+    )
+
+
+@pytest.mark.parametrize("query", MIXED_ORS)
+def test_an_or_of_text_and_keywords_merges_its_branches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str) -> None:
+    """Each branch is listed by its own plan (text walked or checked, keywords from their
+    indexes) and the lists merged in row id order, a session held by two branches once: the
+    same sessions, order and counts as one SQL condition over every session."""
+    store = or_store(tmp_path / "k.db")
+    assert store._or_branches(sqlite_module.as_tree(query)) is not None
+    listed = [s.session_id for s in store.scan(query)]
+    first = [s.session_id for s in store.scan(query, limit=2)]
+    counted = [store.count(query, at_most=n) for n in (0, 1, 1000)]
+    with monkeypatch.context() as patched:
+        patched.setattr(SqliteStore, "_or_branches", lambda self, tree: None)
+        assert [s.session_id for s in store.scan(query)] == listed
+        assert [s.session_id for s in store.scan(query, limit=2)] == first
+        assert [store.count(query, at_most=n) for n in (0, 1, 1000)] == counted
+        assert store.count(query) == len(listed)
+    assert len(set(listed)) == len(listed) and listed
+    store.close()
+
+
+def test_only_ors_that_hold_text_and_something_else_are_merged(tmp_path: Path) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    for query in ("order status", "inbound.status:503 OR inbound.method:POST", "order AND inbound.status:503"):
+        assert store._or_branches(sqlite_module.as_tree(query)) is None, query
     store.close()

@@ -85,6 +85,8 @@ QUERIES = [
     "outbound.protocol:redis AND NOT inbound.method:POST",
     "timeout",
     '"upstream timeout" OR inbound.status:500',
+    "wombat timeout inbound.path:/v1/item/*",  # an OR of text and a keyword: branches merged
+    "time* AND inbound.status:404 OR wombat",
     "outbound.request:user*",
     "wombat",
 ]
@@ -150,7 +152,7 @@ def test_when_no_id_is_left_between_two_sessions_order_still_holds(tmp_path: Pat
     store.put_many([late])
     assert not store._aligned()
     everything = [*first, late]
-    for query in ("*", "numbat", "numbat AND inbound.status:200"):
+    for query in ("*", "numbat", "numbat AND inbound.status:200", "numbat OR inbound.status:404"):
         assert [s.session_id for s in store.scan(query, page_size=1)] == oracle(everything, query)
     store.close()
 
@@ -220,7 +222,7 @@ def test_full_text_with_a_selective_keyword_starts_from_the_keyword(big: SqliteS
         plan = big._plan("timeout AND inbound.status:503")
     finally:
         big.db.set_trace_callback(None)
-    assert plan.found is not None and [s.session_id for s in plan.found] == [s.session_id for s in big.scan("timeout AND inbound.status:503")]
+    assert plan.found is not None and [s.session_id for _, s in plan.found] == [s.session_id for s in big.scan("timeout AND inbound.status:503")]
     read = [sql for sql in ran if sql.startswith("SELECT s.id, s.session_id, s.body FROM sessions s WHERE")]
     assert len(read) == 1, ran
     details = [row[-1] for row in big.db.execute(f"EXPLAIN QUERY PLAN {read[0]}")]
