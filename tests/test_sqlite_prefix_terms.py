@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import koala_store.query.text as text_module
-from factories import make_session
+from factories import http_call, make_session
 from koala_store.query.text import add_terms, searchable_text
 from koala_store.store import sqlite as sqlite_module
 from koala_store.store.sqlite import SqliteStore
+from koala_store.store.sqlite_schema import COLUMN_NAMES
 
 # ASCII, letters and digits of other scripts (with and without case, final sigma, dotted I,
 # the Kelvin sign), marks, non-ASCII spaces and punctuation, a private-use character, invalid
@@ -62,16 +63,37 @@ def test_wide_runs_are_whole_pieces_between_ascii_separators(texts: list[str]) -
     assert fts5_terms(texts) == terms | fts5_terms(wide)
 
 
+def index_columns(store: SqliteStore) -> dict[str, int]:
+    """FTS5's own vocabulary of the store's index: each term with the columns holding it."""
+    store.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.index_cols USING fts5vocab(main, 'session_text', 'col')")
+    held: dict[str, int] = {}
+    for term, column in store.db.execute("SELECT term, col FROM temp.index_cols"):
+        held[term] = held.get(term, 0) | 1 << COLUMN_NAMES.index(column)
+    return held
+
+
+def vocabulary(store: SqliteStore) -> dict[str, int]:
+    return dict(store.db.execute("SELECT term, columns FROM text_terms"))
+
+
+texts = st.text(alphabet=ALPHABET, max_size=80).map(str.encode)
+
+
 @settings(max_examples=60, deadline=None)
-@given(bodies=st.lists(st.text(alphabet=ALPHABET, max_size=80).map(str.encode), min_size=1, max_size=4))
-def test_the_stores_vocabulary_is_its_indexs(bodies: list[bytes]) -> None:
+@given(sessions=st.lists(st.tuples(texts, texts, st.lists(st.tuples(texts, texts), max_size=2)), min_size=1, max_size=4))
+def test_the_stores_vocabulary_is_its_indexs(sessions) -> None:
+    """The same terms as FTS5's index, each with the columns that hold it."""
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteStore(Path(folder) / "k.db")
-        store.put_many([make_session(i, response_body=body) for i, body in enumerate(bodies)])
+        made = []
+        for i, (request, response, calls) in enumerate(sessions):
+            outbound = [http_call(j, 1_000 + j, "POST", "/x", 200, reply) for j, (_, reply) in enumerate(calls)]
+            for call, (sent, _) in zip(outbound, calls, strict=True):
+                call.request = sent
+            made.append(make_session(i, body=request, response_body=response, outbound=outbound))
+        store.put_many(made)
         store.refresh()
-        store.db.execute("CREATE VIRTUAL TABLE temp.index_terms USING fts5vocab(main, 'session_text', 'row')")
-        indexed = {t for (t,) in store.db.execute("SELECT term FROM temp.index_terms")}
-        assert {t for (t,) in store.db.execute("SELECT term FROM text_terms")} == indexed
+        assert vocabulary(store) == index_columns(store)
         store.close()
 
 
@@ -146,6 +168,50 @@ def test_a_store_made_before_the_vocabulary_gets_it_on_opening(tmp_path: Path) -
     store = SqliteStore(tmp_path / "k.db")
     assert store._prefix_terms("warehou") is not None and len(store._prefix_terms("warehou")) == 33
     assert store.count("warehou*") == 33
+    store.close()
+
+
+def test_a_store_made_before_the_vocabularys_columns_gets_them_on_opening(tmp_path: Path) -> None:
+    store = mixed_store(tmp_path / "k.db")
+    expected = vocabulary(store)
+    every = store._prefix_terms("warehou")
+    in_responses = store.count("inbound.response:warehou*")
+    store.db.execute("DROP TABLE text_terms")
+    store.db.execute("CREATE TABLE text_terms (term TEXT PRIMARY KEY) WITHOUT ROWID")  # as it was made
+    store.db.executemany("INSERT INTO text_terms (term) VALUES (?)", [(t,) for t in expected])
+    store.close()
+    readonly = SqliteStore(tmp_path / "k.db", readonly=True)  # every term in every column
+    assert readonly._prefix_terms("warehou", 4) == every and len(every) > 30
+    assert readonly.count("inbound.response:warehou*") == in_responses > 30
+    assert readonly.count("outbound.request:warehou*") == 0
+    readonly.close()
+    store = SqliteStore(tmp_path / "k.db")
+    assert vocabulary(store) == expected == index_columns(store)
+    assert store._prefix_terms("warehou", 4) == ()  # no outbound request holds one
+    store.close()
+
+
+def test_a_prefix_names_only_the_terms_of_its_fields(tmp_path: Path) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    with_sessions(store, [make_session(60, path="/v1/warehouse-admin", response_body=b'{"x":1}')])
+    assert store._prefix_terms("warehou", 1) == ("warehouse",)  # inbound.request: the path only
+    plan = store._plan("inbound.request:warehou*")
+    assert '"warehouse"' in plan.params[0] and '"warehouse1"' not in plan.params[0]
+    assert [s.session_id for s in store.scan("inbound.request:warehou*")] == [make_session(60).session_id]
+    # A prefix no term of its fields starts: nothing, without asking FTS5.
+    plan = store._plan("outbound.request:warehou*")
+    assert plan.found == [] and plan.sql == ""
+    assert store.count("outbound.request:warehou*") == 0 and store.count("outbound.request:warehou*", at_most=5) == 0
+    assert store.count("order AND NOT outbound.request:warehou*") == store.count("order")
+    assert store.count("stalled OR outbound.request:warehou*") == store.count("stalled") == 1
+    store.close()
+
+
+def test_a_term_seen_in_another_column_gains_it(tmp_path: Path) -> None:
+    store = prefix_store(tmp_path / "k.db")
+    assert vocabulary(store)["stalled"] == 2  # inbound.response
+    with_sessions(store, [make_session(61, path="/v1/stalled", response_body=b"{}")])
+    assert vocabulary(store)["stalled"] == 3 and vocabulary(store) == index_columns(store)
     store.close()
 
 
@@ -266,7 +332,9 @@ def test_a_rare_keyword_checks_a_prefix_on_its_sessions_alone(tmp_path: Path, mo
     assert store.count(query) == len(checked)
     with monkeypatch.context() as patched:
         patched.setattr(sqlite_module, "_KEYWORD_FIRST_MAX", -1)
-        assert "FROM session_text t CROSS JOIN sessions s" in store._plan(query).sql
+        plan = store._plan(query)
+        # (A prefix no indexed term of its fields starts matches nothing: nothing to walk.)
+        assert "FROM session_text t CROSS JOIN sessions s" in plan.sql or (plan.found == [] and checked == [])
         assert [s.session_id for s in store.scan(query)] == checked
     store.close()
 
@@ -290,7 +358,7 @@ def test_a_scratch_check_never_names_the_prefixs_terms(tmp_path: Path, monkeypat
     # Naming them reads the store's vocabulary, which the scratch index does not need.
     store = prefix_store(tmp_path / "k.db")
     asked: list[str] = []
-    monkeypatch.setattr(SqliteStore, "_prefix_terms", lambda self, prefix: asked.append(prefix) or ())
+    monkeypatch.setattr(SqliteStore, "_prefix_terms", lambda self, prefix, columns=15: asked.append(prefix) or ())
     assert len(list(store.scan("warehou* AND inbound.method:GET"))) == 33
     assert store.count("warehou* AND inbound.method:GET") == 33
     assert asked == []
@@ -351,7 +419,7 @@ def test_a_dense_prefix_is_found_in_the_first_window_without_naming_its_terms(tm
     store = prefix_store(tmp_path / "k.db")
     monkeypatch.setattr(sqlite_module, "_TERMS_PER_SESSION_CHECKED", 1)  # 33 terms: a budget of 33 sessions
     asked: list[str] = []
-    monkeypatch.setattr(SqliteStore, "_prefix_terms", lambda self, prefix: asked.append(prefix) or ())
+    monkeypatch.setattr(SqliteStore, "_prefix_terms", lambda self, prefix, columns=15: asked.append(prefix) or ())
     plan = store._plan("warehou*", limit=10)
     assert plan.found is not None and plan.resume is None and len(plan.found) == 10
     assert [s.session_id for _, s in plan.found] == [s.session_id for s in store.scan("warehou*", limit=10)]

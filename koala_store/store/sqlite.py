@@ -45,8 +45,33 @@ from ..query.text import add_terms, searchable_text
 from ..summary import summarize
 from .base import PutResult, Query, Rejected, SkipLog, Skipped, StoreWriteError, as_tree
 from .sqlite_blob import BlobCodec, Unreadable
-from .sqlite_query import CALL_SEPARATOR, Driven, TextCondition, TextIndex, compile_where, decode_text, driven, session_match, text_leaves, text_only
-from .sqlite_schema import MAX_ROW_ID, SCHEMA_VERSION, SCRATCH_SESSIONS, SCRATCH_TEXT, TEXT_COLUMNS, add_terms_table, create, migrate_from_1
+from .sqlite_query import (
+    CALL_SEPARATOR,
+    SESSION_TEXT_COLUMNS,
+    Driven,
+    TextCondition,
+    TextIndex,
+    compile_where,
+    decode_text,
+    driven,
+    session_match,
+    text_leaves,
+    text_only,
+)
+from .sqlite_schema import (
+    ALL_COLUMNS,
+    COLUMN_NAMES,
+    MAX_ROW_ID,
+    SCHEMA_VERSION,
+    SCRATCH_SESSIONS,
+    SCRATCH_TEXT,
+    TEXT_COLUMNS,
+    add_terms_table,
+    column_mask,
+    create,
+    migrate_from_1,
+    terms_by_column,
+)
 from .sqlite_tx import transaction
 
 # Bump when searchable_text or the text layout changes: every session is then indexed again.
@@ -342,7 +367,7 @@ class SqliteStore:
                 self._set_meta("text_version", TEXT_VERSION)
                 self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.schema = SCHEMA_VERSION
-        if not self._has_table("text_terms"):
+        if not self._has_table("text_terms") or not terms_by_column(self.db):
             with _sql_errors(self.path, writing=True), transaction(self.db):
                 add_terms_table(self.db)
         self._forget_text_statistics()
@@ -395,18 +420,28 @@ class SqliteStore:
         # Read-only stores made before text_terms answer prefixes with FTS5's own merge.
         return TextIndex(pending=pending, prefix_terms=self._prefix_terms if self._has_table("text_terms") else None)
 
-    def _prefix_terms(self, prefix: str) -> tuple[str, ...] | None:
-        """The indexed terms that start with `prefix`, in order; None when there are more than
-        PREFIX_TERMS (FTS5's own prefix merge is then left to answer)."""
+    def _prefix_terms(self, prefix: str, columns: int = ALL_COLUMNS) -> tuple[str, ...] | None:
+        """The indexed terms that start with `prefix` held in any of `columns` (a mask:
+        sqlite_schema.column_mask), in order; None when there are more than PREFIX_TERMS
+        (FTS5's own prefix merge is then left to answer)."""
         terms: list[str] = []
-        # Terms sharing a prefix are one range in the table's (code point) order.
-        for (term,) in self.db.execute("SELECT term FROM text_terms WHERE term >= ? ORDER BY term", (prefix,)):
+        # Terms sharing a prefix are one range in the table's (code point) order. A store
+        # made read-only before text_terms.columns has every term in every column.
+        in_columns, params = self._in_columns(columns)
+        for (term,) in self.db.execute(f"SELECT term FROM text_terms WHERE term >= ?{in_columns} ORDER BY term", (prefix, *params)):
             if not term.startswith(prefix):
                 break
             if len(terms) == PREFIX_TERMS:
                 return None
             terms.append(term)
         return tuple(terms)
+
+    def _in_columns(self, columns: int) -> tuple[str, tuple[int, ...]]:
+        """The condition on text_terms that keeps the terms held in any of `columns` (none
+        for all of them, or in a store made read-only before text_terms.columns)."""
+        if columns == ALL_COLUMNS or not terms_by_column(self.db):
+            return "", ()
+        return " AND columns & ?", (columns,)
 
     def _text_matches(self, node: bytes, body: bytes) -> int:
         """A full-text condition on a session the index does not hold yet."""
@@ -629,15 +664,28 @@ class SqliteStore:
                     f"INSERT INTO session_text (rowid, {TEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                     texts,
                 )
-                terms: set[str] = set()
-                wide = add_terms([column for row in texts for column in row[1:]], terms)
-                terms |= self._fts5_terms(set(wide))
-                self.db.executemany("INSERT OR IGNORE INTO text_terms (term) VALUES (?)", ((term,) for term in terms))
+                self._add_terms(texts)
             indexed += len(ids)
             if progress:
                 progress(len(ids))
         if indexed >= MERGE_AFTER and indexed * 2 >= self._indexed_sessions():
             self._merge_text_index()
+
+    def _add_terms(self, rows: list[tuple[Any, ...]]) -> None:
+        """Note the terms of text_row rows in text_terms, with the columns holding them."""
+        columns_of: dict[str, int] = {}
+        for i in range(len(COLUMN_NAMES)):
+            terms: set[str] = set()
+            wide = add_terms([row[1 + i] for row in rows], terms)
+            terms |= self._fts5_terms(set(wide))
+            for term in terms:
+                columns_of[term] = columns_of.get(term, 0) | 1 << i
+        # A term already known keeps its columns and gains these (an UPDATE only when new).
+        self.db.executemany(
+            "INSERT INTO text_terms (term, columns) VALUES (?, ?) ON CONFLICT (term) DO UPDATE SET columns = columns | excluded.columns "
+            "WHERE columns & excluded.columns != excluded.columns",
+            columns_of.items(),
+        )
 
     def _indexed_sessions(self) -> int:
         return self.db.execute("SELECT (SELECT count(*) FROM sessions) - (SELECT count(*) FROM text_pending)").fetchone()[0]
@@ -698,12 +746,15 @@ class SqliteStore:
         if rare is not None:
             return _Plan("", [], True, found=rare)
         windows = self._first_in_windows(plan, limit) if limit is not None else None
+        if windows is not None and windows[1] is None:
+            return _Plan("", [], True, found=windows[0])
         # Walk the full-text matches in rowid order; stop when the page is full. (Its MATCH
         # is made after the windows: a prefix's terms are read only when the walk is run.)
+        if plan.match is None:  # a prefix no term of its fields starts
+            return _Plan("", [], True, found=[] if windows is None else windows[0])
         sql = f"SELECT s.id, s.session_id, s.body FROM {_WALK_TEXT} WHERE t.session_text MATCH ? AND {plan.where} AND t.rowid > ? ORDER BY t.rowid LIMIT ?"
         if windows is not None:
-            found, resume = windows
-            return _Plan(sql, [] if resume is None else [plan.match, *plan.params], True, found=found, resume=resume)
+            return _Plan(sql, [plan.match, *plan.params], True, found=windows[0], resume=windows[1])
         return _Plan(sql, [plan.match, *plan.params], True)
 
     @staticmethod
@@ -777,8 +828,9 @@ class SqliteStore:
         for node in text_leaves(plan.texts):
             if node.prefix:
                 prefix = node.tokens[-1]
-                terms = self.db.execute("SELECT count(*) FROM text_terms WHERE term >= ? AND term < ?", (prefix, prefix + "\U0010ffff")).fetchone()[0]
-                words += terms * len(node.tokens)
+                in_columns, params = self._in_columns(column_mask([SESSION_TEXT_COLUMNS[f.name] for f in node.fields]))
+                count = f"SELECT count(*) FROM text_terms WHERE term >= ? AND term < ?{in_columns}"
+                words += self.db.execute(count, (prefix, prefix + "\U0010ffff", *params)).fetchone()[0] * len(node.tokens)
         return int(words / _TERMS_PER_SESSION_CHECKED)
 
     def _first_in_windows(self, plan: Driven, limit: int) -> tuple[list[tuple[int, Session]], int | None] | None:
@@ -860,6 +912,8 @@ class SqliteStore:
             rare = self._rare_keyword_plan(plan) if plan is not None else None
             if rare is not None:
                 return len(rare) if at_most is None else min(len(rare), at_most + 1)
+            if plan is not None and plan.match is None:
+                return 0  # a prefix no term of its fields starts
             if plan is not None and at_most is not None:
                 sql = f"SELECT count(*) FROM (SELECT 1 FROM {_WALK_TEXT} WHERE t.session_text MATCH ? AND {plan.where}{bound})"
                 return self.db.execute(sql, [plan.match, *plan.params, *more]).fetchone()[0]

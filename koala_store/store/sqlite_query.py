@@ -32,6 +32,7 @@ import msgspec
 
 from ..query import ir
 from ..query.fields import Field, Kind
+from .sqlite_schema import column_mask
 
 SESSION_COLUMNS = {
     "session_id": "session_id",
@@ -87,8 +88,9 @@ class TextIndex:
     pending: bool = False  # schema 2: text_pending holds sessions not indexed yet
     nothing_indexed: bool = False  # schema 2, read-only, an index of another text version
     upto: int | None = None  # schema 1: sessions above this row id are not indexed
-    # Schema 2: the indexed terms starting with a prefix (None: too many to name).
-    prefix_terms: Callable[[str], tuple[str, ...] | None] | None = dataclass_field(default=None, compare=False)
+    # Schema 2: the indexed terms starting with a prefix held in any of the columns (a mask:
+    # sqlite_schema.column_mask); None when too many to name.
+    prefix_terms: Callable[[str, int], tuple[str, ...] | None] | None = dataclass_field(default=None, compare=False)
 
 
 def glob_pattern(pattern: str) -> str:
@@ -108,7 +110,8 @@ def fts_phrase(node: ir.Text, columns: list[str], prefix_terms: tuple[str, ...] 
     """An FTS5 MATCH expression: the phrase, in these columns, last token a prefix if asked.
     Given the indexed terms that start with that prefix, the phrase is an OR of one phrase per
     term instead: the same matches, walked in rowid order without merging every term's list
-    first (FTS5's way with `prefix*`)."""
+    first (FTS5's way with `prefix*`). No terms (callers drop such a phrase: see _text_match)
+    leaves the prefix to FTS5."""
     if node.prefix and prefix_terms:
         head = node.tokens[:-1]
         phrases = " OR ".join('"' + " ".join([*head, term]) + '"' for term in prefix_terms)
@@ -154,25 +157,38 @@ def text_leaves(nodes: Sequence[TextCondition]) -> Iterator[ir.Text]:
             yield from text_leaves(node.items)  # type: ignore[attr-defined]
 
 
-def _all_match(nodes: Sequence[TextCondition], lookup: Callable[[str], tuple[str, ...] | None] | None) -> str:
-    """Conditions that must all hold: `(a) AND (b) NOT (c)` for a, b and NOT c."""
-    held = [f"({_text_match(n, lookup)})" for n in nodes if not isinstance(n, ir.Not)]
-    negated = [f" NOT ({_text_match(n.item, lookup)})" for n in nodes if isinstance(n, ir.Not)]
-    return ("(" + " AND ".join(held) + ")" if negated and len(held) > 1 else " AND ".join(held)) + "".join(negated)
+Lookup = Callable[[str, int], tuple[str, ...] | None] | None
 
 
-def _text_match(node: TextCondition, lookup: Callable[[str], tuple[str, ...] | None] | None) -> str:
+def _all_match(nodes: Sequence[TextCondition], lookup: Lookup) -> str | None:
+    """Conditions that must all hold: `(a) AND (b) NOT (c)` for a, b and NOT c; None when
+    one of a and b holds nowhere (a NOT of such a condition is left out)."""
+    held = [_text_match(n, lookup) for n in nodes if not isinstance(n, ir.Not)]
+    if None in held:
+        return None
+    negated = [f" NOT ({match})" for n in nodes if isinstance(n, ir.Not) and (match := _text_match(n.item, lookup)) is not None]
+    parts = [f"({match})" for match in held]
+    return ("(" + " AND ".join(parts) + ")" if negated and len(parts) > 1 else " AND ".join(parts)) + "".join(negated)
+
+
+def _text_match(node: TextCondition, lookup: Lookup) -> str | None:
+    """The MATCH expression of a condition; None when it holds in no session: a prefix
+    that no indexed term of its fields starts (an OR drops it, an AND is None)."""
     if isinstance(node, ir.Text):
-        prefix_terms = lookup(node.tokens[-1]) if lookup and node.prefix else None
-        return fts_phrase(node, [SESSION_TEXT_COLUMNS[f.name] for f in node.fields], prefix_terms)
+        columns = [SESSION_TEXT_COLUMNS[f.name] for f in node.fields]
+        prefix_terms = lookup(node.tokens[-1], column_mask(columns)) if lookup and node.prefix else None
+        if prefix_terms == ():
+            return None
+        return fts_phrase(node, columns, prefix_terms)
     if isinstance(node, ir.And):
         return _all_match(node.items, lookup)
-    return " OR ".join(f"({_text_match(item, lookup)})" for item in node.items)  # type: ignore[attr-defined]
+    parts = [f"({match})" for item in node.items if (match := _text_match(item, lookup)) is not None]  # type: ignore[attr-defined]
+    return " OR ".join(parts) if parts else None
 
 
-def session_match(nodes: Sequence[TextCondition], text: TextIndex | None = None) -> str:
+def session_match(nodes: Sequence[TextCondition], text: TextIndex | None = None) -> str | None:
     """One MATCH expression over session_text for full-text conditions that must all hold
-    (some maybe negated, one not)."""
+    (some maybe negated, one not); None when they hold in no session (_text_match)."""
     lookup = text.prefix_terms if text is not None else None
     if len(nodes) == 1:
         return _text_match(nodes[0], lookup)
@@ -243,10 +259,11 @@ class SqlCompiler:
         if self.text_index.nothing_indexed:
             return f"koala_text({self.param(encode_text(node))}, s.body)"
         if self.text_index.per_session:
-            sources = [f"SELECT rowid FROM session_text WHERE session_text MATCH {self.param(session_match([node], self.text_index))}"]
+            match = session_match([node], self.text_index)
+            sources = [] if match is None else [f"SELECT rowid FROM session_text WHERE session_text MATCH {self.param(match)}"]
             if self.text_index.pending:
                 sources.append(f"SELECT p.id FROM text_pending p JOIN sessions q ON q.id = p.id WHERE koala_text({self.param(encode_text(node))}, q.body)")
-            return f"s.id IN ({' UNION ALL '.join(sources)})"
+            return f"s.id IN ({' UNION ALL '.join(sources)})" if sources else "0"
         return self.per_call_text(node)
 
     def per_call_text(self, node: ir.Text) -> str:
@@ -293,10 +310,10 @@ class Driven:
     text_index: TextIndex | None = None
 
     @cached_property
-    def match(self) -> str:
+    def match(self) -> str | None:
         """Made when asked: naming a prefix's terms reads them from the store (2 ms for the
         761 of warehou* at 1M sessions), and a plan that checks the text on a scratch index
-        of a rare keyword's sessions never asks."""
+        of a rare keyword's sessions never asks. None: nothing can match."""
         return session_match(list(self.texts), self.text_index)
 
 
