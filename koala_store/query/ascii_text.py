@@ -7,8 +7,8 @@ first one starting a run and the last one ending it (or, for a prefix, just star
 one regular expression over the lowercased bytes. Text with other characters is left to
 FTS5 (None), since how it splits and folds those follows its own Unicode tables.
 
-Why: checking a few sessions this way costs a decode and a regex search (~10 us for a 2 KB
-session), where indexing them in a scratch FTS5 table costs ~100 us each
+Why: checking a few sessions this way costs ~30 us each at 1M sessions (read, decoded, a
+regex search), where indexing them in a scratch FTS5 table costs ~100 us each
 (SqliteStore._holding_text).
 """
 

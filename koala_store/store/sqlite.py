@@ -781,8 +781,9 @@ class SqliteStore:
     def _holding_text(self, rows: list[tuple[int, str, bytes]], texts: tuple[TextCondition, ...]) -> list[tuple[int, Session]]:
         """Those of `rows` (row id, session id, body; in row id order) whose text holds every
         condition of `texts`, with their decoded sessions. Told on ASCII texts by a regex
-        (query.ascii_text: ~10 us a session), else by FTS5 on an index of those sessions
-        alone (scratch_sessions: the same columns, tokenizer and text_row; ~100 us each)."""
+        (query.ascii_text: ~30 us a session, read and decoded), else by FTS5 on an index of
+        those sessions alone (scratch_sessions: the same columns, tokenizer and text_row;
+        ~100 us each)."""
         checks = [ascii_check(node) for node in texts]
         ascii_checks = None if None in checks else checks
         held: list[tuple[int, Session]] = []
