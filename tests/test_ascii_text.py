@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from koala_store.query import ir
-from koala_store.query.ascii_text import all_hold, ascii_check, ascii_phrase
+from koala_store.query.ascii_text import ascii_check, ascii_phrase
 from koala_store.query.fields import FIELDS
 from koala_store.store.sqlite import SqliteStore, text_row
 
@@ -70,7 +70,7 @@ def test_the_ascii_check_agrees_with_fts5(store: SqliteStore, request_body: str,
     session = make_session(1, body=request_body.encode(), response_body=response.encode(), outbound=outbound)
     checks = [ascii_check(node) for node in conditions]
     assert None not in checks  # the words are ASCII letters and digits
-    verdict = all_hold(checks, session)
+    verdict = ascii_check(ir.And(tuple(conditions))).holds(session)  # all must hold
     if verdict is not None:
         assert verdict == fts5_holds(store, session, tuple(conditions))
     else:  # undecided only when some text is not ASCII
@@ -97,14 +97,14 @@ def test_tokens_beyond_ascii_get_no_check() -> None:
     assert ascii_phrase(text_node(["inbound.response"], ["k"], False)) is not None
 
 
-def test_all_hold_is_false_when_one_surely_fails() -> None:
+def test_and_is_false_when_one_surely_fails() -> None:
     session = make_session(1, response_body='{"a":"ordér status"}'.encode())
-    unknown = ascii_phrase(text_node(["inbound.response"], ["order"], False))
-    holds = ascii_phrase(text_node(["inbound.request"], ["get"], False))  # the request is ASCII
-    fails = ascii_phrase(text_node(["inbound.request"], ["nowhere"], False))
-    assert all_hold([unknown, holds], session) is None
-    assert all_hold([unknown, fails], session) is False
-    assert all_hold([holds], session) is True
+    unknown = text_node(["inbound.response"], ["order"], False)
+    holds = text_node(["inbound.request"], ["get"], False)  # the request is ASCII
+    fails = text_node(["inbound.request"], ["nowhere"], False)
+    assert ascii_check(ir.And((unknown, holds))).holds(session) is None
+    assert ascii_check(ir.And((unknown, fails))).holds(session) is False
+    assert ascii_check(ir.And((holds,))).holds(session) is True
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ..model import Session
 from . import ir
-from .text import MAX_INDEXED_BYTES
+from .text import MAX_INDEXED_BYTES, field_texts
 
 _ASCII_TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -107,21 +107,3 @@ def ascii_check(node: ir.Node) -> AsciiCheck | None:
         check = ascii_check(node.item)
         return None if check is None else AsciiNot(check)
     return None
-
-
-def all_hold(checks: Sequence[AsciiCheck], session: Session) -> bool | None:
-    """Whether every condition holds (see AsciiJoin)."""
-    return AsciiJoin(checks, any_of=False).holds(session)
-
-
-def field_texts(session: Session, name: str) -> list[bytes]:
-    """The texts a full-text field searches in a session (one per call for the per-call ones)."""
-    if name == "inbound.request":
-        return [session.call_from_inbound.request]
-    if name == "inbound.response":
-        return [session.response]
-    if name == "outbound.request":
-        return [c.request for c in session.outbound_calls]
-    if name == "outbound.response":
-        return [c.response for c in session.outbound_calls]
-    raise KeyError(name)

@@ -15,8 +15,7 @@ from ..model import Session, SessionSummary
 from ..summary import summarize
 from . import ir, regex
 from .fields import Field, Kind
-from .ascii_text import field_texts
-from .text import searchable_text, tokenize
+from .text import field_texts, searchable_text, tokenize
 
 
 @lru_cache(maxsize=512)

@@ -8,6 +8,10 @@ spaces; tokens are lowercased runs of Unicode letters and digits. SQLite's FTS5
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..model import Session
 
 # Bytes of one request or response that get indexed; the rest is stored but not searchable.
 MAX_INDEXED_BYTES = 1 << 20
@@ -27,6 +31,19 @@ except ImportError:  # not built: the Python below does the same
 
 def searchable_text(data: bytes) -> str:
     return data[:MAX_INDEXED_BYTES].decode("utf-8", "replace").translate(_CONTROLS)
+
+
+def field_texts(session: Session, name: str) -> list[bytes]:
+    """The texts a full-text field searches in a session (one per call for the per-call ones)."""
+    if name == "inbound.request":
+        return [session.call_from_inbound.request]
+    if name == "inbound.response":
+        return [session.response]
+    if name == "outbound.request":
+        return [c.request for c in session.outbound_calls]
+    if name == "outbound.response":
+        return [c.response for c in session.outbound_calls]
+    raise KeyError(name)
 
 
 def tokenize(text: str) -> list[str]:

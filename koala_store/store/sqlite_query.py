@@ -160,6 +160,11 @@ def text_leaves(nodes: Sequence[TextCondition]) -> Iterator[ir.Text]:
 Lookup = Callable[[str, int], tuple[str, ...] | None] | None
 
 
+def text_columns(node: ir.Text) -> list[str]:
+    """The session_text columns a phrase is searched in."""
+    return [SESSION_TEXT_COLUMNS[f.name] for f in node.fields]
+
+
 def _all_match(nodes: Sequence[TextCondition], lookup: Lookup) -> str | None:
     """Conditions that must all hold: `(a) AND (b) NOT (c)` for a, b and NOT c; None when
     one of a and b holds nowhere (a NOT of such a condition is left out)."""
@@ -175,7 +180,7 @@ def _text_match(node: TextCondition, lookup: Lookup) -> str | None:
     """The MATCH expression of a condition; None when it holds in no session: a prefix
     that no indexed term of its fields starts (an OR drops it, an AND is None)."""
     if isinstance(node, ir.Text):
-        columns = [SESSION_TEXT_COLUMNS[f.name] for f in node.fields]
+        columns = text_columns(node)
         prefix_terms = lookup(node.tokens[-1], column_mask(columns)) if lookup and node.prefix else None
         if prefix_terms == ():
             return None
