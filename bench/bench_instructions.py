@@ -8,6 +8,7 @@ Workloads (default: all):
   scored against every call: every call parsed, normalised and encoded);
 - fuzzy-encode: encoding every key of that session (matchers/_fuzzylex.c);
 - sim-prep: sim's preparation of that session (every call's token vector and its norm);
+- sim-match: one sim match in that session (a request's cosine with every call);
 - mask: masking the volatile values of that session's requests (wire/_normalize.c);
 - canonical: canonical() of a ~4 KB API answer, compact and re-serialised (wire/_canonjson.c);
 - diff-equal, diff-reindented, diff-reserialized: compare_responses of one pair of
@@ -72,6 +73,9 @@ def workload(name: str):
         return lambda: matchers.get("fuzzy").for_session(calls).scores(live[0])
     if name == "sim-prep":
         return lambda: matchers.get("sim").for_session(calls)
+    if name == "sim-match":
+        session = matchers.get("sim").for_session(calls)
+        return lambda: session.match(live[1], session.connection())
     if name == "mask":
         from koala_store.wire.normalize import mask_volatile
 
@@ -94,7 +98,7 @@ def workload(name: str):
     raise SystemExit(f"error: unknown workload {name!r}; pick from {', '.join(WORKLOADS)}")
 
 
-WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "sim-prep", "mask", "canonical", "diff-equal", "diff-reindented", "diff-reserialized")
+WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "sim-prep", "sim-match", "mask", "canonical", "diff-equal", "diff-reindented", "diff-reserialized")
 
 
 def instructions(tree: Path, name: str, reps: int) -> int:

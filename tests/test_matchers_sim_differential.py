@@ -14,15 +14,21 @@ from hypothesis import strategies as st
 from matchers_fixtures import call, http, mysql_query, redis, session_calls
 from sim_reference import ReferenceSim
 
-import matchers
-from matchers.sim import SimSessionMatcher
+
+from matchers.sim import INDEX_POSTINGS, PACKED, SimSessionMatcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from matchers_data import drift_set, sized_candidates  # noqa: E402
 
 
-def replay_both(calls, requests, threshold: float = 0.7, peers=None, index: bool = True) -> None:
-    new = matchers.get("sim", threshold=threshold).for_session(calls) if index else SimSessionMatcher(calls, threshold, index_postings=-1)
+# How the session keeps its vectors: packed (C dot products, the default where the extension
+# is built), or dicts with an inverted index, or dicts without one (a dot product per call).
+MODES = ["packed", "index", "dicts"] if PACKED else ["index", "dicts"]
+
+
+def replay_both(calls, requests, threshold: float = 0.7, peers=None, mode: str = MODES[0]) -> None:
+    new = SimSessionMatcher(calls, threshold, packed=mode == "packed", index_postings=-1 if mode == "dicts" else INDEX_POSTINGS)
+    assert (new._index is not None) == (mode == "index")
     old = ReferenceSim(threshold=threshold).for_session(calls)
     conns = [(new.connection(), old.connection()) for _ in range(3)]
     for i, request in enumerate(requests):
@@ -34,24 +40,27 @@ def replay_both(calls, requests, threshold: float = 0.7, peers=None, index: bool
     assert new.scores(requests[0]) == old.scores(requests[0])
 
 
-@pytest.mark.parametrize("index", [True, False])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("use_peer", [False, True])
-def test_drift_set_decides_alike(use_peer, index):
+def test_drift_set_decides_alike(use_peer, mode):
     for case in drift_set(60, seed=9):
         live = [lc for lc in case.live if not lc.greeting]
         if live:
-            replay_both(case.calls, [lc.request for lc in live], peers=[lc.peer for lc in live] if use_peer else None, index=index)
+            replay_both(case.calls, [lc.request for lc in live], peers=[lc.peer for lc in live] if use_peer else None, mode=mode)
 
 
-def test_large_session_decides_alike():
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "index"])
+def test_large_session_decides_alike(mode):
     calls, live = sized_candidates(200, 8192, seed=4)
-    assert matchers.get("sim").for_session(calls)._index is None  # big: a dot product per call
-    replay_both(calls, live[:30])
+    assert SimSessionMatcher(calls, 0.7, packed=False)._index is None  # big: a dot product per call
+    replay_both(calls, live[:30], mode=mode)
 
 
 words = st.text(alphabet="abcdefghij0123456789_.-/ ,:\u00e9\u8ba2", min_size=1, max_size=12)
 requests = st.one_of(
-    st.builds(lambda m, p, b: http(m, "/" + p, [("Host", "h")], b), st.sampled_from(["GET", "POST"]), words.map(lambda w: w.replace(" ", "")), st.binary(max_size=200)),
+    st.builds(
+        lambda m, p, b: http(m, "/" + p, [("Host", "h")], b), st.sampled_from(["GET", "POST"]), words.map(lambda w: w.replace(" ", "")), st.binary(max_size=200)
+    ),
     st.lists(words, min_size=1, max_size=4).map(lambda a: redis("GET", *a)),
     words.map(lambda w: mysql_query(f"SELECT {w} FROM t")),
     st.binary(min_size=1, max_size=300),
@@ -71,13 +80,13 @@ requests = st.one_of(
     recorded=st.lists(requests, min_size=1, max_size=8),
     live=st.lists(requests, min_size=1, max_size=6),
     threshold=st.sampled_from([0.0, 0.5, 0.7, 1.0]),
-    index=st.booleans(),
+    mode=st.sampled_from(MODES),
     data=st.data(),
 )
-def test_random_sessions_decide_alike(recorded, live, threshold, index, data):
+def test_random_sessions_decide_alike(recorded, live, threshold, mode, data):
     calls = session_calls(*(call(r, fd=5 + i % 2) for i, r in enumerate(recorded)))
     picks = data.draw(st.lists(st.sampled_from(recorded), max_size=4))
-    replay_both(calls, live + picks, threshold, index=index)
+    replay_both(calls, live + picks, threshold, mode=mode)
 
 
 def _python_lex(data: bytes) -> dict[bytes, int]:
@@ -166,3 +175,92 @@ def test_norm_is_the_exact_root_of_the_sum_of_squares(vec: dict[bytes, int]) -> 
     from matchers.sim import _norm
 
     assert _norm(vec) == math.sqrt(sum(w * w for w in vec.values()))
+
+
+needs_packed = pytest.mark.skipif(not PACKED, reason="matchers/_simlex.c did not build")
+
+
+@needs_packed
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(requests, _ascii_requests))
+def test_a_packed_vector_holds_the_dict_vector_and_its_norm(data: bytes) -> None:
+    from matchers._simlex import unpacked
+
+    from matchers.sim import _norm, pack_vector, vectorize
+
+    packed, norm = pack_vector(data)
+    vec = vectorize(data)
+    assert unpacked(packed) == vec
+    assert norm == _norm(vec)
+
+
+@needs_packed
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(requests, _ascii_requests), min_size=1, max_size=5), st.one_of(requests, _ascii_requests))
+def test_packed_dot_products_are_the_exact_sums(calls: list[bytes], request: bytes) -> None:
+    from matchers._simlex import dots
+
+    from matchers.sim import pack_vector, vectorize
+
+    vec = vectorize(request)
+    expected = [sum(w * vec.get(t, 0) for t, w in vectorize(c).items()) for c in calls]
+    got = dots(pack_vector(request)[0], [pack_vector(c)[0] for c in calls])
+    assert got == expected and all(type(d) is int for d in got)
+
+
+@needs_packed
+def test_uri_weights_add_to_runs_and_to_one_byte_tokens_alike() -> None:
+    """A segment that is a run adds to the run's token; the URI `/` to the one-byte token."""
+    from matchers._simlex import lex_packed, unpacked
+
+    from matchers.sim import pack_vector, vectorize
+
+    for request in (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", b"GET /a/-/a.b/a?x=1 HTTP/1.1\r\nA: b\r\nC: d\r\n\r\n", b"GET /new/x HTTP/1.1\r\n\r\n"):
+        assert unpacked(pack_vector(request)[0]) == vectorize(request)
+    packed, squares = lex_packed(b"a-a", [(b"-", 5), (b"a", 1), (b"zz", 4)])
+    assert unpacked(packed) == {b"a": 3, b"-": 6, b"zz": 4}
+    assert squares == 9 + 36 + 16
+
+
+@needs_packed
+def test_packed_vectors_refuse_what_they_cannot_hold() -> None:
+    from matchers._simlex import dots, lex_packed, pack, unpacked
+
+    with pytest.raises(ValueError, match="int in"):
+        pack({b"a": 2.5})
+    with pytest.raises(ValueError, match="int in"):
+        pack({b"a": 1 << 48})
+    with pytest.raises(ValueError, match="int in"):
+        lex_packed(b"a", [(b"a", -1)])
+    with pytest.raises(TypeError):
+        pack({"a": 1})
+    with pytest.raises(TypeError):
+        lex_packed("a", [])
+    with pytest.raises(TypeError):
+        lex_packed(b"a", [(b"a",)])
+    good = pack({b"a": 1})[0]
+    with pytest.raises(ValueError, match="not a packed vector"):
+        dots(good, [good + b"x"])
+    with pytest.raises(TypeError, match="packed vector"):
+        dots(good, [None])
+    with pytest.raises(ValueError, match="not a packed vector"):
+        unpacked(b"\xff" * 16)
+    # A head of one entry (16 bytes), the entry (hash, weight, at, len: 24 bytes), the token:
+    # an entry whose token would start past the end is refused, not read.
+    assert len(good) == 16 + 24 + 1
+    stray = good[:32] + (5).to_bytes(4, "little") + good[36:]
+    for attempt in (lambda: unpacked(stray), lambda: dots(good, [stray]), lambda: dots(stray, [good])):
+        with pytest.raises(ValueError, match="passes its end"):
+            attempt()
+    assert lex_packed("é".encode(), []) is None  # not ASCII: Python's lexer answers
+
+
+def test_packed_vectors_without_the_extension_are_one_clear_error(monkeypatch) -> None:
+    from matchers import sim
+    from matchers.base import MatcherError
+
+    monkeypatch.setattr(sim, "_compiled_dots", None)
+    calls = session_calls(call(redis("GET", "k")))
+    with pytest.raises(MatcherError, match="packed=False"):
+        SimSessionMatcher(calls, 0.7, packed=True)
+    assert SimSessionMatcher(calls, 0.7, packed=False).scores(redis("GET", "k"))[0] == pytest.approx(1.0)
