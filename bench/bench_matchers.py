@@ -41,13 +41,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def latency(name: str, count: int, size: int, matches: int, long_lived: bool) -> dict[str, float]:
+def latency(name: str, count: int, size: int, matches: int, long_lived: bool, explain: bool = True) -> dict[str, float]:
     calls, live = sized_candidates(count, size)
     strategy = matchers.get(name)
     gc.collect()
     t0 = time.perf_counter_ns()
     session = strategy.for_session(calls)
     prep = (time.perf_counter_ns() - t0) / 1e6
+    session.explain_matches = explain
     conn = session.connection()
     # The first match pays for what a strategy prepares on first use (fuzzy parses every call
     # then, and normalises the calls of the request's kind it needs): a cold request's cost.
@@ -97,18 +98,20 @@ def run_latency(strategies: tuple[str, ...]) -> None:
         print(f"chunk uses the {chunk_scan.DEFAULT} scanner (matchers/chunk_scan.py)")
     print(f"{'case':<28}{'strategy':<9}{'p50':>9}{'p99':>9}{'cpu p50':>9}{'cpu p99':>9}{'prep':>9}{'1st':>9}{'matched':>9}")
     for count, size, matches in ((50, 1024, 2000), (500, 8192, 40)):
-        for long_lived in (False, True):
-            label = f"{count} x {size // 1024} KB" + (" long-lived conn" if long_lived else "")
+        for long_lived, explain in ((False, True), (True, True), (False, False)):
+            if (count == 50 and not explain) or (count == 500 and long_lived):
+                continue  # the long-lived variant adds little at 500 x 8 KB and takes long
+            label = f"{count} x {size // 1024} KB" + (" long-lived conn" if long_lived else "") + ("" if explain else " as replayed")
             for name in strategies:
-                r = latency(name, count, size, matches, long_lived)
+                r = latency(name, count, size, matches, long_lived, explain)
                 print(
                     f"{label:<28}{name:<9}{r['p50']:>9.3f}{r['p99']:>9.3f}{r['cpu_p50']:>9.3f}{r['cpu_p99']:>9.3f}"
                     f"{r['prep']:>9.1f}{r['first']:>9.1f}{r['matched']:>9.0%}"
                 )
-            if count == 500:
-                break  # the long-lived variant adds little at this size and takes long
     print("prep = for_session() once per session (ms); 1st = the session's first match (ms), with what the")
-    print("strategy prepares on first use; matched = share of the drifted live requests matched")
+    print("strategy prepares on first use; matched = share of the drifted live requests matched;")
+    print("as replayed = as the replay mock asks, without a match's near misses (explain_matches off: the")
+    print("decisions are the same, tests/test_matchers_explain.py)")
     if "fuzzy" in strategies:
         full = fuzzy_full_preparation(500, 8192)
         print(f"fuzzy, 500 x 8 KB, every call parsed, normalised and encoded (the most a session prepares): {full:.1f} ms")

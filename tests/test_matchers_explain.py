@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,3 +40,34 @@ def test_not_explaining_matches_never_changes_a_decision(name: str, seed: int, e
             assert a.near_misses == b.near_misses
         assert (cf.last, cf.identity_counts, cf.last_identity, cf.matches) == (cq.last, cq.identity_counts, cq.last_identity, cq.matches)
         assert (full.outs_last, full.use_counts) == (quick.outs_last, quick.use_counts)
+
+
+class _CountingScanner:
+    """The session's own scanner, counting the recorded calls it reads."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.read = 0
+
+    def scan(self, chunks, positions):
+        self.read += len(positions)
+        return self.inner.scan(chunks, positions)
+
+
+def test_chunk_not_explaining_a_match_skips_the_calls_that_cannot_change_it() -> None:
+    """Chunk 0 of the live request is in one recorded call only: that call wins, and the others
+    (which cannot score as much) are read only to name a match's near misses."""
+    from factories import http_call
+
+    body = b'{"items": [' + b", ".join(b'{"sku": "SKU%04d", "qty": %d}' % (i, i % 3) for i in range(40)) + b"]}"
+    paths = ["/v1/orders/7", *(f"/v1/carts/{p}" for p in range(1, 10))]  # chunk 0 is the request line's start
+    calls = [msgspec.structs.replace(c, request=c.request + body) for c in (http_call(p, p + 1, "POST", path, 200, b"{}") for p, path in enumerate(paths))]
+    live = calls[0].request.replace(b'"qty": 1', b'"qty": 5', 1)
+    strategy = matchers.get("chunk")
+    full, quick = strategy.for_session(calls), strategy.for_session(calls)
+    quick.explain_matches = False
+    full._scanner, quick._scanner = _CountingScanner(full._scanner), _CountingScanner(quick._scanner)
+    a, b = full.match(live, full.connection()), quick.match(live, quick.connection())
+    assert (a.position, a.score, a.reason) == (b.position, b.score, b.reason) and a.position == 0
+    assert len(a.near_misses) == 3 and b.near_misses == ()
+    assert (full._scanner.read, quick._scanner.read) == (10, 1)
