@@ -519,6 +519,11 @@ MIXED_ORS = [
     "stalled OR (inbound.status:503 AND NOT order)",
     "NOT order OR inbound.status:503",
     "ordre* OR warehouse1* OR inbound.method:POST",
+    # An AND over such an OR: the OR of its branches, each with the AND's other conditions.
+    "(order OR inbound.status:503) AND inbound.method:GET",
+    "inbound.method:POST AND (warehou* OR inbound.status:503) AND NOT dock",
+    "(order OR inbound.status:503) AND (warehouse7 OR inbound.method:POST)",
+    "(σ* OR (inbound.status:503 AND order)) AND inbound.method:POST",
 ]
 
 
@@ -555,6 +560,12 @@ def test_an_or_of_text_and_keywords_merges_its_branches(tmp_path: Path, monkeypa
 
 def test_only_ors_that_hold_text_and_something_else_are_merged(tmp_path: Path) -> None:
     store = prefix_store(tmp_path / "k.db")
-    for query in ("order status", "inbound.status:503 OR inbound.method:POST", "order AND inbound.status:503"):
+    for query in (
+        "order status",
+        "inbound.status:503 OR inbound.method:POST",
+        "order AND inbound.status:503",
+        "(order OR status) AND inbound.status:503",  # one MATCH: the text-only OR joins the keyword's plan
+        "(inbound.status:503 OR inbound.method:POST) AND order",
+    ):
         assert store._or_branches(sqlite_module.as_tree(query)) is None, query
     store.close()
