@@ -316,3 +316,15 @@ def test_a_prefix_is_read_from_its_index_whatever_the_statistics(tmp_path: Path)
         assert any("INDEX" in d for d in details) and not any(d.startswith("SCAN s") for d in details), (query, details)
         assert [s.session_id for s in store.scan(query, page_size=7)] == oracle(sessions, query)
     store.close()
+
+
+def test_a_dictionary_is_trained_from_at_most_train_samples_spread_over_the_batch() -> None:
+    from koala_store.store.sqlite_blob import TRAIN_SAMPLES, training_samples
+
+    for size in (200, TRAIN_SAMPLES, TRAIN_SAMPLES + 1, 5000, 5001):
+        batch = [b"%d" % i for i in range(size)]
+        picked = training_samples(batch)
+        assert len(picked) <= TRAIN_SAMPLES and picked[0] == batch[0]
+        assert len(picked) == size if size <= TRAIN_SAMPLES else len(picked) > TRAIN_SAMPLES // 2
+        if size > TRAIN_SAMPLES:
+            assert int(picked[-1]) > size // 2  # from the whole batch, not its start

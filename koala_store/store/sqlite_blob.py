@@ -23,11 +23,22 @@ _RAW, _LZ4, _ZSTD = b"\x00", b"\x01", b"\x02"
 LEVEL = 3
 DICTIONARY_BYTES = 64 * 1024
 TRAIN_FROM = 200  # sessions a batch needs before a dictionary is trained from it
+# Sessions a dictionary is trained from, spread over the batch. Training takes time in
+# proportion to its samples, and more do not compress better: the bench's 2 KB sessions, 5,000
+# sessions of one batch compressed with a dictionary from 200 / 1,000 / 5,000 of the others:
+# 553 / 547 / 548 bytes each, trained in 0.10 / 0.39 / 1.65 s.
+TRAIN_SAMPLES = 1000
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS blob_dictionaries (id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
 
 _to_msgpack = msgspec.msgpack.Encoder().encode
 _from_msgpack = msgspec.msgpack.Decoder(Session).decode
+
+
+def training_samples(samples: list[bytes]) -> list[bytes]:
+    """At most TRAIN_SAMPLES of a batch's sessions, evenly spread over it."""
+    step = -(-len(samples) // TRAIN_SAMPLES)  # rounded up
+    return samples[::step]
 
 
 class Unreadable(Exception):
@@ -60,7 +71,7 @@ class BlobCodec:
         row = self.db.execute("SELECT id, data FROM blob_dictionaries ORDER BY id LIMIT 1").fetchone()
         if row is None and len(samples) >= TRAIN_FROM:
             try:
-                trained = zstandard.train_dictionary(DICTIONARY_BYTES, samples)
+                trained = zstandard.train_dictionary(DICTIONARY_BYTES, training_samples(samples))
             except zstandard.ZstdError:
                 trained = None  # samples too alike or too few: go on without one
             if trained is not None:
