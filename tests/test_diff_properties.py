@@ -255,3 +255,60 @@ def test_headers_told_equal_in_place_are_equal_when_grouped(expected, actual, sa
         assert _group(expected, ignored) == _group(actual, ignored)
     found = diff.compare_headers(expected, actual, ("headers",), compile_options(None), ignored)
     assert (found == []) == (_group(expected, ignored) == _group(actual, ignored))
+
+
+# Lists of objects that grew or shrank, as a replay changes them: some items equal, some
+# edited, some added or dropped at the end or inside. Arrays inside the items are never
+# empty: see the test after this one.
+_items = st.dictionaries(st.sampled_from(["id", "sku", "qty", "price", "tags"]), st.one_of(scalars, st.lists(scalars, min_size=1, max_size=3)), max_size=4)
+_lists = st.lists(st.one_of(_items, scalars, st.lists(_items, min_size=1, max_size=3)), max_size=6)
+
+
+@st.composite
+def _edited_lists(draw):
+    before = draw(_lists)
+    after = list(before)
+    for _ in range(draw(st.integers(0, 3))):
+        choice = draw(st.sampled_from(["append", "drop", "insert", "edit"]))
+        if choice == "append" or not after:
+            after.append(draw(_items))
+        elif choice == "drop":
+            del after[draw(st.integers(0, len(after) - 1))]
+        elif choice == "insert":
+            after.insert(draw(st.integers(0, len(after))), draw(_items))
+        else:
+            after[draw(st.integers(0, len(after) - 1))] = draw(_items)
+    return {"data": {"orders": before, "n": len(before)}}, {"data": {"orders": after, "n": len(after)}}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pair=_edited_lists(), ignore=st.sampled_from([[], ["price"], ["body.data.orders[1]"], ["re:^body\\.data\\.orders\\[0\\]"], ["body.data.orders[*].qty"]]))
+def test_lists_paired_by_index_here_differ_exactly_as_deepdiff_pairs_them(pair, ignore) -> None:
+    """Lists of unequal length holding objects are paired item by item by jsondiff itself,
+    handing deepdiff only the differing pairs and the extra items: the same differences as
+    deepdiff finds given both lists whole."""
+    from koala_store.diff import jsondiff
+    from koala_store.diff.options import compile_options
+
+    rules = compile_options(diff.DiffOptions(ignore=ignore))
+    expected, actual = pair
+    paired = jsondiff.diff_json(expected, actual, ("body",), rules)
+    original = jsondiff._paired_by_index
+    jsondiff._paired_by_index = lambda *args: False
+    try:
+        whole = jsondiff.diff_json(expected, actual, ("body",), rules)
+    finally:
+        jsondiff._paired_by_index = original
+    assert paired == whole
+
+
+def test_an_array_emptied_inside_a_list_that_changed_length_is_one_difference() -> None:
+    """As inside lists of equal length: `tags` going from none to one is one change of the
+    array, not an item added below it (deepdiff, given the whole lists, listed the item)."""
+    from koala_store.diff import jsondiff
+    from koala_store.diff.options import compile_options
+
+    rules = compile_options(diff.DiffOptions())
+    for after in ([{"tags": ["a"]}], [{"tags": ["a"]}, {"id": 2}]):
+        found = jsondiff.diff_json({"orders": [{"tags": []}]}, {"orders": after}, ("body",), rules)
+        assert found[0].path == "body.orders[0].tags" and found[0].note == "0 items -> 1 items", found

@@ -163,6 +163,19 @@ def _prune(x: Any, y: Any, path: Path, base: int, rules: Rules, fx: dict, fy: di
                     if not rules.ignored(child):
                         _prune(vx, vy, child, base, rules, fx, fy)
             return
+        if _paired_by_index(x, y, path, rules):
+            # What deepdiff does with these, done here: only the differing pairs and the
+            # items past the shorter list reach it (an item appended to a list of 20
+            # orders no longer has deepdiff walk the 20 equal ones: bench_diff.py's
+            # `different` set, side by side: 979-1,007 -> 1,581-1,759 pairs/s, best of 3).
+            for i, (vx, vy) in enumerate(zip(x, y, strict=False)):
+                if not same(vx, vy):
+                    _prune(vx, vy, path + (i,), base, rules, fx, fy)
+            extra, flat = (x, fx) if len(x) > len(y) else (y, fy)
+            for i in range(min(len(x), len(y)), len(extra)):
+                child = path + (i,)
+                flat[child[base:]] = _strip(extra[i], child, rules)
+            return
         sx, sy = _strip(x, path, rules), _strip(y, path, rules)
         if not same(sx, sy):
             fx[path[base:]], fy[path[base:]] = sx, sy
@@ -170,6 +183,16 @@ def _prune(x: Any, y: Any, path: Path, base: int, rules: Rules, fx: dict, fy: di
     if tx in _SCALARS and ty in _SCALARS and scalars_equal(x, y, rules):
         return
     fx[path[base:]], fy[path[base:]] = _strip(x, path, rules), _strip(y, path, rules)
+
+
+def _paired_by_index(x: list, y: list, path: Path, rules: Rules) -> bool:
+    """Whether deepdiff would pair these two lists' items by index: in order, and not all of
+    them scalars (scalars it aligns with difflib). Not when one is empty (_emptied_arrays
+    makes that one difference) or an item itself is ignored (dropping it moves the items
+    after it)."""
+    if rules.ignore_order or not x or not y or not any(type(v) is dict or type(v) is list for v in (*x, *y)):
+        return False
+    return not rules.ignores_anything or not any(rules.ignored(path + (i,)) for i in range(max(len(x), len(y))))
 
 
 def _strip(value: Any, path: Path, rules: Rules) -> Any:
