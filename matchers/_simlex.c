@@ -15,7 +15,7 @@
  * sum_of_squares: a vector's squared norm (matchers/sim.py `_norm`), exact, for a vector of
  * int weights whose sum of squares fits in 63 bits; None for any other, which Python sums.
  *
- * Packed vectors (what a session keeps of each call: matchers/sim.py `PackedVectors`):
+ * Packed vectors (what a session keeps of each call: matchers/sim.py `pack_vector`):
  *   lex_packed(data, extra) -> (packed, sum of squares) or None, for ASCII data as lex_ascii,
  *       with `extra`'s (token, weight) pairs added (the HTTP URI weighting);
  *   pack(vector) -> (packed, sum of squares), for any {bytes: int} vector;
@@ -472,8 +472,8 @@ static PyMethodDef methods[] = {
     {"sum_of_squares", sum_of_squares, METH_O, "sum_of_squares(vector) -> the sum of its squared int weights, or None (see matchers.sim._norm)."},
     {"lex_packed", lex_packed, METH_VARARGS,
      "lex_packed(data, extra) -> (packed vector, sum of squares) for ASCII data whose word runs fit in 128 bytes, with extra's "
-     "(token, weight) added; else None (see matchers.sim.PackedVectors)."},
-    {"pack", pack, METH_O, "pack({token: weight}) -> (packed vector, sum of squares) (see matchers.sim.PackedVectors)."},
+     "(token, weight) added; else None (see matchers.sim.pack_vector)."},
+    {"pack", pack, METH_O, "pack({token: weight}) -> (packed vector, sum of squares) (see matchers.sim.pack_vector)."},
     {"unpacked", unpacked, METH_O, "unpacked(packed) -> {token: weight}: the vector a packed one holds (for tests and explanations)."},
     {"dots", dots, METH_VARARGS, "dots(packed, [packed, ...]) -> the exact dot product of the first with each of the others."},
     {"lex_ascii", lex_ascii, METH_O,
