@@ -17,7 +17,11 @@ koala mocks every outbound call and diffs every response.
    - koala: `koala replay` (the library call) with --concurrency W, the SUT pointed at the
      mock, every response and side effect compared; its rate is sessions over the wall time
      of the replay call. Every session must come out `same`.
-Prints each round and the median ratio koala/GoReplay per worker count.
+Prints each round, with the CPU time a session cost each part (koala: the replayer, its mock's
+process when it has one, else the mock is in the replayer's figure, and the SUT; GoReplay:
+GoReplay, this process's stand-in dependencies, and the SUT), and the median ratio
+koala/GoReplay per worker count. On a box whose cores are all busy, the ratio follows the
+CPU a session costs each side.
 
 GoReplay is built by scripts/tools.sh into .cache/tools/bin/goreplay.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_replay import DEPENDENCIES, DependencyServer, Recorder, Sut, build_sut, record_sessions, replay_run  # noqa: E402
+from bench_replay import DEPENDENCIES, DependencyServer, Recorder, Sut, _cpu, build_sut, record_sessions, replay_run  # noqa: E402
 
 from koala_store.formats import gor  # noqa: E402
 from koala_store.store import open_store  # noqa: E402
@@ -75,11 +80,14 @@ class StandIns:
         self.thread.join(5)
 
 
-def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: StandIns, workdir: Path) -> float:
-    """Sessions per second GoReplay drove through the SUT (with real stand-in dependencies)."""
+def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: StandIns, workdir: Path) -> tuple[float, dict[str, float]]:
+    """Sessions per second GoReplay drove through the SUT (with real stand-in dependencies), and
+    the CPU seconds each part took: GoReplay, this process (the stand-ins), the SUT."""
     sut = Sut(stand_ins.addresses, workdir / f"sut-goreplay-{workers}.log")
     stand_ins.reset()
     wanted = sessions * len(DEPENDENCIES)
+    self_before = resource.getrusage(resource.RUSAGE_SELF)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -109,13 +117,25 @@ def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: Stand
                 break
             time.sleep(0.002)
         finished = last_change
+        self_after = resource.getrusage(resource.RUSAGE_SELF)
         process.terminate()
         process.wait(10)
+        goreplay_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # GoReplay, reaped
     finally:
         sut.stop()
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the SUT too, once reaped
     if last < wanted:
         print(f"  goreplay: only {last // len(DEPENDENCIES)} of {sessions} sessions reached the service")
-    return (last / len(DEPENDENCIES)) / (finished - started)
+    cpu = {
+        "goreplay": _cpu(goreplay_after) - _cpu(children_before),
+        "stand-ins": _cpu(self_after) - _cpu(self_before),
+        "sut": _cpu(children_after) - _cpu(goreplay_after),
+    }
+    return (last / len(DEPENDENCIES)) / (finished - started), cpu
+
+
+def per_session_ms(cpu: dict[str, float], sessions: int) -> str:
+    return " + ".join(f"{name} {seconds / sessions * 1e3:.2f}" for name, seconds in cpu.items())
 
 
 def main() -> None:
@@ -145,16 +165,20 @@ def main() -> None:
     try:
         for workers in (int(w) for w in args.workers.split(",")):
             for round_ in range(args.rounds):
-                summary, wall, _ = replay_run(store, peers, args.matcher, workers, workdir, None, None, f"-vs-{round_}", args.mock_process)
+                summary, wall, koala_cpu = replay_run(store, peers, args.matcher, workers, workdir, None, None, f"-vs-{round_}", args.mock_process)
                 koala_rate = summary.total / wall
                 if summary.same != n:
                     print(f"  koala: only {summary.same} of {n} sessions came out same: this round does not count")
                     continue
-                goreplay_rate = goreplay_round(gor_file, n, workers, stand_ins, workdir)
+                goreplay_rate, goreplay_cpu = goreplay_round(gor_file, n, workers, stand_ins, workdir)
                 results.setdefault(workers, {"koala": [], "goreplay": []})
                 results[workers]["koala"].append(koala_rate)
                 results[workers]["goreplay"].append(goreplay_rate)
-                print(f"workers {workers:>2} round {round_ + 1}: koala {koala_rate:7.0f}/s  goreplay {goreplay_rate:7.0f}/s  ratio {koala_rate / goreplay_rate:5.2f}x")
+                print(
+                    f"workers {workers:>2} round {round_ + 1}: koala {koala_rate:7.0f}/s  goreplay {goreplay_rate:7.0f}/s  ratio {koala_rate / goreplay_rate:5.2f}x"
+                )
+                koala_parts = {"replayer": koala_cpu["replayer"], "mock": koala_cpu["mock"], "sut": koala_cpu["sut"]}
+                print(f"  CPU ms a session: koala {per_session_ms(koala_parts, n)}; goreplay {per_session_ms(goreplay_cpu, n)}")
                 sys.stdout.flush()
     finally:
         stand_ins.stop()
