@@ -22,13 +22,14 @@ import gc
 import os
 import sys
 import time
+import tracemalloc
 from collections import Counter, defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import matchers  # noqa: E402
-from matchers import chunk_scan  # noqa: E402
+from matchers import chunk_scan, sim  # noqa: E402
 from koala_store import wire  # noqa: E402
 from matchers_data import drift_set, sized_candidates  # noqa: E402
 
@@ -90,6 +91,18 @@ def fuzzy_full_preparation(count: int, size: int) -> float:
     return (time.perf_counter_ns() - t0) / 1e6
 
 
+def sim_session_bytes(count: int, size: int, packed: bool) -> int:
+    """What sim's session matcher keeps of its calls' vectors, packed or as dicts."""
+    calls, _ = sized_candidates(count, size)
+    gc.collect()
+    tracemalloc.start()
+    session = sim.SimSessionMatcher(calls, sim.DEFAULT_THRESHOLD, packed=packed)
+    kept = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del session
+    return kept
+
+
 def run_latency(strategies: tuple[str, ...]) -> None:
     print("Per-match latency, ms: wall clock (perf_counter) and this process's CPU time (process_time,")
     print("which leaves out time other processes on the box took). Each live request on a fresh connection")
@@ -112,6 +125,9 @@ def run_latency(strategies: tuple[str, ...]) -> None:
     print("strategy prepares on first use; matched = share of the drifted live requests matched;")
     print("as replayed = as the replay mock asks, without a match's near misses (explain_matches off: the")
     print("decisions are the same, tests/test_matchers_explain.py)")
+    if "sim" in strategies and sim.PACKED:
+        kept = {packed: sim_session_bytes(500, 8192, packed) for packed in (True, False)}
+        print(f"sim, 500 x 8 KB, memory a session keeps (tracemalloc): packed {kept[True] / 1e6:.1f} MB, dicts {kept[False] / 1e6:.1f} MB")
     if "fuzzy" in strategies:
         full = fuzzy_full_preparation(500, 8192)
         print(f"fuzzy, 500 x 8 KB, every call parsed, normalised and encoded (the most a session prepares): {full:.1f} ms")

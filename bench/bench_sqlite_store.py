@@ -237,6 +237,9 @@ TEXT_QUERIES = [
     ("a word but not another", "order AND NOT zanzibar"),  # one MATCH with FTS5's NOT
     ("a word or a keyword", "order inbound.status:503"),  # each branch's own plan, merged by row id
     ("a word or a prefix AND a keyword", "refund coup* AND inbound.status:404"),  # refund OR (coup* AND 404)
+    # An AND over such an OR: the OR of its branches, each with the AND's other conditions.
+    ("(word OR keyword) AND keyword", "(order OR inbound.status:503) AND inbound.method:GET"),
+    ("keyword AND (word OR keyword)", "inbound.method:GET AND (warehouse OR inbound.status:503)"),
     # 767 terms, none of them in that column (text_terms.columns): nothing to read. Naming them
     # all made FTS5 read every list to the end.
     ("prefix in a field without it", "outbound.request:sta*"),

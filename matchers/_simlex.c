@@ -57,7 +57,7 @@ typedef struct {
     uint32_t len;
 } Entry;
 
-/* Weights this size or more are refused, so that a dot product's sum of products cannot pass
+/* Weights this size or more are refused (packed_of), so that a dot product's sum of products cannot pass
  * 127 bits (a weight is a token's length times its count: a request's size, at most). */
 #define MAX_WEIGHT (1LL << 48)
 
@@ -82,6 +82,10 @@ static PyObject *packed_of(const Token *tokens, Py_ssize_t n) {
     Py_ssize_t arena = 0;
     __int128 squares = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
+        if (tokens[i].weight >= MAX_WEIGHT) {
+            PyErr_SetString(PyExc_OverflowError, "a sim weight passes 2**48");
+            return NULL;
+        }
         arena += tokens[i].len;
         squares += (__int128)tokens[i].weight * tokens[i].weight;
     }
@@ -261,10 +265,6 @@ static PyObject *lex_packed(PyObject *self, PyObject *args) {
             other_extra[t[0]] += w;
             continue;
         }
-        if (n == 1 && t[0] >= 0x80) { /* not from an ASCII request: Python's lexer answers */
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
         Slot *slot = table_count(&table, t, n, t + n);
         if (slot == NULL) {
             PyErr_NoMemory();
@@ -283,12 +283,7 @@ static PyObject *lex_packed(PyObject *self, PyObject *args) {
         Slot *slot = &table.slots[j];
         if (slot->at == NULL)
             continue;
-        int64_t w = (int64_t)(slot->len * slot->count) + (int64_t)slot->packed;
-        if (w >= MAX_WEIGHT) {
-            PyErr_SetString(PyExc_OverflowError, "lex_packed: a weight passes 2**48");
-            goto done;
-        }
-        tokens[n++] = (Token){slot->at, slot->len, slot->hash, w};
+        tokens[n++] = (Token){slot->at, slot->len, slot->hash, (int64_t)(slot->len * slot->count) + (int64_t)slot->packed};
     }
     for (int c = 0; c < 128; c++) {
         int64_t w = others[c] + other_extra[c];
@@ -474,7 +469,7 @@ static PyMethodDef methods[] = {
      "lex_packed(data, extra) -> (packed vector, sum of squares) for ASCII data whose word runs fit in 128 bytes, with extra's "
      "(token, weight) added; else None (see matchers.sim.pack_vector)."},
     {"pack", pack, METH_O, "pack({token: weight}) -> (packed vector, sum of squares) (see matchers.sim.pack_vector)."},
-    {"unpacked", unpacked, METH_O, "unpacked(packed) -> {token: weight}: the vector a packed one holds (for tests and explanations)."},
+    {"unpacked", unpacked, METH_O, "unpacked(packed) -> {token: weight}: the vector a packed one holds (for tests)."},
     {"dots", dots, METH_VARARGS, "dots(packed, [packed, ...]) -> the exact dot product of the first with each of the others."},
     {"lex_ascii", lex_ascii, METH_O,
      "lex_ascii(data) -> {token: weight} for ASCII data whose word runs fit in 128 bytes, else None "

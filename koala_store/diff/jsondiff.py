@@ -190,9 +190,13 @@ def _paired_by_index(x: list, y: list, path: Path, rules: Rules) -> bool:
     them scalars (scalars it aligns with difflib). Not when one is empty (_emptied_arrays
     makes that one difference) or an item itself is ignored (dropping it moves the items
     after it)."""
-    if rules.ignore_order or not x or not y or not any(type(v) is dict or type(v) is list for v in (*x, *y)):
+    if rules.ignore_order or not x or not y or not (_holds_containers(x) or _holds_containers(y)):
         return False
     return not rules.ignores_anything or not any(rules.ignored(path + (i,)) for i in range(max(len(x), len(y))))
+
+
+def _holds_containers(items: list) -> bool:
+    return any(type(v) is dict or type(v) is list for v in items)
 
 
 def _strip(value: Any, path: Path, rules: Rules) -> Any:

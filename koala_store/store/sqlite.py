@@ -284,6 +284,12 @@ def _sql_errors(path: Path, *, writing: bool = False) -> Iterator[None]:
 _MAX_DISTRIBUTED = 16
 
 
+def _mixed_or(node: ir.Node) -> bool:
+    """Whether a node is an OR of full text and other conditions (not full text alone, which
+    is one MATCH)."""
+    return isinstance(node, ir.Or) and ir.uses_text(node) and not text_only(node)
+
+
 def _distributed(tree: ir.And) -> ir.Node:
     """`(order OR inbound.status:503) AND inbound.method:GET` as `(order AND
     inbound.method:GET) OR (inbound.status:503 AND inbound.method:GET)`: the same sessions,
@@ -291,7 +297,7 @@ def _distributed(tree: ir.And) -> ir.Node:
     (at 1M sessions, --limit 100: 0.27-0.97 s as one SQL condition). The first such OR among
     the AND's conditions is distributed; any other stays inside each branch."""
     for k, item in enumerate(tree.items):
-        if isinstance(item, ir.Or) and ir.uses_text(item) and not text_only(item) and len(item.items) <= _MAX_DISTRIBUTED:
+        if _mixed_or(item) and len(item.items) <= _MAX_DISTRIBUTED:
             rest = tree.items[:k] + tree.items[k + 1 :]
             return ir.Or(tuple(ir.And(rest + (branch.items if isinstance(branch, ir.And) else (branch,))) for branch in item.items))
     return tree
@@ -958,7 +964,7 @@ class SqliteStore:
         branches, each with the AND's other conditions (_distributed)."""
         if isinstance(tree, ir.And):
             tree = _distributed(tree)
-        if isinstance(tree, ir.Or) and ir.uses_text(tree) and not text_only(tree) and self._aligned():
+        if _mixed_or(tree) and self._aligned():
             return tree.items
         return None
 
