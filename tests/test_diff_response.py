@@ -139,6 +139,14 @@ def test_json_type_changes_tell_true_from_1_and_numbers_from_strings():
     assert [(d.path, d.kind) for d in diffs] == [("body.id", "type_changed"), ("body.ok", "type_changed")]
 
 
+def test_a_number_changing_type_does_not_relabel_the_type_changes_reported_after_it():
+    # deepdiff reports 1 -> 1.5 and null -> false in one list; the first is a change of value,
+    # the second still a change of JSON type, whichever deepdiff lists first.
+    for expected, actual in (({"a": 1, "b": None}, {"a": 1.5, "b": False}), ({"b": None, "a": 1}, {"b": False, "a": 1.5})):
+        diffs = compare(expected, actual)
+        assert [(d.path, d.kind) for d in diffs] == [("body.a", "changed"), ("body.b", "type_changed")]
+
+
 def test_key_order_and_whitespace_do_not_count():
     pretty = json.dumps(dict(reversed(list(USER.items()))), indent=2).encode()
     assert compare(USER, response(pretty)) == []

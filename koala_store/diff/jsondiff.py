@@ -229,10 +229,11 @@ def _deepdiff(x: dict, y: dict, prefix: Path, rules: Rules, found_already: list[
     tree = DeepDiff(x, y, **kwargs)
     found: list[tuple[tuple, Difference]] = [(sort_key(_segments_of(d)), d) for d in found_already]
     for report, levels in tree.items():
-        kind = _KINDS.get(report)
-        if kind is None:  # repetition_change and friends never occur with these settings
+        reported = _KINDS.get(report)
+        if reported is None:  # repetition_change and friends never occur with these settings
             continue
         for level in levels:
+            kind = reported  # per level: a number -> number type change below must not relabel the next one
             # The first element is our relative path (a key of the flat map), the rest are
             # deepdiff's steps inside an array it aligned.
             steps = level.path(output_format="list")
