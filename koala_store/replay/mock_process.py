@@ -28,7 +28,6 @@ import resource
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -39,12 +38,12 @@ from ..diff import Talk
 from ..errors import KoalaError
 from ..model import CallOutbound, Session
 from ..wire.setup import opening_positions
+from .ipc import LENGTH, frame, spawn, take_frames, with_own_calls, without_own_calls
 from .mock import OutboundMock, SessionContext, UnattributedTalk
 from .openings import Opening, OpeningLibrary
 from .targets import Address, OutboundMapping
 
 STOP_WAIT_S = 5.0
-LENGTH = 4  # bytes of the big-endian length before each message
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -104,12 +103,6 @@ class Tallies(msgspec.Struct, tag=True):
 
 ToChild = Start | Begin | Finish | Drop | Collect | Stop
 ToRunner = Started | Finished | Tallies
-_encoder = msgspec.msgpack.Encoder()
-
-
-def frame(message: msgspec.Struct) -> bytes:
-    payload = _encoder.encode(message)
-    return len(payload).to_bytes(LENGTH, "big") + payload
 
 
 # When `auto` gives the mock a process of its own (bench/bench_replay.py, --mock-process on
@@ -183,17 +176,7 @@ class RemoteMock:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        to_child, child_in = socket.socketpair()
-        from_child, child_out = socket.socketpair()
-        root = str(Path(__file__).resolve().parents[2])  # where koala_store and matchers live
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", __name__, str(child_in.fileno()), str(child_out.fileno()), pass_fds=(child_in.fileno(), child_out.fileno()), env=env
-            )
-        finally:
-            child_in.close()
-            child_out.close()
+        self._process, to_child, from_child = await spawn(__name__)
         _, self._writer = await asyncio.open_unix_connection(sock=to_child)
         reader, unused = await asyncio.open_unix_connection(sock=from_child)
         self._unused = unused  # a StreamWriter closes its transport when collected
@@ -316,13 +299,7 @@ class RemoteMock:
                 return
             context, future = waiting
             context.by_header, context.without_header, context.bypassed = message.by_header, message.without_header, message.bypassed
-            calls = context.calls
-            talks = message.talks
-            for index, own in enumerate(message.own):
-                if own:
-                    talk = talks[index]
-                    assert talk.match.position is not None
-                    talk.match = msgspec.structs.replace(talk.match, call=calls[talk.match.position])
+            talks = with_own_calls(message.talks, message.own, context.calls)
             if not future.done():
                 future.set_result(talks)
         elif isinstance(message, Tallies):
@@ -385,18 +362,8 @@ class Control:
                     self.closed.set_result(None)  # the runner went away: the child ends too
                 break
             self.buffer += chunk
-        view = memoryview(self.buffer)
-        used = 0
-        while len(view) - used >= LENGTH:
-            size = int.from_bytes(view[used : used + LENGTH], "big")
-            if len(view) - used - LENGTH < size:
-                break
-            message = self._decoder.decode(view[used + LENGTH : used + LENGTH + size])
-            used += LENGTH + size
+        for message in take_frames(self.buffer, self._decoder):
             self._dispatch(message)
-        view.release()
-        if used:
-            del self.buffer[:used]
 
     def reply(self, message: msgspec.Struct) -> None:
         self.replies.write(frame(message))
@@ -443,19 +410,7 @@ class Control:
         self._finished(key, context, await self.mock.finish(context, grace))
 
     def _finished(self, key: str, context: SessionContext, talks: list[Talk]) -> None:
-        own = []
-        sent = []
-        for talk in talks:
-            result = talk.match
-            mine = (
-                talk.answered_from is None
-                and result.position is not None
-                and result.call is not None
-                and result.position < len(context.calls)
-                and result.call is context.calls[result.position]
-            )
-            own.append(mine)
-            sent.append(msgspec.structs.replace(talk, match=msgspec.structs.replace(result, call=None)) if mine else talk)
+        sent, own = without_own_calls(talks, context.calls)
         self.reply(Finished(key, sent, own, context.by_header, list(context.without_header), context.bypassed))
 
 

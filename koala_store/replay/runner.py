@@ -32,10 +32,11 @@ from ..diff.exchange import exchange_of
 from ..errors import KoalaError, Terminated
 from ..formats import escaped
 from ..model import Session
-from ..results import DIFFERENT, ERROR, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote, Verdict
+from ..results import DIFFERENT, SAME, Comparison, PathCount, RunSummary, Suppressed, UnattributedNote, Verdict
 from ..store.base import SessionStore
-from ..wire import Protocol, response_status
+from ..wire import Protocol
 from .inbound import InboundClient, InboundResult, RequestEdits, prepare_request, request_path
+from .judge import conclude, judge
 from .mock import SESSION_HEADER, OutboundMock, SessionContext
 from .mock_process import RemoteContext, RemoteMock, use_process
 from .preflight import check_answers, check_peers, recorded_peers
@@ -401,59 +402,25 @@ class Replay:
     async def _compare(
         self, session: Session, first: InboundResult, talks: list[diff.Talk], context: Context, target: InboundClient, baseline: InboundClient | None
     ) -> Comparison | None:
-        options = self.options.diff
-        if not options.clock_offset_s and session.recorded_at:
-            # Timestamps the SUT writes now are compared with the recording's, shifted by its age
-            # (in whole seconds: the window is minutes wide, and sessions share compiled rules).
-            options = msgspec.structs.replace(options, clock_offset_s=float(max((time.time_ns() - session.recorded_at) // 10**9, 0)))
+        j = judge(self.summary.run_id, session, first, talks, context.openings, context.bypassed, self.options.diff, time.time_ns())
+        comparison, primary, report, options = j.comparison, j.differences, j.outbound, j.options
+        if primary is None or report is None:
+            return comparison  # no answer: verdict error
         recorded = session.response
-        # Values masked when recorded (secrets) are masked in the replayed bytes too: not compared.
-        replayed_response, talks = diff.as_recorded(session, first.response, talks)
-        first = msgspec.structs.replace(first, response=replayed_response)
-        comparison = Comparison(
-            run_id=self.summary.run_id,
-            session_id=session.session_id,
-            endpoint=diff.endpoint_of(session.call_from_inbound.request),
-            verdict=SAME,
-            recorded_at=session.recorded_at,
-            replayed_at=time.time_ns(),
-            recorded_status=response_status(recorded),
-            replayed_status=response_status(first.response) if first.response else None,
-            recorded_latency_ms=_recorded_latency(session),
-            replayed_latency_ms=round(first.latency_ms, 3),
-            bypassed=context.bypassed,
-        )
-        if session.incomplete:
-            comparison.notes.append(f"recorded incomplete: {session.incomplete}")
-        if session.redactions:
-            comparison.notes.append(f"{sum(r.count for r in session.redactions)} values were masked when recorded; they are not compared")
-        if first.error is not None:
-            comparison.verdict, comparison.error = ERROR, first.error
-            comparison.outbound = diff.compare_outbound(session.outbound_calls, talks, options, openings=context.openings)
-            return comparison
-        if session.answered:
-            differences = diff.compare_responses(recorded, first.response, options)
-        else:
-            # Koala recorded no response (the service closed the connection, the thread shut
-            # down, the session was cut): only the side effects can be compared.
-            differences = []
-            comparison.notes.append("recorded response missing (the service never answered when recorded): only outbound calls compared")
-        report = diff.compare_outbound(session.outbound_calls, talks, options, openings=context.openings)
-        primary = differences + report.differences
         if self.options.noise_runs:
             among = []
             for _ in range(self.options.noise_runs):
                 again, again_talks = await self._send(session, target)
                 if again.error is None:
                     among.append(
-                        diff.compare_responses(first.response, again.response, options)
-                        + diff.compare_talks(session.outbound_calls, talks, again_talks, options)
+                        diff.compare_responses(j.first.response, again.response, options)
+                        + diff.compare_talks(session.outbound_calls, j.talks, again_talks, options)
                     )
             kept, noisy = diff.suppress_repeated(primary, among)
             comparison.suppressed = [Suppressed(d, "noise-runs") for d in noisy]
             primary, report = kept, report.keep_only(kept)
-        comparison.outbound = report
         if baseline is not None and self.noise is not None:
+            comparison.outbound = report
             old, old_talks = await self._send(session, baseline)
             old_response, old_talks = diff.as_recorded(session, old.response, old_talks)
             old = msgspec.structs.replace(old, response=old_response)
@@ -463,14 +430,10 @@ class Replay:
                 noise_paths |= {d.path for d in diff.compare_outbound(session.outbound_calls, old_talks, options).differences}
             self.noise.add(comparison.endpoint, {d.path for d in primary}, noise_paths)
             if primary:
-                comparison.exchange = exchange_of(recorded, first.response)
+                comparison.exchange = exchange_of(recorded, j.first.response)
             self.held.append((comparison, primary))  # judged when every session has counted
             return None
-        comparison.differences = primary
-        comparison.verdict = DIFFERENT if comparison.differences else SAME
-        if comparison.verdict == DIFFERENT:
-            comparison.exchange = exchange_of(recorded, first.response)
-        return comparison
+        return conclude(comparison, primary, report, recorded, j.first.response)
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -518,13 +481,6 @@ class Replay:
         if summary.status == "running":
             summary.status = "finished"
         await self._store(self.store.runs.put_run, summary)
-
-
-def _recorded_latency(session: Session) -> float | None:
-    if session.return_inbound is None:
-        return None
-    start, end = session.call_from_inbound.occurred_at, session.return_inbound.occurred_at
-    return round((end - start) / 1e6, 3) if start and end >= start else None
 
 
 async def _sleep_until(moment: float) -> None:
