@@ -328,3 +328,4 @@ def test_a_dictionary_is_trained_from_at_most_train_samples_spread_over_the_batc
         assert len(picked) == size if size <= TRAIN_SAMPLES else len(picked) > TRAIN_SAMPLES // 2
         if size > TRAIN_SAMPLES:
             assert int(picked[-1]) > size // 2  # from the whole batch, not its start
+    assert training_samples([]) == []

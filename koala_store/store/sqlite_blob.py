@@ -37,7 +37,7 @@ _from_msgpack = msgspec.msgpack.Decoder(Session).decode
 
 def training_samples(samples: list[bytes]) -> list[bytes]:
     """At most TRAIN_SAMPLES of a batch's sessions, evenly spread over it."""
-    step = -(-len(samples) // TRAIN_SAMPLES)  # rounded up
+    step = max(1, -(-len(samples) // TRAIN_SAMPLES))  # rounded up; 1 for an empty batch
     return samples[::step]
 
 
