@@ -64,7 +64,7 @@ def add_terms(texts: list[str], into: set[str]) -> list[str]:
     """Add the ASCII terms of `texts` (searchable_text's output) to `into`, exactly as FTS5's
     unicode61 makes them (runs of ASCII letters and digits, lowercased), and return the runs
     that hold other characters: how FTS5 splits and folds those follows its own Unicode 6.1
-    tables, so the SQLite store hands them to FTS5 itself (SqliteStore._fts5_terms)."""
+    tables, so the SQLite store hands them to FTS5 itself (sqlite_prepare.fts5_terms)."""
     if _compiled_ascii_terms is not None:
         return _compiled_ascii_terms(texts, into)
     return _ascii_terms(texts, into)

@@ -34,19 +34,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import msgspec
 
 from ..errors import StoreError
 from ..model import Session
 from ..query import ir, regex
 from ..query.ascii_text import ascii_check
 from ..query.evaluate import matches
-from ..query.text import add_terms, searchable_text
-from ..summary import summarize
-from .base import PutResult, Query, Rejected, SkipLog, Skipped, StoreWriteError, as_tree
+from .base import PutResult, Query, SkipLog, Skipped, StoreWriteError, as_tree
 from .sqlite_blob import BlobCodec, Unreadable
+from .sqlite_prepare import Prepared, Row, prepare, prepare_indexed, text_row, text_terms
 from .sqlite_query import (
-    CALL_SEPARATOR,
     Driven,
     TextCondition,
     TextIndex,
@@ -60,11 +57,9 @@ from .sqlite_query import (
 )
 from .sqlite_schema import (
     ALL_COLUMNS,
-    COLUMN_NAMES,
     MAX_ROW_ID,
     SCHEMA_VERSION,
     SCRATCH_SESSIONS,
-    SCRATCH_TEXT,
     TEXT_COLUMNS,
     add_terms_table,
     column_mask,
@@ -105,7 +100,6 @@ if TYPE_CHECKING:
 # 67 ms per batch at 1M sessions, half the ingest time.
 NEWEST_ROW = "SELECT id, recorded_at, session_id FROM sessions WHERE id = (SELECT max(id) FROM sessions)"
 _SQL_PARAMS = 500  # stay well under SQLite's bound-parameter limit
-_INT64 = (-(2**63), 2**63 - 1)
 _FIRST_ID = -(2**63)  # below every row id
 _TIE_GAP = 1 << 16  # id room left after a session recorded in the same nanosecond as the one before
 _SORTED = 5000  # matches a search may collect and sort rather than walk every session in order
@@ -143,83 +137,6 @@ def _keep_going() -> int:
     # SQLite calls this every few thousand steps of a statement: Python gets to run the
     # signal handlers, so Ctrl-C stops even a long query (it ends it as "interrupted").
     return 0
-
-
-def _none_if_empty(value: str) -> str | None:
-    return value or None
-
-
-def _check_int64(session: Session) -> str | None:
-    """The columns holding session integers are 64-bit; name one that does not fit.
-
-    (Other integers live only in the msgpack blob, which holds 64-bit unsigned too.)
-    """
-    for name, value in (("CallFromInbound.OccurredAt", session.call_from_inbound.occurred_at), ("ThreadId", session.thread_id)):
-        if not _INT64[0] <= value <= _INT64[1]:
-            return f"{name} = {value} does not fit in a 64-bit integer"
-    return None
-
-
-class _Row(msgspec.Struct):
-    session: Session
-    columns: tuple[Any, ...]  # the session row without its id and blob
-    calls: list[tuple[Any, ...]]  # outbound rows without their ids and session
-
-    @property
-    def key(self) -> tuple[int, str]:
-        return (self.columns[1], self.columns[0])  # recorded order: (recorded_at, session_id)
-
-
-class _Prepared(msgspec.Struct):
-    rows: dict[str, _Row]  # by session_id; the last copy in a batch wins
-    rejected: list[Rejected]
-
-
-def _prepare(batch: list[Session]) -> _Prepared:
-    """Everything about a batch that needs no database: checks, summaries, rows."""
-    prepared = _Prepared({}, [])
-    for session in batch:
-        problem = _check_int64(session)
-        if problem:
-            prepared.rejected.append(Rejected(session.session_id, problem))
-            continue
-        summary = summarize(session)
-        columns = (
-            session.session_id,
-            summary.recorded_at,
-            session.thread_id,
-            _none_if_empty(session.trace_id),
-            _none_if_empty(summary.method),
-            _none_if_empty(summary.path),
-            _none_if_empty(summary.query),
-            _none_if_empty(summary.host),
-            summary.status,
-            _none_if_empty(summary.content_type),
-            summary.latency_ms,
-            len(session.call_from_inbound.request),
-            len(session.response),
-            len(summary.outbound),
-        )
-        calls = [
-            (facts.peer, facts.protocol, _none_if_empty(facts.method), _none_if_empty(facts.path), len(call.request), len(call.response))
-            for call, facts in zip(session.outbound_calls, summary.outbound, strict=True)
-        ]
-        prepared.rows[session.session_id] = _Row(session, columns, calls)
-    return prepared
-
-
-def text_row(session: Session) -> tuple[str, str, str, str]:
-    """The session_text columns of a session: its inbound request and response, and its calls'
-    requests and responses, each call's text apart from the next (CALL_SEPARATOR)."""
-    # Written out, not through query.text.field_texts: this runs per session indexed, and
-    # the generic form cost ~3 us more a session (~7%).
-    calls = session.outbound_calls
-    return (
-        searchable_text(session.call_from_inbound.request),
-        searchable_text(session.response),
-        CALL_SEPARATOR.join(searchable_text(call.request) for call in calls),
-        CALL_SEPARATOR.join(searchable_text(call.response) for call in calls),
-    )
 
 
 def _page_by_id(where: str) -> str:
@@ -488,22 +405,42 @@ class SqliteStore:
         result = PutResult()
         iterator = iter(sessions)
         while batch := list(islice(iterator, BATCH)):
-            try:
-                with _sql_errors(self.path, writing=True):
-                    written = self._write(_prepare(batch))
-            except StoreError as exc:
-                raise StoreWriteError(str(exc), result) from None
-            result.add(written)
-        try:
-            self._analyze(result.stored)
-        except sqlite3.Error as exc:
-            if str(exc) in _INTERRUPTED:
-                raise KeyboardInterrupt from None
-            # Statistics only steer plans; the sessions are committed.
+            self._put(prepare(batch), result)
+        self._analyze_quietly(result.stored)
         # No checkpoint here: ingest calls this per 1,000 sessions, and copying the log each
         # time rewrote every index page per call (a third of the ingest time at 150k). SQLite
         # checkpoints every wal_autocheckpoint pages, and when the last connection closes.
         return result
+
+    def preparer(self) -> Callable[[list[Session]], Prepared]:
+        """What ingest runs on each batch, in worker processes, before put_prepared writes
+        it: a module-level function, so it can be sent to another process."""
+        return prepare_indexed
+
+    def put_prepared(self, prepared: Prepared) -> PutResult:
+        """Write one batch made by preparer() in one transaction, its text indexed in that
+        transaction too (put_many leaves that to refresh). Fails as put_many does."""
+        self._writable()
+        result = PutResult()
+        self._put(prepared, result)
+        self._analyze_quietly(result.stored)
+        return result
+
+    def _put(self, prepared: Prepared, result: PutResult) -> None:
+        try:
+            with _sql_errors(self.path, writing=True):
+                written = self._write(prepared)
+        except StoreError as exc:
+            raise StoreWriteError(str(exc), result) from None
+        result.add(written)
+
+    def _analyze_quietly(self, stored: int) -> None:
+        try:
+            self._analyze(stored)
+        except sqlite3.Error as exc:
+            if str(exc) in _INTERRUPTED:
+                raise KeyboardInterrupt from None
+            # Statistics only steer plans; the sessions are committed.
 
     def _analyze(self, stored: int) -> None:
         """Refresh the statistics SQLite plans with once the store has doubled since they were
@@ -526,38 +463,42 @@ class SqliteStore:
         if self.readonly:
             raise StoreError(f"{self.path} was opened read-only; this command cannot write to it")
 
-    def _write(self, prepared: _Prepared) -> PutResult:
+    def _write(self, prepared: Prepared) -> PutResult:
         result = PutResult(rejected=list(prepared.rejected))
         rows = prepared.rows
         try:
             with transaction(self.db):
-                blobs = dict(zip(rows, self.codec.prepare([row.session for row in rows.values()]), strict=True))
+                blobs = dict(zip(rows, self.codec.compress([row.packed for row in rows.values()]), strict=True))
                 stale = []
                 ids = list(rows)
                 for start in range(0, len(ids), _SQL_PARAMS):
                     chunk = ids[start : start + _SQL_PARAMS]
                     marks = ",".join("?" * len(chunk))
                     for row_id, sid, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE session_id IN ({marks})", chunk):
-                        if body == blobs[sid] or self._same(body, rows[sid].session):
+                        if body == blobs[sid] or self._same(body, rows[sid].packed):
                             result.unchanged += 1
                             del rows[sid]
                         else:
                             stale.append(row_id)
                 self._delete_rows(stale)
-                result.stored += self._insert(sorted(rows.values(), key=lambda row: row.key), blobs)
+                stored = self._insert(sorted(rows.values(), key=lambda row: row.key), blobs)
+                result.stored += stored
+                if prepared.terms is not None:  # indexed as written: refresh merges them in time
+                    self._note_terms(prepared.terms)
+                    self._set_meta("unmerged_text", int(self._meta("unmerged_text") or 0) + stored)
         except BaseException:
             self.codec.forget()  # a dictionary stored by this transaction is gone with it
             raise
         return result
 
-    def _same(self, body: bytes, session: Session) -> bool:
+    def _same(self, body: bytes, packed: bytes) -> bool:
         """Whether a stored blob (perhaps written by an older version) holds this session."""
         try:
-            return self.codec.decode(body) == session
+            return self.codec.decode(body) == self.codec.unpack(packed)
         except Unreadable:
             return False
 
-    def _insert(self, rows: list[_Row], blobs: dict[str, bytes]) -> int:
+    def _insert(self, rows: list[Row], blobs: dict[str, bytes]) -> int:
         """Insert rows given in recorded order, with ids in recorded order (inside a transaction)."""
         if not rows:
             return 0
@@ -566,7 +507,7 @@ class SqliteStore:
         top = last[0] if last else None  # the highest id in use, and its recorded_at
         top_at = last[1] if last else None
         aligned = self._aligned()
-        appended: list[tuple[int, _Row]] = []
+        appended: list[tuple[int, Row]] = []
         for row in rows:
             if aligned and last is not None and row.key < (last[1], last[2]):
                 new = self._slot(row.key, orphans)  # recorded before the newest: between its neighbours
@@ -607,7 +548,7 @@ class SqliteStore:
             new -= 1
         return new if low <= new <= high and new not in orphans else None
 
-    def _insert_rows(self, placed: list[tuple[int, _Row]], blobs: dict[str, bytes]) -> None:
+    def _insert_rows(self, placed: list[tuple[int, Row]], blobs: dict[str, bytes]) -> None:
         if not placed:
             return
         next_call = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM outbound").fetchone()[0]
@@ -619,7 +560,10 @@ class SqliteStore:
                 next_call += 1
         self.db.executemany(f"INSERT INTO sessions VALUES ({','.join('?' * 16)})", session_rows)
         self.db.executemany("INSERT INTO outbound VALUES (?, ?, ?, ?, ?, ?, ?, ?)", call_rows)
-        self.db.executemany("INSERT INTO text_pending (id) VALUES (?)", ((row_id,) for row_id, _ in placed))
+        self.db.executemany("INSERT INTO text_pending (id) VALUES (?)", ((row_id,) for row_id, row in placed if row.text is None))
+        texts = [(row_id, *row.text) for row_id, row in placed if row.text is not None]
+        if texts:
+            self.db.executemany(f"INSERT INTO session_text (rowid, {TEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?)", texts)
 
     def _delete_rows(self, row_ids: list[int]) -> None:
         """Delete sessions by row id, taking their text out of the index (inside a transaction)."""
@@ -689,22 +633,17 @@ class SqliteStore:
                     f"INSERT INTO session_text (rowid, {TEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                     texts,
                 )
-                self._add_terms(texts)
+                self._note_terms(text_terms([text[1:] for text in texts], self.db))
             indexed += len(ids)
             if progress:
                 progress(len(ids))
+        # Sessions put_prepared indexed as it wrote them count as indexed by this refresh.
+        indexed += int(self._meta("unmerged_text") or 0)
         if indexed >= MERGE_AFTER and indexed * 2 >= self._indexed_sessions():
             self._merge_text_index()
 
-    def _add_terms(self, rows: list[tuple[Any, ...]]) -> None:
-        """Note the terms of text_row rows in text_terms, with the columns holding them."""
-        columns_of: dict[str, int] = {}
-        for i in range(len(COLUMN_NAMES)):
-            terms: set[str] = set()
-            wide = add_terms([row[1 + i] for row in rows], terms)
-            terms |= self._fts5_terms(set(wide))
-            for term in terms:
-                columns_of[term] = columns_of.get(term, 0) | 1 << i
+    def _note_terms(self, columns_of: dict[str, int]) -> None:
+        """Note terms in text_terms, each with the columns holding it (text_terms' masks)."""
         # A term already known keeps its columns and gains these (an UPDATE only when new).
         self.db.executemany(
             "INSERT INTO text_terms (term, columns) VALUES (?, ?) ON CONFLICT (term) DO UPDATE SET columns = columns | excluded.columns "
@@ -723,19 +662,7 @@ class SqliteStore:
         proportion to the work just done."""
         with _sql_errors(self.path, writing=True), transaction(self.db):
             self.db.execute("INSERT INTO session_text (session_text) VALUES ('optimize')")
-
-    def _fts5_terms(self, runs: set[str]) -> set[str]:
-        """The terms FTS5 makes of `runs`: indexed once, together, in a scratch table with
-        the store's tokenizer (~0.3 ms a batch, then ~3 us a distinct run of 8 characters;
-        paid only for text that is not ASCII)."""
-        if not runs:
-            return set()
-        for statement in SCRATCH_TEXT.split(";"):
-            self.db.execute(statement)
-        self.db.execute("INSERT INTO temp.scratch_text (rowid, x) VALUES (1, ?)", (" ".join(runs),))
-        terms = {term for (term,) in self.db.execute("SELECT term FROM temp.scratch_terms")}
-        self.db.execute("INSERT INTO temp.scratch_text (scratch_text) VALUES ('delete-all')")
-        return terms
+            self._set_meta("unmerged_text", 0)
 
     def _where(self, query: Query) -> tuple[str, list[Any]]:
         return compile_where(as_tree(query), self._text_for(as_tree(query)))

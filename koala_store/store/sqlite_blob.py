@@ -31,7 +31,6 @@ TRAIN_SAMPLES = 1000
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS blob_dictionaries (id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
 
-_to_msgpack = msgspec.msgpack.Encoder().encode
 _from_msgpack = msgspec.msgpack.Decoder(Session).decode
 
 
@@ -57,10 +56,10 @@ class BlobCodec:
 
     # --- writing -------------------------------------------------------------------
 
-    def prepare(self, sessions: list[Session]) -> list[bytes]:
-        """Each session's blob; trains and stores the dictionary first if the store has none
-        and this batch is big enough (called inside the write transaction)."""
-        packed = [_to_msgpack(s) for s in sessions]
+    def compress(self, packed: list[bytes]) -> list[bytes]:
+        """The blob of each session given as msgpack (sqlite_prepare's Row.packed); trains
+        and stores the dictionary first if the store has none and this batch is big enough
+        (called inside the write transaction)."""
         compressor = self._writer(packed)
         with self._lock:
             return [_ZSTD + compressor.compress(p) for p in packed]
@@ -90,6 +89,11 @@ class BlobCodec:
         self._dictionary_id = None
 
     # --- reading -------------------------------------------------------------------
+
+    @staticmethod
+    def unpack(packed: bytes) -> Session:
+        """A session from its msgpack form (Row.packed), as written by this version."""
+        return _from_msgpack(packed)
 
     def decode(self, blob: bytes) -> Session:
         try:

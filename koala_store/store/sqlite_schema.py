@@ -122,7 +122,7 @@ INSERT INTO text_terms (term, columns) SELECT term, sum(bit) FROM (SELECT term, 
 DROP TABLE temp.indexed_terms
 """
 # A scratch index with the same tokenizer, and its vocabulary: the terms FTS5 makes of text
-# with characters other than ASCII (see SqliteStore._fts5_terms).
+# with characters other than ASCII (see sqlite_prepare.fts5_terms).
 SCRATCH_TEXT = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_text USING fts5(x, content='', columnsize=0, {TOKENIZER});
 CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_terms USING fts5vocab(temp, 'scratch_text', 'row')
