@@ -1,8 +1,10 @@
 """The SQLite store at scale: N realistic ~2 KB sessions (1,000,000 by default).
 
 Prints, for issue 12 item 3:
-- ingest end to end from an NDJSON file (read, validate, derive, store, index full text);
-- the ceiling of FTS5 itself here: a bare contentless FTS5 table fed the same text;
+- ingest end to end from an NDJSON file (read, validate, derive, store, index full text),
+  with worker processes as `koala ingest` runs it (--in-process-too: also in one process);
+- the ceiling of FTS5 itself here: a bare contentless FTS5 table fed the same text, in
+  memory in one transaction, and in a file in the store's batches;
 - database size / NDJSON size;
 - each keyword field's selective query (`koala sessions search Q --limit 100`: the first
   100 matches in recorded order, decoded), median of several runs;
@@ -15,7 +17,7 @@ sessions/s including full text, database <= 0.6x the NDJSON.
 The NDJSON and the database are cached (default /var/tmp/koala-store-bench), so a rerun only
 queries; --rebuild ingests again. Generating 1M sessions takes a few minutes, once.
 
-    .venv/bin/python bench/bench_sqlite_store.py [--sessions 1000000] [--rebuild] [--plans] [--scan]
+    .venv/bin/python bench/bench_sqlite_store.py [--sessions 1000000] [--rebuild [--in-process-too]] [--plans] [--scan]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +42,11 @@ from factories import BASE_NS, http_call, http_request, http_response, mysql_sel
 from koala_store.cli.sessions import COUNTED  # noqa: E402
 from koala_store.formats import ndjson  # noqa: E402
 from koala_store.ingest import ingest  # noqa: E402
+from koala_store.ingest.parallel import default_workers  # noqa: E402
 from koala_store.model import CallFromInbound, CallOutbound, Peer, ReturnInbound, Session  # noqa: E402
-from koala_store.query.text import searchable_text  # noqa: E402
-from koala_store.store.sqlite import SCHEMA_VERSION, TEXT_VERSION, SqliteStore  # noqa: E402
+from koala_store.store.sqlite import BATCH, SCHEMA_VERSION, TEXT_VERSION, SqliteStore  # noqa: E402
+from koala_store.store.sqlite_prepare import text_row  # noqa: E402
+from koala_store.store.sqlite_tx import transaction  # noqa: E402
 
 GENERATOR_VERSION = 2  # bump when the sessions below change: the cached NDJSON is remade
 SIZE = 2048
@@ -133,7 +138,7 @@ def terms_table(db: Path) -> bool:
         return raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'text_terms'").fetchone() is not None
 
 
-def build(source: Path, db: Path) -> None:
+def build(source: Path, db: Path, workers: int | None = None) -> None:
     for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         leftover.unlink(missing_ok=True)
     n = sum(1 for _ in source.open("rb"))
@@ -148,41 +153,52 @@ def build(source: Path, db: Path) -> None:
 
     store._merge_text_index = timed_merge  # type: ignore[method-assign]
     started = time.perf_counter()
-    report = ingest([str(source)], store)
+    report = ingest([str(source)], store, workers=workers)
     stored_s = time.perf_counter() - started
     store.refresh()
+    store.close()  # its checkpoint is part of the load
     total_s = time.perf_counter() - started
     assert report.stored == n and not report.rejected, report
-    store.close()
-    print(f"ingest from NDJSON:       {n / stored_s:>9,.0f} sessions/s stored ({stored_s:.1f} s)")
+    how = "in this process" if workers == 0 else f"{default_workers() if workers is None else workers} worker process(es) + this one writing"
+    print(f"ingest from NDJSON ({how}):")
+    print(f"  stored:                 {n / stored_s:>9,.0f} sessions/s ({stored_s:.1f} s; with workers the full text is indexed as the rows are written)")
     print(f"  + full text indexed:    {n / total_s:>9,.0f} sessions/s end to end ({total_s:.1f} s; merging the index: {sum(merge_s):.1f} s)")
 
 
 def fts_ceiling(source: Path, limit: int = 200_000) -> None:
-    """FTS5 alone: the same text, already extracted, into a bare contentless table."""
+    """FTS5 alone: the same text, already extracted, into a bare contentless table: in memory
+    in one transaction, and in a file as the store writes it (WAL, BATCH rows a transaction,
+    merged at the end)."""
     rows = []
     with source.open("rb") as stream:
         for record in ndjson.read(stream):
             s = record.session
             assert s is not None
-            outbound = [c for c in s.outbound_calls]
-            rows.append(
-                (
-                    searchable_text(s.call_from_inbound.request),
-                    searchable_text(s.response),
-                    " ".join(searchable_text(c.request) for c in outbound),
-                    " ".join(searchable_text(c.response) for c in outbound),
-                )
-            )
+            rows.append(text_row(s))
             if len(rows) >= limit:
                 break
+    table = "CREATE VIRTUAL TABLE t USING fts5(a, b, c, d, content='', columnsize=0, tokenize='unicode61 remove_diacritics 0')"
+    insert = "INSERT INTO t (rowid, a, b, c, d) VALUES (?, ?, ?, ?, ?)"
     db = sqlite3.connect(":memory:")
-    db.execute("CREATE VIRTUAL TABLE t USING fts5(a, b, c, d, content='', columnsize=0, tokenize='unicode61 remove_diacritics 0')")
+    db.execute(table)
     started = time.perf_counter()
     with db:
-        db.executemany("INSERT INTO t (rowid, a, b, c, d) VALUES (?, ?, ?, ?, ?)", ((i + 1, *r) for i, r in enumerate(rows)))
+        db.executemany(insert, ((i + 1, *r) for i, r in enumerate(rows)))
     elapsed = time.perf_counter() - started
-    print(f"FTS5 ceiling (bare insert of the same text, {len(rows):,} rows): {len(rows) / elapsed:,.0f} sessions/s")
+    print(f"FTS5 ceiling, in memory, one transaction ({len(rows):,} rows):       {len(rows) / elapsed:>9,.0f} sessions/s")
+    with tempfile.TemporaryDirectory(dir=source.parent) as scratch:
+        db = sqlite3.connect(Path(scratch) / "fts.db", isolation_level=None)
+        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "cache_size = -65536", "wal_autocheckpoint = 65536"):
+            db.execute(f"PRAGMA {pragma}")
+        db.execute(table)
+        started = time.perf_counter()
+        for first in range(0, len(rows), BATCH):
+            with transaction(db):
+                db.executemany(insert, ((i + 1, *rows[i]) for i in range(first, min(len(rows), first + BATCH))))
+        db.execute("INSERT INTO t (t) VALUES ('optimize')")
+        db.close()
+        elapsed = time.perf_counter() - started
+    print(f"FTS5 ceiling, in a file, {BATCH:,} rows a transaction, then merged: {len(rows) / elapsed:>9,.0f} sessions/s")
 
 
 def keyword_queries(store: SqliteStore) -> list[tuple[str, str]]:
@@ -287,6 +303,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("KOALA_BENCH_CACHE", "/var/tmp/koala-store-bench")))
     parser.add_argument("--rebuild", action="store_true", help="ingest again even if a cached database exists")
     parser.add_argument("--plans", action="store_true", help="print each query's plan")
+    parser.add_argument("--ingest-workers", type=int, default=None, help="worker processes for the ingest (default: ingest's own; 0: none)")
+    parser.add_argument("--in-process-too", action="store_true", help="with --rebuild: also time an ingest in one process (into a scratch copy)")
     parser.add_argument("--scan", action="store_true", help="also scan every session by query in a fresh process (peak memory)")
     parser.add_argument("--scan-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -298,7 +316,12 @@ def main() -> None:
     db = args.cache / f"store-{args.sessions}-g{GENERATOR_VERSION}-s{SCHEMA_VERSION}-t{TEXT_VERSION}.db"
     print(f"{args.sessions:,} sessions of ~{SIZE} bytes; NDJSON {source.stat().st_size / 1e6:,.0f} MB; SQLite {sqlite3.sqlite_version}")
     if args.rebuild or not db.exists():
-        build(source, db)
+        build(source, db, args.ingest_workers)
+        if args.in_process_too:
+            scratch = db.with_name("in-process-" + db.name)
+            build(source, scratch, 0)
+            for leftover in (scratch, scratch.with_name(scratch.name + "-wal"), scratch.with_name(scratch.name + "-shm")):
+                leftover.unlink(missing_ok=True)
         fts_ceiling(source)
     elif not terms_table(db):
         started = time.perf_counter()

@@ -63,7 +63,7 @@ def test_a_full_database_names_what_was_not_stored(tmp_path: Path, monkeypatch: 
     with source.open("wb") as out:
         ndjson.write(varied_sessions(3000, seed=8, payload=1024)[::-1], out)
     before = store.count()
-    report = ingest([str(source)], store)
+    report = ingest([str(source)], store, workers=0)  # in batches of BATCH (workers write chunks of parallel.LINES)
     assert report.aborted and "database or disk is full" in report.aborted
     assert report.stored == store.count() - before
     assert len(report.rejected) == 1000 and all(r.reason.startswith("not stored: cannot write to the SQLite store") for r in report.rejected)

@@ -26,6 +26,13 @@ def ingest_command(
     fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Force the input format. Default: told from name and content."),
     store_url: Optional[str] = StoreOption,
     index: Optional[str] = IndexOption,
+    workers: Optional[int] = typer.Option(
+        None,
+        "--workers",
+        min=0,
+        help="Processes that parse and prepare big NDJSON files while this one writes (SQLite store). Default: one per core but one; 0: none.",
+        show_default=False,
+    ),
 ) -> None:
     """Store sessions from Koala record files, Koala replayer bodies, GoReplay .gor(.gz) files or NDJSON."""
     store = store_from(store_url, index)
@@ -34,7 +41,7 @@ def ingest_command(
         with progress_bar() as bar:
             reading = bar.add_task("ingesting", total=None)
             try:
-                report = ingest(paths, store, fmt=fmt, progress=lambda n: bar.advance(reading, n))
+                report = ingest(paths, store, fmt=fmt, progress=lambda n: bar.advance(reading, n), workers=workers)
             except IngestInterrupted as stopped:
                 bar.stop()
                 # Full text not indexed yet is still found (queries check it), just slower.

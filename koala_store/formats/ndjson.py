@@ -13,9 +13,10 @@ from .document import from_document, to_document
 from .records import Record, write_each
 
 
-def read(stream: BinaryIO) -> Iterator[Record]:
-    """One record per non-blank line; a bad line becomes a rejected record named by its number."""
-    for number, line in enumerate(stream, start=1):
+def read(stream: BinaryIO, *, first_line: int = 1) -> Iterator[Record]:
+    """One record per non-blank line; a bad line becomes a rejected record named by its
+    number (counted from first_line: the stream may be a chunk of a bigger input)."""
+    for number, line in enumerate(stream, start=first_line):
         if not line.strip():
             continue
         where = f"line {number}"

@@ -10,6 +10,7 @@ from ..errors import StoreError
 from ..model import Session
 from ..store.base import PutResult, SessionStore, StoreWriteError
 from ..formats import FORMATS
+from .parallel import Pipeline, PreparedChunk, default_workers
 from .sources import STDIN, Source, detect, expand, read_records
 
 BATCH = 5000  # sessions handed to the store at once (SQLite writes them in one transaction)
@@ -80,16 +81,22 @@ def ingest(
     *,
     fmt: str | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> IngestReport:
     """Read every input, store what is valid in batches, and report what was rejected.
 
     Nothing valid that was read is lost to a failure: a reader that breaks on one input
     rejects that input and the others go on; on Ctrl-C the sessions already read are stored
     before IngestInterrupted says how many; a store that fails for good names every session
-    it did not take and stops."""
+    it did not take and stops.
+
+    Big NDJSON files are parsed and prepared by `workers` processes (default: one per core
+    but one) when the store has a preparer (ingest.parallel); 0 keeps all in this process."""
     report = IngestReport()
     batch: list[Session] = []
     origin: dict[str, tuple[str, str, int | None]] = {}
+    preparer = getattr(store, "preparer", None)
+    pipeline = Pipeline(preparer(), default_workers() if workers is None else workers) if preparer else None
 
     def name(session_id: str, reason: str) -> Rejection:
         source, where, line = origin.get(session_id, ("?", "?", None))
@@ -100,29 +107,44 @@ def ingest(
         report.unchanged += result.unchanged
         report.rejected.extend(name(r.session_id, r.reason) for r in result.rejected)
 
-    def flush() -> None:
+    def write(put: Callable[[], PutResult], session_ids: Iterable[str], n: int) -> None:
         try:
-            result = store.put_many(batch)
+            result = put()
         except StoreError as exc:
-            # The store failed for good: name this batch and stop; what was stored stays.
+            # The store failed for good: name these sessions and stop; what was stored stays.
             if isinstance(exc, StoreWriteError):
                 count(exc.result)
-            for session in batch:
-                report.rejected.append(name(session.session_id, f"not stored: {exc}"))
+            for session_id in session_ids:
+                report.rejected.append(name(session_id, f"not stored: {exc}"))
             report.aborted = f"{exc}; inputs after the last one named were not read"
             batch.clear()
             origin.clear()
             raise _Stop from None
         count(result)
         if progress:
-            progress(len(batch))
-        batch.clear()
+            progress(n)
         origin.clear()
+
+    def flush() -> None:
+        write(lambda: store.put_many(batch), [session.session_id for session in batch], len(batch))
+        batch.clear()
+
+    def write_chunk(source: str, chunk: PreparedChunk) -> None:
+        if batch:
+            flush()  # sessions read before the chunk are stored before it
+        report.rejected.extend(Rejection(source, where, reason, line=line) for where, reason, line in chunk.rejected)
+        report.read += chunk.read
+        origin.update((session_id, (source, where, line)) for session_id, (where, line) in chunk.origins.items())
+        write(lambda: store.put_prepared(chunk.prepared), list(chunk.origins), chunk.read)  # type: ignore[attr-defined]
 
     try:
         for source in expand(list(paths)):
+            reader = pipeline.reader if pipeline and pipeline.takes(_size(source)) else None
             try:
-                for record in read_records(source, fmt):
+                for record in read_records(source, fmt, ndjson_reader=reader):
+                    if isinstance(record, PreparedChunk):
+                        write_chunk(source.name, record)
+                        continue
                     if record.session is None:
                         report.rejected.append(Rejection(source.name, record.where, record.error or "rejected", line=record.line))
                         continue
@@ -148,7 +170,18 @@ def ingest(
             except _Stop:
                 pass
         raise IngestInterrupted(report) from None
+    finally:
+        if pipeline:
+            pipeline.close()
     return report
+
+
+def _size(source: Source) -> int | None:
+    """The size of a regular file input; None for stdin and what cannot be read."""
+    try:
+        return source.path.stat().st_size if source.path is not None and source.problem is None else None
+    except OSError:
+        return None
 
 
 class _Stop(Exception):

@@ -7,9 +7,9 @@ import gzip
 import io
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 from msgspec import Struct
@@ -108,8 +108,10 @@ def _whole_file_records(stream: BinaryIO, fmt: str) -> Iterator[Record]:
             yield Record(where, error=str(exc))
 
 
-def read_records(source: Source, fmt: str | None = None) -> Iterator[Record]:
-    """Every record of one source; problems become records with an error, never exceptions."""
+def read_records(source: Source, fmt: str | None = None, *, ndjson_reader: Callable[[BinaryIO], Iterator[Any]] | None = None) -> Iterator[Any]:
+    """Every record of one source; problems become records with an error, never exceptions.
+    An NDJSON input is read by ndjson_reader when one is given (ingest.parallel's, which
+    yields its chunks prepared)."""
     if source.problem:
         yield Record("input", error=source.problem)
         return
@@ -133,7 +135,7 @@ def read_records(source: Source, fmt: str | None = None) -> Iterator[Record]:
             if chosen == "gor":
                 yield from gor.read(stream)
             elif chosen == "ndjson":
-                yield from ndjson.read(stream)
+                yield from (ndjson_reader or ndjson.read)(stream)
             else:
                 yield from _whole_file_records(stream, chosen)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:

@@ -15,7 +15,9 @@ store stops relying on it (meta `aligned` = 0) and orders by (recorded_at, sessi
 Full text is indexed after the rows are written, like Elasticsearch's refresh: new sessions
 are listed in `text_pending`, `refresh()` indexes them in bulk, and every query that searches
 text refreshes first (or, read-only, checks the pending sessions' text itself), so answers
-are always complete. Ingest stays fast and the index work happens in big batches.
+are always complete. Ingest stays fast and the index work happens in big batches. A batch
+prepared by ingest's worker processes (put_prepared) brings its text rows along and is
+indexed in its own transaction: the text needs no second decoding then.
 
 Schema 1 stores are migrated when opened for writing; opened read-only, they are read as
 they are (their per-call text index, insertion order), correctly if more slowly.

@@ -1,0 +1,130 @@
+"""Ingest of big NDJSON inputs with worker processes.
+
+This process reads lines, BATCH at a time, and hands each chunk to a worker, which parses it
+and runs the store's preparer on its sessions (for SQLite: summaries, rows, msgpack, text rows
+and their terms: about half an ingest's CPU). Chunks come back in the order they were read
+and are written by this process alone (store.put_prepared), so the store sees one writer and
+the same batches, in the same order, as an ingest in one process.
+
+Only stores with a preparer take part (SQLite); a worker costs ~0.2 s to start, so inputs
+under MIN_BYTES are read in this process.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
+from typing import Any, BinaryIO
+
+from msgspec import Struct
+
+from ..formats import ndjson
+from ..model import Session
+
+LINES = 5000  # lines a worker parses and prepares at once: one store batch (sqlite.BATCH)
+MIN_BYTES = 8 << 20  # a file smaller than this (about 1,600 sessions of 5 KB) stays in-process
+AHEAD = 2  # chunks read ahead per worker: enough to keep each busy, bounded memory (~30 MB a chunk)
+
+Preparer = Callable[[list[Session]], Any]
+
+
+class PreparedChunk(Struct):
+    """A chunk of one input, parsed and prepared by a worker."""
+
+    rejected: list[tuple[str, str, int | None]]  # where, reason, line: lines that are not sessions
+    origins: dict[str, tuple[str, int | None]]  # session_id -> where, line (the last copy's)
+    read: int  # sessions parsed
+    prepared: Any  # what the store's preparer made of them
+
+
+class ChunkFailed(Exception):
+    """A worker could not read a chunk (a defect of the reader, not of the input)."""
+
+
+def default_workers() -> int:
+    """Worker processes beside this one: on 2 cores one (this process writes on the other)."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _quiet_worker() -> None:
+    # Ctrl-C is the parent's to handle: it stores what came back and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _prepare_chunk(preparer: Preparer, data: bytes, first_line: int) -> PreparedChunk:
+    chunk = PreparedChunk([], {}, 0, None)
+    sessions: list[Session] = []
+    try:
+        for record in ndjson.read(io.BytesIO(data), first_line=first_line):
+            if record.session is None:
+                chunk.rejected.append((record.where, record.error or "rejected", record.line))
+                continue
+            sessions.append(record.session)
+            chunk.origins[record.session.session_id] = (record.where, record.line)
+        chunk.read = len(sessions)
+        chunk.prepared = preparer(sessions)
+    except Exception as exc:  # sent back as text: the parent names the input
+        raise ChunkFailed(f"{type(exc).__name__}: {exc}") from None
+    return chunk
+
+
+class Pipeline:
+    """Worker processes for the NDJSON inputs of one ingest (started at the first big one)."""
+
+    def __init__(self, preparer: Preparer, workers: int):
+        self.preparer = preparer
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def takes(self, size: int | None) -> bool:
+        """Whether an input of `size` bytes (None: a stream) is worth the workers."""
+        return self.workers > 0 and size is not None and size >= MIN_BYTES
+
+    def reader(self, stream: BinaryIO) -> Iterator[PreparedChunk]:
+        """The input's chunks, prepared, in order. Closing it early (a failure, Ctrl-C)
+        drops the chunks still in the workers; none of them was counted as read."""
+        pool = self._started()
+        pending: deque[Future[PreparedChunk]] = deque()
+        first = list(islice(stream, LINES))
+        line = 1 + len(first)
+        try:
+            while True:
+                while len(pending) < self.workers * AHEAD:
+                    lines = list(islice(stream, LINES))
+                    if not lines:
+                        break
+                    pending.append(pool.submit(_prepare_chunk, self.preparer, b"".join(lines), line))
+                    line += len(lines)
+                if first:
+                    # The first chunk is prepared here, while the workers start (~0.3 s) and
+                    # take the next ones: this process would only wait for them otherwise.
+                    chunk, first = _prepare_chunk(self.preparer, b"".join(first), 1), []
+                    yield chunk
+                    continue
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            self._pool = None  # a worker died (killed, out of memory): the next input starts afresh
+            raise
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the parent runs threads (the progress bar) and holds the store open.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,161 @@
+"""Ingest with worker processes (ingest.parallel): real spawned workers, a real SQLite file.
+It must store exactly what an ingest in one process stores, name the same rejected lines,
+and keep its promises on failures and Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from cli_helpers import interruptible, koala
+from factories import varied_sessions
+from koala_store.formats import ndjson
+from koala_store.ingest import ingest
+from koala_store.model import Session
+from koala_store.store import open_store
+from koala_store.store.sqlite import SqliteStore
+from koala_store.store.sqlite_prepare import Prepared, prepare_indexed
+import koala_store.ingest as ingest_module
+import koala_store.ingest.parallel as parallel
+
+
+def _write_input(path: Path, sessions: list[Session], bad_every: int = 0) -> None:
+    """NDJSON of `sessions`, with a broken line after every `bad_every`-th and blank lines."""
+    with path.open("wb") as out:
+        for i, session in enumerate(sessions, start=1):
+            out.write(ndjson.dumps(session))
+            if bad_every and i % bad_every == 0:
+                out.write(b'{"SessionId": "cut short\n\n')
+
+
+def _contents(store: SqliteStore) -> dict[str, object]:
+    db = store.db
+    return {
+        "rows": db.execute("SELECT id, session_id, recorded_at, path, status, outbound_count, body FROM sessions ORDER BY id").fetchall(),
+        "calls": db.execute("SELECT session, peer, protocol, method, path FROM outbound ORDER BY session, id").fetchall(),
+        "terms": db.execute("SELECT term, columns FROM text_terms ORDER BY term").fetchall(),
+        "sessions": list(store.scan()),
+        "alice": [s.session_id for s in store.scan("alice")],
+        "prefix": [s.session_id for s in store.scan("outbound.request:user*")],
+        "pending": store.pending_text(),
+    }
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many chunks from a test-sized file: workers are used from 1 byte, 40 lines a chunk,
+    # and an ingest in one process writes 40 sessions a batch to match.
+    monkeypatch.setattr(parallel, "MIN_BYTES", 1)
+    monkeypatch.setattr(parallel, "LINES", 40)
+    monkeypatch.setattr(ingest_module, "BATCH", 40)
+
+
+def test_workers_store_exactly_what_one_process_stores(tmp_path: Path, small_chunks: None) -> None:
+    sessions = varied_sessions(500, payload=300)
+    sessions += sessions[10:30]  # copies of earlier sessions: unchanged, not stored twice
+    source = tmp_path / "in.ndjson"
+    _write_input(source, sessions, bad_every=97)
+    stores, reports = {}, {}
+    for workers in (0, 2):
+        store = SqliteStore(tmp_path / f"w{workers}.db")
+        reports[workers] = ingest([str(source)], store, workers=workers)
+        store.refresh()
+        stores[workers] = store
+    one, many = reports[0], reports[2]
+    assert (many.read, many.stored, many.unchanged) == (one.read, one.stored, one.unchanged) == (520, 500, 20)
+    assert [str(r) for r in many.rejected] == [str(r) for r in one.rejected]
+    assert len(many.rejected) == 5 and all(re.search(r"in\.ndjson: line \d+: not valid JSON", str(r)) for r in many.rejected)
+    assert many.rejected[0].line == 98  # numbered across chunks: the 98th line of the file
+    assert _contents(stores[2]) == _contents(stores[0])
+    assert _contents(stores[2])["alice"]  # full text found, from the index written with the rows
+    for store in stores.values():
+        store.close()
+
+
+def _exploding_prepare(batch: list[Session]) -> Prepared:
+    """A preparer that breaks on one session (as a reader's defect would)."""
+    if any(s.session_id.endswith("-boom") for s in batch):
+        raise RuntimeError("the preparer broke")
+    return prepare_indexed(batch)
+
+
+class _ExplodingStore(SqliteStore):
+    def preparer(self):  # type: ignore[override]
+        return _exploding_prepare
+
+
+def test_a_worker_that_breaks_names_its_input_and_the_others_go_on(tmp_path: Path, small_chunks: None) -> None:
+    sessions = varied_sessions(250)
+    sessions[130] = msgspec.structs.replace(sessions[130], session_id="1-boom")  # line 131: the fourth chunk
+    broken, fine = tmp_path / "broken.ndjson", tmp_path / "fine.ndjson"
+    _write_input(broken, sessions[:200])
+    _write_input(fine, sessions[200:])
+    store = _ExplodingStore(tmp_path / "k.db")
+    report = ingest([str(broken), str(fine)], store, workers=1)
+    assert [str(r) for r in report.rejected] == [
+        f"{broken}: input: could not be read to the end (ChunkFailed: RuntimeError: the preparer broke); the sessions before were kept"
+    ]
+    assert report.stored == 120 + 50  # the three chunks before the broken one, and all of the other file
+    assert store.count() == 170
+    store.close()
+
+
+def test_bad_workers_option_is_refused(capsys, tmp_path: Path) -> None:
+    source = tmp_path / "in.ndjson"
+    _write_input(source, varied_sessions(3))
+    run = koala(capsys, "ingest", str(source), "--workers", "-1", "--store", f"sqlite:///{tmp_path / 'k.db'}")
+    assert run.code == 1
+    assert " ".join(run.err.split()) == "error: invalid value for '--workers': Input should be greater than or equal to 0; see koala ingest --help"
+    assert not (tmp_path / "k.db").exists()  # refused before anything was opened
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The spawned worker processes of process `pid`."""
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines() if int(line.split()[1]) == pid and "spawn_main" in line]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_with_workers_stores_what_came_back_and_leaves_no_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    source = tmp_path / "big.ndjson"
+    _write_input(source, varied_sessions(40_000, payload=400))  # ~40 MB: workers, several seconds
+    assert source.stat().st_size >= parallel.MIN_BYTES
+    process = interruptible("ingest", str(source), "--workers", "1", "--store", url, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    stored = 0
+    while time.monotonic() < deadline and stored < 10_000 and process.poll() is None:
+        try:
+            store = open_store(url, readonly=True)
+            stored = store.count()
+            store.close()
+        except Exception:
+            pass
+        time.sleep(0.1)
+    assert process.poll() is None, "ingest ended before it could be interrupted"
+    workers = _workers_of(process.pid)
+    assert workers, "no worker process was started"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    said = " ".join(err.decode().split())
+    assert process.returncode == 130, said
+    assert "Traceback" not in said
+    found = re.search(r"interrupted; stored (\d+) sessions", said)
+    assert found, said
+    store = open_store(url, readonly=True)
+    assert store.count() == int(found.group(1)) >= 10_000 and int(found.group(1)) % parallel.LINES == 0
+    store.close()
+    assert not [pid for pid in workers if _alive(pid)], "a worker outlived the ingest"
