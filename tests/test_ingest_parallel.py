@@ -23,6 +23,7 @@ from koala_store.store.sqlite import SqliteStore
 from koala_store.store.sqlite_prepare import Prepared, prepare_indexed
 import koala_store.ingest as ingest_module
 import koala_store.ingest.parallel as parallel
+import koala_store.store.sqlite as sqlite_store
 
 
 def _write_input(path: Path, sessions: list[Session], bad_every: int = 0) -> None:
@@ -159,3 +160,20 @@ def test_ctrl_c_with_workers_stores_what_came_back_and_leaves_no_worker(tmp_path
     assert store.count() == int(found.group(1)) >= 10_000 and int(found.group(1)) % parallel.LINES == 0
     store.close()
     assert not [pid for pid in workers if _alive(pid)], "a worker outlived the ingest"
+
+
+def test_a_bulk_load_through_workers_ends_with_its_index_merged(tmp_path: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store, "MERGE_AFTER", 100)  # 400 sessions: a bulk load
+    source = tmp_path / "in.ndjson"
+    _write_input(source, varied_sessions(400))
+    store = SqliteStore(tmp_path / "k.db")
+    ingest([str(source)], store, workers=1)
+    segments = "SELECT count(DISTINCT segid) FROM session_text_idx"
+    assert store.db.execute(segments).fetchone()[0] > 1  # a segment per chunk's transaction
+    assert store.pending_text() == 0  # indexed as written
+    store.refresh()
+    assert store.db.execute(segments).fetchone()[0] == 1
+    assert store._meta("unmerged_text") == "0"
+    with_alice = [s.session_id for s in varied_sessions(400) if b"alice" in s.response or any(b"alice" in c.response for c in s.outbound_calls)]
+    assert with_alice and [s.session_id for s in store.scan("alice")] == with_alice
+    store.close()
