@@ -57,7 +57,9 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest_module, "BATCH", 40)
 
 
-def test_workers_store_exactly_what_one_process_stores(tmp_path: Path, small_chunks: None) -> None:
+@pytest.mark.parametrize("chunk_bytes", [parallel.CHUNK_BYTES, 3000], ids=["by-lines", "by-bytes"])
+def test_workers_store_exactly_what_one_process_stores(tmp_path: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int) -> None:
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", chunk_bytes)  # 3000: a chunk ends after a few lines
     sessions = varied_sessions(500, payload=300)
     sessions += sessions[10:30]  # copies of earlier sessions: unchanged, not stored twice
     source = tmp_path / "in.ndjson"

@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from itertools import islice
 from typing import Any, BinaryIO
 
 from msgspec import Struct
@@ -30,7 +29,10 @@ from ..model import Session
 
 LINES = 5000  # lines a worker parses and prepares at once: one store batch (sqlite.BATCH)
 MIN_BYTES = 8 << 20  # a file smaller than this (about 1,600 sessions of 5 KB) stays in-process
-AHEAD = 2  # chunks read ahead per worker: enough to keep each busy, bounded memory (~30 MB a chunk)
+# A chunk ends sooner when its lines pass this size: sessions of 1 MB bodies must not make
+# chunks of gigabytes (each chunk is held a few times over: read, sent, parsed, prepared).
+CHUNK_BYTES = 64 << 20
+AHEAD = 2  # chunks read ahead per worker: enough to keep each busy, bounded memory
 
 Preparer = Callable[[list[Session]], Any]
 
@@ -56,6 +58,24 @@ def default_workers() -> int:
 def _quiet_worker() -> None:
     # Ctrl-C is the parent's to handle: it stores what came back and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _chunks(stream: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """The stream's lines, LINES at a time (fewer when they pass CHUNK_BYTES), each chunk
+    with the number of its first line."""
+    line = 1
+    while True:
+        lines: list[bytes] = []
+        size = 0
+        for text in stream:
+            lines.append(text)
+            size += len(text)
+            if len(lines) == LINES or size >= CHUNK_BYTES:
+                break
+        if not lines:
+            return
+        yield b"".join(lines), line
+        line += len(lines)
 
 
 def _prepare_chunk(preparer: Preparer, data: bytes, first_line: int) -> PreparedChunk:
@@ -92,20 +112,19 @@ class Pipeline:
         drops the chunks still in the workers; none of them was counted as read."""
         pool = self._started()
         pending: deque[Future[PreparedChunk]] = deque()
-        first = list(islice(stream, LINES))
-        line = 1 + len(first)
+        chunks = _chunks(stream)
+        first = next(chunks, None)
         try:
             while True:
                 while len(pending) < self.workers * AHEAD:
-                    lines = list(islice(stream, LINES))
-                    if not lines:
+                    chunk_of = next(chunks, None)
+                    if chunk_of is None:
                         break
-                    pending.append(pool.submit(_prepare_chunk, self.preparer, b"".join(lines), line))
-                    line += len(lines)
-                if first:
+                    pending.append(pool.submit(_prepare_chunk, self.preparer, *chunk_of))
+                if first is not None:
                     # The first chunk is prepared here, while the workers start (~0.3 s) and
                     # take the next ones: this process would only wait for them otherwise.
-                    chunk, first = _prepare_chunk(self.preparer, b"".join(first), 1), []
+                    chunk, first = _prepare_chunk(self.preparer, *first), None
                     yield chunk
                     continue
                 if not pending:
