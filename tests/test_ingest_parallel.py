@@ -4,6 +4,7 @@ and keep its promises on failures and Ctrl-C."""
 
 from __future__ import annotations
 
+import io
 import re
 import signal
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cli_helpers import interruptible, koala
 from factories import varied_sessions
@@ -179,3 +182,25 @@ def test_a_bulk_load_through_workers_ends_with_its_index_merged(tmp_path: Path, 
     with_alice = [s.session_id for s in varied_sessions(400) if b"alice" in s.response or any(b"alice" in c.response for c in s.outbound_calls)]
     assert with_alice and [s.session_id for s in store.scan("alice")] == with_alice
     store.close()
+
+
+@given(
+    lines=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"") + b"\n"), max_size=60),
+    last=st.binary(max_size=10).map(lambda b: b.replace(b"\n", b"")),
+    per_chunk=st.integers(1, 7),
+    chunk_bytes=st.integers(1, 200),
+)
+def test_chunks_cut_the_input_into_whole_numbered_lines(lines: list[bytes], last: bytes, per_chunk: int, chunk_bytes: int) -> None:
+    data = b"".join(lines) + last  # the last line may lack its newline
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parallel, "LINES", per_chunk)
+        patch.setattr(parallel, "CHUNK_BYTES", chunk_bytes)
+        chunks = list(parallel._chunks(io.BytesIO(data)))
+    assert b"".join(chunk for chunk, _ in chunks) == data
+    expected_first = 1
+    for chunk, first_line in chunks:
+        held = chunk.split(b"\n")  # lines as a binary stream reads them: cut at \n only
+        held = [line + b"\n" for line in held[:-1]] + ([held[-1]] if held[-1] else [])
+        assert first_line == expected_first and 1 <= len(held) <= per_chunk
+        assert len(held) == 1 or sum(map(len, held[:-1])) < chunk_bytes  # cut once past the size
+        expected_first += len(held)
