@@ -23,7 +23,7 @@ from koala_store.ingest import ingest
 from koala_store.model import Session
 from koala_store.store import open_store
 from koala_store.store.sqlite import SqliteStore
-from koala_store.store.sqlite_prepare import Prepared, prepare_indexed
+from koala_store.store.sqlite_prepare import Prepared, prepare, prepare_indexed
 import koala_store.ingest as ingest_module
 import koala_store.ingest.parallel as parallel
 import koala_store.store.sqlite as sqlite_store
@@ -204,3 +204,42 @@ def test_chunks_cut_the_input_into_whole_numbered_lines(lines: list[bytes], last
         assert first_line == expected_first and 1 <= len(held) <= per_chunk
         assert len(held) == 1 or sum(map(len, held[:-1])) < chunk_bytes  # cut once past the size
         expected_first += len(held)
+
+
+def test_workers_compress_with_the_committed_dictionary_byte_for_byte(tmp_path: Path, small_chunks: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Chunks big enough to train the store's dictionary on the first (sqlite_blob.TRAIN_FROM).
+    monkeypatch.setattr(parallel, "LINES", 250)
+    monkeypatch.setattr(ingest_module, "BATCH", 250)
+    source = tmp_path / "in.ndjson"
+    sessions = varied_sessions(2000, payload=200)
+    _write_input(source, sessions)
+    arrived_compressed = []
+    put_prepared = SqliteStore.put_prepared
+
+    def noting(store: SqliteStore, prepared: Prepared):  # type: ignore[no-untyped-def]
+        arrived_compressed.append(sum(row.blob is not None for row in prepared.rows.values()))
+        return put_prepared(store, prepared)
+
+    monkeypatch.setattr(SqliteStore, "put_prepared", noting)
+    stores = {}
+    for workers in (0, 1):
+        store = SqliteStore(tmp_path / f"w{workers}.db")
+        assert store.preparer() is prepare_indexed  # no dictionary yet: the workers send msgpack
+        report = ingest([str(source)], store, workers=workers)
+        assert report.stored == 2000 and not report.rejected
+        store.refresh()
+        stores[workers] = store
+    # The first chunks went out before the dictionary existed; the rest came back compressed.
+    assert arrived_compressed[:3] == [0, 0, 0] and arrived_compressed[3:] == [250] * 5
+    dictionary = stores[1].codec.committed_dictionary()
+    assert dictionary is not None and stores[1].preparer().keywords == {"dictionary": dictionary}
+    # Every blob as the store itself compresses it: the bodies are equal byte for byte.
+    assert _contents(stores[1]) == _contents(stores[0])
+    packed = prepare(sessions[:3]).rows
+    compressed = prepare(sessions[:3], dictionary=dictionary).rows
+    assert [row.blob for row in compressed.values()] == stores[1].codec.compress([row.packed for row in packed.values()])
+    # A copy ingested again is unchanged, whichever form its blob came in.
+    again = ingest([str(source)], stores[1], workers=1)
+    assert (again.stored, again.unchanged) == (0, 2000)
+    for store in stores.values():
+        store.close()

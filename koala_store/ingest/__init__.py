@@ -96,7 +96,7 @@ def ingest(
     batch: list[Session] = []
     origin: dict[str, tuple[str, str, int | None]] = {}
     preparer = getattr(store, "preparer", None)
-    pipeline = Pipeline(preparer(), default_workers() if workers is None else workers) if preparer else None
+    pipeline = Pipeline(preparer, default_workers() if workers is None else workers) if preparer else None
 
     def name(session_id: str, reason: str) -> Rejection:
         source, where, line = origin.get(session_id, ("?", "?", None))

@@ -98,8 +98,8 @@ def _prepare_chunk(preparer: Preparer, data: bytes, first_line: int) -> Prepared
 class Pipeline:
     """Worker processes for the NDJSON inputs of one ingest (started at the first big one)."""
 
-    def __init__(self, preparer: Preparer, workers: int):
-        self.preparer = preparer
+    def __init__(self, preparer_of: Callable[[], Preparer], workers: int):
+        self.preparer_of = preparer_of  # the store's preparer, asked for each chunk (it may change)
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
@@ -120,11 +120,11 @@ class Pipeline:
                     chunk_of = next(chunks, None)
                     if chunk_of is None:
                         break
-                    pending.append(pool.submit(_prepare_chunk, self.preparer, *chunk_of))
+                    pending.append(pool.submit(_prepare_chunk, self.preparer_of(), *chunk_of))
                 if first is not None:
                     # The first chunk is prepared here, while the workers start (~0.3 s) and
                     # take the next ones: this process would only wait for them otherwise.
-                    chunk, first = _prepare_chunk(self.preparer, *first), None
+                    chunk, first = _prepare_chunk(self.preparer_of(), *first), None
                     yield chunk
                     continue
                 if not pending:

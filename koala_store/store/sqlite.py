@@ -30,7 +30,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -415,9 +415,11 @@ class SqliteStore:
         return result
 
     def preparer(self) -> Callable[[list[Session]], Prepared]:
-        """What ingest runs on each batch, in worker processes, before put_prepared writes
-        it: a module-level function, so it can be sent to another process."""
-        return prepare_indexed
+        """What ingest runs on the next batch, in a worker process, before put_prepared writes
+        it: picklable, and with the store's dictionary once one is committed, so the worker
+        compresses the blobs too (asked again for each batch: the first ones train it)."""
+        dictionary = self.codec.committed_dictionary()
+        return prepare_indexed if dictionary is None else partial(prepare_indexed, dictionary=dictionary)
 
     def put_prepared(self, prepared: Prepared) -> PutResult:
         """Write one batch made by preparer() in one transaction, its text indexed in that
@@ -470,14 +472,18 @@ class SqliteStore:
         rows = prepared.rows
         try:
             with transaction(self.db):
-                blobs = dict(zip(rows, self.codec.compress([row.packed for row in rows.values()]), strict=True))
+                # Blobs made by a worker with the store's dictionary are kept as they are.
+                blobs = {sid: row.blob for sid, row in rows.items() if row.blob is not None}
+                loose = [sid for sid, row in rows.items() if row.blob is None]
+                if loose:
+                    blobs.update(zip(loose, self.codec.compress([rows[sid].packed for sid in loose]), strict=True))
                 stale = []
                 ids = list(rows)
                 for start in range(0, len(ids), _SQL_PARAMS):
                     chunk = ids[start : start + _SQL_PARAMS]
                     marks = ",".join("?" * len(chunk))
                     for row_id, sid, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE session_id IN ({marks})", chunk):
-                        if body == blobs[sid] or self._same(body, rows[sid].packed):
+                        if body == blobs[sid] or self._same(body, rows[sid], blobs[sid]):
                             result.unchanged += 1
                             del rows[sid]
                         else:
@@ -493,10 +499,11 @@ class SqliteStore:
             raise
         return result
 
-    def _same(self, body: bytes, packed: bytes) -> bool:
-        """Whether a stored blob (perhaps written by an older version) holds this session."""
+    def _same(self, body: bytes, row: Row, blob: bytes) -> bool:
+        """Whether a stored blob (perhaps written by an older version) holds the session of
+        `row` (whose own blob is `blob`)."""
         try:
-            return self.codec.decode(body) == self.codec.unpack(packed)
+            return self.codec.decode(body) == (self.codec.decode(blob) if row.blob is not None else self.codec.unpack(row.packed))
         except Unreadable:
             return False
 

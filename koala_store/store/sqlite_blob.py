@@ -40,6 +40,18 @@ def training_samples(samples: list[bytes]) -> list[bytes]:
     return samples[::step]
 
 
+def compressor_for(dictionary: bytes | None) -> zstandard.ZstdCompressor:
+    """The compressor every blob of a store with this dictionary (or none) is written with."""
+    if dictionary is None:
+        return zstandard.ZstdCompressor(level=LEVEL)
+    return zstandard.ZstdCompressor(level=LEVEL, dict_data=zstandard.ZstdCompressionDict(dictionary))
+
+
+def blob_of(packed: bytes, compressor: zstandard.ZstdCompressor) -> bytes:
+    """A session's blob from its msgpack form: what BlobCodec.compress writes, byte for byte."""
+    return _ZSTD + compressor.compress(packed)
+
+
 class Unreadable(Exception):
     """A stored session whose bytes cannot be decoded."""
 
@@ -62,7 +74,16 @@ class BlobCodec:
         (called inside the write transaction)."""
         compressor = self._writer(packed)
         with self._lock:
-            return [_ZSTD + compressor.compress(p) for p in packed]
+            return [blob_of(p, compressor) for p in packed]
+
+    def committed_dictionary(self) -> bytes | None:
+        """The store's dictionary once it is committed (a rolled-back transaction cannot take
+        it away then), for blobs compressed elsewhere (sqlite_prepare, in ingest's workers);
+        None while the store has none. Asked between transactions."""
+        if self.db.in_transaction:
+            return None
+        row = self.db.execute("SELECT data FROM blob_dictionaries ORDER BY id LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def _writer(self, samples: list[bytes]) -> zstandard.ZstdCompressor:
         if self._compressor is not None and self._dictionary_id is not None:
@@ -77,10 +98,10 @@ class BlobCodec:
                 row = (trained.dict_id(), trained.as_bytes())
                 self.db.execute("INSERT INTO blob_dictionaries (id, data) VALUES (?, ?)", row)
         if row is None:
-            self._compressor = zstandard.ZstdCompressor(level=LEVEL)
+            self._compressor = compressor_for(None)
             return self._compressor
         self._dictionary_id = row[0]
-        self._compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=zstandard.ZstdCompressionDict(row[1]))
+        self._compressor = compressor_for(row[1])
         return self._compressor
 
     def forget(self) -> None:

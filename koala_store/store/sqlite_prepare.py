@@ -12,11 +12,13 @@ import sqlite3
 from typing import Any
 
 import msgspec
+import zstandard
 
 from ..model import Session
 from ..query.text import add_terms, searchable_text
 from ..summary import summarize
 from .base import Rejected
+from .sqlite_blob import blob_of, compressor_for
 from .sqlite_query import CALL_SEPARATOR
 from .sqlite_schema import COLUMN_NAMES, SCRATCH_TEXT
 
@@ -27,8 +29,9 @@ _to_msgpack = msgspec.msgpack.Encoder().encode
 class Row(msgspec.Struct):
     columns: tuple[Any, ...]  # the session row without its id and blob
     calls: list[tuple[Any, ...]]  # outbound rows without their ids and session
-    packed: bytes  # the session as msgpack (sqlite_blob compresses it)
+    packed: bytes  # the session as msgpack (sqlite_blob compresses it); b"" when `blob` is set
     text: tuple[str, str, str, str] | None = None  # its text_row, when prepared for indexing
+    blob: bytes | None = None  # its stored form, when prepared with the store's dictionary
 
     @property
     def session_id(self) -> str:
@@ -75,11 +78,13 @@ def text_row(session: Session) -> tuple[str, str, str, str]:
     )
 
 
-def prepare(batch: list[Session], *, with_text: bool = False) -> Prepared:
+def prepare(batch: list[Session], *, with_text: bool = False, dictionary: bytes | None = None) -> Prepared:
     """Everything about a batch that needs no database: checks, summaries, rows; with_text,
     the text rows and their terms too (terms of characters other than ASCII are made by a
-    scratch FTS5 table of this process's own)."""
+    scratch FTS5 table of this process's own); with the store's committed `dictionary`, the
+    blobs too (sqlite_blob.blob_of)."""
     prepared = Prepared({}, [])
+    compressor = _compressor(dictionary) if dictionary is not None else None
     for session in batch:
         problem = _check_int64(session)
         if problem:
@@ -107,15 +112,30 @@ def prepare(batch: list[Session], *, with_text: bool = False) -> Prepared:
             for call, facts in zip(session.outbound_calls, summary.outbound, strict=True)
         ]
         text = text_row(session) if with_text else None
-        prepared.rows[session.session_id] = Row(columns, calls, _to_msgpack(session), text)
+        packed = _to_msgpack(session)
+        if compressor is None:
+            prepared.rows[session.session_id] = Row(columns, calls, packed, text)
+        else:
+            prepared.rows[session.session_id] = Row(columns, calls, b"", text, blob_of(packed, compressor))
     if with_text:
         prepared.terms = text_terms([row.text for row in prepared.rows.values() if row.text is not None], _scratch())
     return prepared
 
 
-def prepare_indexed(batch: list[Session]) -> Prepared:
-    """prepare(batch, with_text=True): what ingest's worker processes run."""
-    return prepare(batch, with_text=True)
+def prepare_indexed(batch: list[Session], dictionary: bytes | None = None) -> Prepared:
+    """prepare(batch, with_text=True, dictionary=...): what ingest's worker processes run."""
+    return prepare(batch, with_text=True, dictionary=dictionary)
+
+
+_last_compressor: tuple[bytes, zstandard.ZstdCompressor] | None = None
+
+
+def _compressor(dictionary: bytes) -> zstandard.ZstdCompressor:
+    """This process's compressor for `dictionary` (a store has one; made once, not per batch)."""
+    global _last_compressor
+    if _last_compressor is None or _last_compressor[0] != dictionary:
+        _last_compressor = (dictionary, compressor_for(dictionary))
+    return _last_compressor[1]
 
 
 def text_terms(texts: list[tuple[str, ...]], db: sqlite3.Connection) -> dict[str, int]:
