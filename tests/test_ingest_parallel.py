@@ -5,6 +5,8 @@ and keep its promises on failures and Ctrl-C."""
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
 import re
 import signal
 import subprocess
@@ -243,3 +245,32 @@ def test_workers_compress_with_the_committed_dictionary_byte_for_byte(tmp_path: 
     assert (again.stored, again.unchanged) == (0, 2000)
     for store in stores.values():
         store.close()
+
+
+def _dying_prepare(batch: list[Session]) -> Prepared:
+    """A preparer whose worker process is killed on one session (as the OOM killer would)."""
+    if multiprocessing.parent_process() is not None and any(s.session_id.endswith("-die") for s in batch):
+        os._exit(9)
+    return prepare_indexed(batch)
+
+
+class _DyingStore(SqliteStore):
+    def preparer(self):  # type: ignore[override]
+        return _dying_prepare
+
+
+def test_a_worker_that_dies_leaves_its_chunks_to_this_process(tmp_path: Path, small_chunks: None) -> None:
+    sessions = varied_sessions(400)
+    sessions[200] = msgspec.structs.replace(sessions[200], session_id="1-die")  # line 201: the sixth chunk
+    source = tmp_path / "in.ndjson"
+    _write_input(source, sessions)
+    store = _DyingStore(tmp_path / "k.db")
+    report = ingest([str(source)], store, workers=1)
+    assert (report.read, report.stored, report.rejected) == (400, 400, [])  # nothing lost
+    store.refresh()
+    alone = SqliteStore(tmp_path / "alone.db")
+    ingest([str(source)], alone, workers=0)
+    alone.refresh()
+    assert _contents(store) == _contents(alone)
+    for each in (store, alone):
+        each.close()

@@ -109,33 +109,75 @@ class Pipeline:
 
     def reader(self, stream: BinaryIO) -> Iterator[PreparedChunk]:
         """The input's chunks, prepared, in order. Closing it early (a failure, Ctrl-C)
-        drops the chunks still in the workers; none of them was counted as read."""
-        pool = self._started()
-        pending: deque[Future[PreparedChunk]] = deque()
+        drops the chunks still in the workers; none of them was counted as read. Should a
+        worker die (killed, out of memory), this process prepares what the workers held and
+        the rest of the input itself: slower, nothing lost."""
         chunks = _chunks(stream)
         first = next(chunks, None)
+        if first is None:
+            return
+        pool: ProcessPoolExecutor | None = self._started()
+        # Chunks in the workers' hands, in order, each with its lines (None: prepared here).
+        pending: deque[tuple[Future[PreparedChunk] | None, tuple[bytes, int]]] = deque()
+
+        def workers_gone() -> None:
+            nonlocal pool, pending
+            pool = None
+            self._discard_pool()
+            pending = deque((None, held) for _, held in pending)
+
+        def fill() -> None:
+            if pool is not None:
+                try:
+                    self._fill(pool, pending, chunks)
+                except BrokenProcessPool:
+                    workers_gone()
+
         try:
+            fill()
+            # The first chunk is prepared here, while the workers start (~0.3 s) and take the
+            # next ones: this process would only wait for them otherwise.
+            yield _prepare_chunk(self.preparer_of(), *first)
             while True:
-                while len(pending) < self.workers * AHEAD:
+                fill()
+                if not pending:
                     chunk_of = next(chunks, None)
                     if chunk_of is None:
-                        break
-                    pending.append(pool.submit(_prepare_chunk, self.preparer_of(), *chunk_of))
-                if first is not None:
-                    # The first chunk is prepared here, while the workers start (~0.3 s) and
-                    # take the next ones: this process would only wait for them otherwise.
-                    chunk, first = _prepare_chunk(self.preparer_of(), *first), None
-                    yield chunk
-                    continue
-                if not pending:
-                    return
-                yield pending.popleft().result()
-        except BrokenProcessPool:
-            self._pool = None  # a worker died (killed, out of memory): the next input starts afresh
-            raise
+                        return
+                    pending.append((None, chunk_of))
+                future, chunk_of = pending.popleft()
+                chunk = None
+                if future is not None:
+                    try:
+                        chunk = future.result()
+                    except BrokenProcessPool:
+                        workers_gone()
+                yield chunk if chunk is not None else _prepare_chunk(self.preparer_of(), *chunk_of)
         finally:
-            for future in pending:
-                future.cancel()
+            for future, _ in pending:
+                if future is not None:
+                    future.cancel()
+
+    def _fill(
+        self, pool: ProcessPoolExecutor, pending: deque[tuple[Future[PreparedChunk] | None, tuple[bytes, int]]], chunks: Iterator[tuple[bytes, int]]
+    ) -> None:
+        """Hand the workers chunks until each has AHEAD of them (BrokenProcessPool: they died)."""
+        while len(pending) < self.workers * AHEAD:
+            chunk_of = next(chunks, None)
+            if chunk_of is None:
+                return
+            try:
+                future = pool.submit(_prepare_chunk, self.preparer_of(), *chunk_of)
+            except BrokenProcessPool:
+                pending.append((None, chunk_of))  # read already: prepared here instead
+                raise
+            pending.append((future, chunk_of))
+
+    def _discard_pool(self) -> None:
+        """A broken pool goes; the next input starts a fresh one."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -144,6 +186,4 @@ class Pipeline:
         return self._pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._discard_pool()
