@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -86,25 +87,36 @@ def test_workers_store_exactly_what_one_process_stores(tmp_path: Path, small_chu
         store.close()
 
 
-def _exploding_prepare(batch: list[Session]) -> Prepared:
-    """A preparer that breaks on one session (as a reader's defect would)."""
-    if any(s.session_id.endswith("-boom") for s in batch):
-        raise RuntimeError("the preparer broke")
+def _faulty_prepare(batch: list[Session], *, fault: str) -> Prepared:
+    """prepare_indexed, with a fault on a batch holding a session whose id ends in -fault:
+    "raise" (a defect of the preparer), or "die" (the worker process killed, as the OOM
+    killer would: in a worker only)."""
+    if any(s.session_id.endswith("-fault") for s in batch):
+        if fault == "raise":
+            raise RuntimeError("the preparer broke")
+        if multiprocessing.parent_process() is not None:
+            os._exit(9)
     return prepare_indexed(batch)
 
 
-class _ExplodingStore(SqliteStore):
+class _FaultyStore(SqliteStore):
+    """A real SQLite store whose workers meet a fault (_faulty_prepare)."""
+
+    def __init__(self, path: Path, fault: str):
+        super().__init__(path)
+        self.fault = fault
+
     def preparer(self):  # type: ignore[override]
-        return _exploding_prepare
+        return partial(_faulty_prepare, fault=self.fault)
 
 
 def test_a_worker_that_breaks_names_its_input_and_the_others_go_on(tmp_path: Path, small_chunks: None) -> None:
     sessions = varied_sessions(250)
-    sessions[130] = msgspec.structs.replace(sessions[130], session_id="1-boom")  # line 131: the fourth chunk
+    sessions[130] = msgspec.structs.replace(sessions[130], session_id="1-fault")  # line 131: the fourth chunk
     broken, fine = tmp_path / "broken.ndjson", tmp_path / "fine.ndjson"
     _write_input(broken, sessions[:200])
     _write_input(fine, sessions[200:])
-    store = _ExplodingStore(tmp_path / "k.db")
+    store = _FaultyStore(tmp_path / "k.db", "raise")
     report = ingest([str(broken), str(fine)], store, workers=1)
     assert [str(r) for r in report.rejected] == [
         f"{broken}: input: could not be read to the end (ChunkFailed: RuntimeError: the preparer broke); the sessions before were kept"
@@ -247,24 +259,12 @@ def test_workers_compress_with_the_committed_dictionary_byte_for_byte(tmp_path: 
         store.close()
 
 
-def _dying_prepare(batch: list[Session]) -> Prepared:
-    """A preparer whose worker process is killed on one session (as the OOM killer would)."""
-    if multiprocessing.parent_process() is not None and any(s.session_id.endswith("-die") for s in batch):
-        os._exit(9)
-    return prepare_indexed(batch)
-
-
-class _DyingStore(SqliteStore):
-    def preparer(self):  # type: ignore[override]
-        return _dying_prepare
-
-
 def test_a_worker_that_dies_leaves_its_chunks_to_this_process(tmp_path: Path, small_chunks: None) -> None:
     sessions = varied_sessions(400)
-    sessions[200] = msgspec.structs.replace(sessions[200], session_id="1-die")  # line 201: the sixth chunk
+    sessions[200] = msgspec.structs.replace(sessions[200], session_id="1-fault")  # line 201: the sixth chunk
     source = tmp_path / "in.ndjson"
     _write_input(source, sessions)
-    store = _DyingStore(tmp_path / "k.db")
+    store = _FaultyStore(tmp_path / "k.db", "die")
     report = ingest([str(source)], store, workers=1)
     assert (report.read, report.stored, report.rejected) == (400, 400, [])  # nothing lost
     store.refresh()
