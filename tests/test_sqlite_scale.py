@@ -112,6 +112,7 @@ def test_a_schema_1_store_answers_read_only_and_after_its_migration(tmp_path: Pa
     for query in QUERIES:
         assert [s.session_id for s in reader.scan(query, page_size=7)] == oracle(sessions, query), query
         assert reader.count(query) == len(oracle(sessions, query))
+    assert reader.codec.committed_dictionary() is None  # no dictionaries table: none to share
     reader.close()
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 1  # reading changed nothing
 

@@ -82,7 +82,10 @@ class BlobCodec:
         None while the store has none. Asked between transactions."""
         if self.db.in_transaction:
             return None
-        row = self.db.execute("SELECT data FROM blob_dictionaries ORDER BY id LIMIT 1").fetchone()
+        try:
+            row = self.db.execute("SELECT data FROM blob_dictionaries ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.OperationalError:
+            return None  # a store without dictionaries (schema 1, read-only): nothing to share
         return row[0] if row else None
 
     def _writer(self, samples: list[bytes]) -> zstandard.ZstdCompressor:
