@@ -161,7 +161,8 @@ def build(source: Path, db: Path, workers: int | None = None) -> None:
     assert report.stored == n and not report.rejected, report
     how = "in this process" if workers == 0 else f"{default_workers() if workers is None else workers} worker process(es) + this one writing"
     print(f"ingest from NDJSON ({how}):")
-    print(f"  stored:                 {n / stored_s:>9,.0f} sessions/s ({stored_s:.1f} s; with workers the full text is indexed as the rows are written)")
+    text_when = "the full text indexed as the rows are written" if workers != 0 else "the full text left to the refresh"
+    print(f"  stored:                 {n / stored_s:>9,.0f} sessions/s ({stored_s:.1f} s; {text_when})")
     print(f"  + full text indexed:    {n / total_s:>9,.0f} sessions/s end to end ({total_s:.1f} s; merging the index: {sum(merge_s):.1f} s)")
 
 

@@ -483,7 +483,7 @@ class SqliteStore:
                     chunk = ids[start : start + _SQL_PARAMS]
                     marks = ",".join("?" * len(chunk))
                     for row_id, sid, body in self.db.execute(f"SELECT id, session_id, body FROM sessions WHERE session_id IN ({marks})", chunk):
-                        if body == blobs[sid] or self._same(body, rows[sid], blobs[sid]):
+                        if body == blobs[sid] or self._same(body, blobs[sid]):
                             result.unchanged += 1
                             del rows[sid]
                         else:
@@ -499,11 +499,11 @@ class SqliteStore:
             raise
         return result
 
-    def _same(self, body: bytes, row: Row, blob: bytes) -> bool:
-        """Whether a stored blob (perhaps written by an older version) holds the session of
-        `row` (whose own blob is `blob`)."""
+    def _same(self, body: bytes, blob: bytes) -> bool:
+        """Whether a stored blob (perhaps written by an older version, or with other
+        compression) holds the same session as the new blob `blob`."""
         try:
-            return self.codec.decode(body) == (self.codec.decode(blob) if row.blob is not None else self.codec.unpack(row.packed))
+            return self.codec.decode(body) == self.codec.decode(blob)
         except Unreadable:
             return False
 

@@ -114,11 +114,6 @@ class BlobCodec:
 
     # --- reading -------------------------------------------------------------------
 
-    @staticmethod
-    def unpack(packed: bytes) -> Session:
-        """A session from its msgpack form (Row.packed), as written by this version."""
-        return _from_msgpack(packed)
-
     def decode(self, blob: bytes) -> Session:
         try:
             marker = blob[:1]

@@ -34,10 +34,6 @@ class Row(msgspec.Struct):
     blob: bytes | None = None  # its stored form, when prepared with the store's dictionary
 
     @property
-    def session_id(self) -> str:
-        return self.columns[0]
-
-    @property
     def key(self) -> tuple[int, str]:
         return (self.columns[1], self.columns[0])  # recorded order: (recorded_at, session_id)
 
