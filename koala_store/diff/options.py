@@ -187,10 +187,14 @@ def compile_options(options: DiffOptions | None) -> Rules:
             _cache.clear()
         _cache[base_key] = base
         _cache[key] = rules
-    # The copy's lists hold the same strings: comparing them is mostly identity checks.
-    copy = msgspec.structs.replace(options, ignore=list(options.ignore), ignored_headers=list(options.ignored_headers))
-    _last = (options, copy, rules)
+    _last = (options, snapshot(options), rules)
     return rules
+
+
+def snapshot(options: DiffOptions) -> DiffOptions:
+    """A copy of options with lists of their own: equal to them until they are changed in
+    place (the copy's lists hold the same strings: comparing is mostly identity checks)."""
+    return msgspec.structs.replace(options, ignore=list(options.ignore), ignored_headers=list(options.ignored_headers))
 
 
 def _compile(options: DiffOptions) -> Rules:

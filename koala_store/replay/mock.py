@@ -30,7 +30,7 @@ from ..diff import Talk
 from ..model import CallOutbound, Session
 from ..wire import FASTCGI, HTTP, UNKNOWN, http1, parse_talk
 from ..wire.setup import is_setup_request, opening_positions, peer_protocols
-from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, RequestFramer, guess_live_protocol
+from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, RequestFramer, guess_live_protocol, whole_http_request
 from .openings import LiveOpening, OpeningLibrary
 from .sockets import quickack
 from .targets import Address, OutboundMapping
@@ -239,15 +239,16 @@ class OutboundMock:
             self._current = None
         return context.talks
 
-    def _attribute(self, request: bytes, protocol: str, *, count: bool = True) -> tuple[SessionContext | None, str]:
+    def _attribute(self, request: bytes, protocol: str, *, count: bool = True, propagated: list[str | None] | None = None) -> tuple[SessionContext | None, str]:
         """The session a talk belongs to, or None and why. `count=False` asks without noting
-        a talk that came without the session header (set-up talks need no attribution)."""
+        a talk that came without the session header (set-up talks need no attribution);
+        `propagated`: the talk's session header and traceparent, when the caller has them."""
         if self.attribution == "single":
             if self._current is None:
                 return None, "no session was being replayed (a call made after its session's response and grace period?)"
             return self._current, ""
         if protocol in (HTTP, FASTCGI):
-            key, parent = self._propagated(request, protocol)
+            key, parent = propagated if propagated is not None else self._propagated(request, protocol)
             if key is None and parent:
                 key = parent.split("-")[1] if parent.count("-") >= 3 else None
             if key is not None:
@@ -329,13 +330,20 @@ class OutboundMock:
                     if talk is not None:
                         await self._answer(writer, context, talk)
                         continue
-                if dependency != UNKNOWN and parse_talk(request, hint=dependency).protocol != dependency:
+                # An HTTP talk read whole is what its first read said it was (the same bytes).
+                said_http = protocol == HTTP and request is data and dependency == HTTP and http1.looks_like_request(data)
+                if dependency != UNKNOWN and not said_http and parse_talk(request, hint=dependency).protocol != dependency:
                     # Not what this dependency speaks: no session's call (a stray or hostile
                     # client), so it is reported, not pinned on the session being replayed.
                     why = f"not {dependency}: not a talk of the service's; the connection was closed"
                     self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
                     return
-                context, why = self._attribute(request, protocol)
+                # The session header and traceparent, and the request without them, found in
+                # one pass over its head (only header attribution reads them).
+                propagated, stripped = None, request
+                if protocol == HTTP and self.attribution == "header":
+                    propagated, stripped = http1.take_headers(request, PROPAGATION_HEADERS)
+                context, why = self._attribute(request, protocol, propagated=propagated)
                 if context is None:
                     self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
                     return  # fail closed
@@ -344,7 +352,7 @@ class OutboundMock:
                     # not the service's request: without them an unchanged request is byte for
                     # byte the recorded one (so it is matched and compared at once).
                     if context.by_header:  # the talk carried them (else nothing to take out)
-                        request = http1.without_headers(request, PROPAGATION_HEADERS)
+                        request = stripped if propagated is not None else http1.without_headers(request, PROPAGATION_HEADERS)
                     request = request.replace(host_line[0], host_line[1], 1) if host_line[0] in request else request
                 context.busy += 1
                 try:
@@ -465,6 +473,8 @@ class OutboundMock:
     async def _rest_of_talk(reader: asyncio.StreamReader, data: bytes, protocol: str, writer: asyncio.StreamWriter | None = None) -> tuple[bytes, bool]:
         """Read until the request is complete: by the protocol when it is known, else until
         Koala's 3 ms idle gap. Also whether it stayed within MAX_TALK_BYTES."""
+        if protocol == HTTP and whole_http_request(data):
+            return data, True  # the usual talk: one read, nothing more to wait for
         framer = RequestFramer(protocol)
         complete = framer.feed(data)
         if not complete:

@@ -45,6 +45,32 @@ def is_complete(data: bytes, protocol: Protocol | str) -> bool | None:
     return None
 
 
+def whole_http_request(data: bytes) -> bool:
+    """Whether `data`, read at once, holds a whole HTTP/1.x request with a Content-Length (or
+    no body): RequestFramer(HTTP).feed(data) would say True. False: ask the framer."""
+    end = data.find(http1.HEAD_END)
+    if end < 0:
+        return False
+    body_start = end + len(http1.HEAD_END)
+    framing = _http_framing(data[:body_start])
+    return framing is not None and framing >= 0 and len(data) >= body_start + framing
+
+
+def _http_framing(head: bytes) -> int | None:
+    """How an HTTP request's body is framed, from its whole head: its length, -1 for chunks,
+    None when the head is not a request's. Two headers are all framing needs: found without
+    parsing the whole head."""
+    if not http1.looks_like_request(head):
+        return None
+    encoding, length = http1.find_headers(head, (b"transfer-encoding", b"content-length"))
+    if "chunked" in (encoding or "").lower():
+        return -1
+    try:
+        return int(length or 0)
+    except ValueError:
+        return 0
+
+
 class RequestFramer:
     """Frames one live request as its bytes arrive, looking at each byte a bounded number of
     times whatever the read sizes (a hostile or slow client cannot make framing quadratic),
@@ -162,18 +188,13 @@ class RequestFramer:
                 self._pos = len(data)
                 return False
             body_start = end + len(http1.HEAD_END)
-            head = bytes(data[:body_start])
-            if not http1.looks_like_request(head):
+            framing = _http_framing(bytes(data[:body_start]))
+            if framing is None:
                 return False
-            # Two headers are all framing needs: found without parsing the whole head.
-            encoding, length = http1.find_headers(head, (b"transfer-encoding", b"content-length"))
-            if "chunked" in (encoding or "").lower():
+            if framing < 0:
                 self._chunked, self._pos = True, body_start
             else:
-                try:
-                    self._http_end = body_start + int(length or 0)
-                except ValueError:
-                    self._http_end = body_start
+                self._http_end = body_start + framing
         if self._chunked:
             return self._http_chunks()
         assert self._http_end is not None

@@ -72,19 +72,26 @@ def find_header(data: bytes, name: bytes) -> str | None:
 
 def find_headers(data: bytes, names: tuple[bytes, ...]) -> list[str | None]:
     """The first value of each header named (lower case), the head lowered once for all."""
+    return _found_headers(data, names)[1]
+
+
+def _found_headers(data: bytes, names: tuple[bytes, ...]) -> tuple[int, list[str | None], bool]:
+    """Where the head ends (-1: no end), `find_headers`, and whether any header was found."""
     end = data.find(HEAD_END)
     head = data[:end] if end >= 0 else data
     lowered = head.lower()
     out: list[str | None] = []
+    found = False
     for name in names:
         at = lowered.find(b"\r\n" + name + b":")
         if at < 0:
             out.append(None)
             continue
+        found = True
         start = at + len(name) + 3
         stop = head.find(b"\r\n", start)
         out.append(head[start : stop if stop >= 0 else len(head)].strip().decode("latin-1"))
-    return out
+    return end, out, found
 
 
 def looks_like_request(data: bytes) -> bool:
@@ -146,6 +153,32 @@ def parse_response_head(data: bytes) -> Head | None:
         return None
     major, minor, status, reason = match.groups("")
     return Head(start_line=start, headers=headers, body_offset=body_offset, status=int(status), reason=reason, version=f"{major}.{minor}")
+
+
+def alike_but_header_values(expected: bytes, actual: bytes, names: frozenset[str]) -> bool:
+    """Whether two HTTP/1.x responses differ at most in the values of the headers named
+    (lower case), told from their bytes: the same parsed status line, the same lines in the
+    same order but for those values, the same bytes after the head. Then `response()` of
+    each gives the same status, body and header names in the same order. False: not
+    known to be so (interim 1xx responses are never looked into)."""
+    end, other_end = expected.find(HEAD_END), actual.find(HEAD_END)
+    if end < 0 or other_end < 0 or expected[end:] != actual[other_end:]:
+        return False
+    if expected.startswith(b"HTTP/1.") and expected[9:10] == b"1":
+        return False
+    lines, other_lines = expected[:end].split(b"\r\n"), actual[:other_end].split(b"\r\n")
+    if len(lines) != len(other_lines) or lines[0] != other_lines[0] or _STATUS_TEXT.match(lines[0].decode("latin-1")) is None:
+        return False
+    for line, other in zip(lines, other_lines, strict=True):
+        if line == other:
+            continue
+        # Both must parse as a header of one name (a name without spaces, as _split_head).
+        name, sep, _ = line.partition(b":")
+        if not sep or not name or b" " in name or not other.startswith(name + b":"):
+            return False
+        if name.decode("latin-1").lower() not in names:
+            return False
+    return True
 
 
 def dechunk(body: bytes) -> bytes | None:
@@ -278,6 +311,20 @@ def without_headers(data: bytes, names: tuple[bytes, ...]) -> bytes:
     lowered = head.lower()
     if not any(b"\r\n" + name + b":" in lowered for name in names):
         return data
-    lines = head.split(b"\r\n")
+    return _drop_lines(data, end, names)
+
+
+def take_headers(data: bytes, names: tuple[bytes, ...]) -> tuple[list[str | None], bytes]:
+    """`find_headers(data, names)` and `without_headers(data, names)` at once, the head
+    lowered once: what the replay mock does to every outbound HTTP talk."""
+    end, values, found = _found_headers(data, names)
+    # Found in data[:end] exactly when in without_headers' data[:end + 2]: the two bytes
+    # more are CRLF, and what is searched for ends with ':'.
+    return values, (_drop_lines(data, end, names) if found and end >= 0 else data)
+
+
+def _drop_lines(data: bytes, end: int, names: tuple[bytes, ...]) -> bytes:
+    """The message with the head's lines named in `names` left out (`end`: where its head ends)."""
+    lines = data[: end + 2].split(b"\r\n")
     kept = [lines[0]] + [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in names]
     return b"\r\n".join(kept) + data[end + 2 :]
