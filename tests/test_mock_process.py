@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,36 @@ def test_noise_runs_go_through_the_mock_process(store) -> None:
     items = [c for c in results if c.endpoint.startswith("GET /item")]
     assert all(c.verdict == "same" and [s.why for s in c.suppressed] == ["noise-runs"] for c in noisy)
     assert all([d.path for d in c.differences] == ["body.price"] and c.outbound.matched == 1 for c in items)
+
+
+def test_a_failed_preflight_ends_the_launched_mock_process_at_once(store, monkeypatch) -> None:
+    """The child is launched before the pre-flight (its start-up overlaps the checks); a
+    target that does not answer stops the run with the pre-flight's error, and the child,
+    never started, ends with it (no process left behind, no wait for a reply)."""
+    store.put_many([item_session(i, f"sku{i}", 5) for i in range(3)])
+    launched: list[RemoteMock] = []
+    original = RemoteMock.launch
+
+    async def launch_and_note(self: RemoteMock) -> None:
+        await original(self)
+        launched.append(self)
+
+    monkeypatch.setattr(RemoteMock, "launch", launch_and_note)
+    process_of = {}
+    original_reap = RemoteMock._reap
+
+    async def reap_and_note(self: RemoteMock) -> None:
+        process_of["child"] = self._process
+        await original_reap(self)
+
+    monkeypatch.setattr(RemoteMock, "_reap", reap_and_note)
+    silent = free_port()  # nothing listens here
+    began = time.monotonic()
+    with pytest.raises(KoalaError) as failed:
+        replay(store, options(silent, free_port(), concurrency=4, mock_process="on"))
+    took = time.monotonic() - began
+    assert f"127.0.0.1:{silent}" in str(failed.value)
+    assert len(launched) == 1
+    child = process_of["child"]
+    assert child is not None and child.returncode is not None  # it ended, and was waited for
+    assert took < mock_process.STOP_WAIT_S

@@ -27,7 +27,6 @@ import re
 from typing import Any, NamedTuple
 
 import orjson
-from deepdiff import DeepDiff
 
 from koala_store.wire import jsonbody
 
@@ -226,6 +225,10 @@ def _deepdiff(x: dict, y: dict, prefix: Path, rules: Rules, found_already: list[
     kwargs: dict[str, Any] = {"view": "tree", "ignore_order": rules.ignore_order, "threshold_to_diff_deeper": 0}
     # No significant_digits: deepdiff applies it to integers too (as floats), which would
     # make 2**60 and 2**60 + 1 equal. The float rule is applied to its report instead.
+    # Imported here: deepdiff (with pydantic) takes ~80 ms to import, and most runs, the
+    # mock's own process among them, compare equal bodies without it.
+    from deepdiff import DeepDiff
+
     tree = DeepDiff(x, y, **kwargs)
     found: list[tuple[tuple, Difference]] = [(sort_key(_segments_of(d)), d) for d in found_already]
     for report, levels in tree.items():

@@ -63,10 +63,16 @@ class ReplayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query: str = "*"
     # --- target ---
     target: Annotated[str | None, cli("--target", "-t", help="HOST:PORT of the build under test.", panel=Panel.TARGET)] = None
-    rewrite_url: Annotated[list[str], cli("--rewrite-url", help="REGEX:REPLACEMENT on the request target, as GoReplay's (repeatable).", panel=Panel.TARGET)] = []
+    rewrite_url: Annotated[
+        list[str], cli("--rewrite-url", help="REGEX:REPLACEMENT on the request target, as GoReplay's (repeatable).", panel=Panel.TARGET)
+    ] = []
     set_header: Annotated[list[str], cli("--set-header", help="'Name: value' set on every inbound request (repeatable).", panel=Panel.TARGET)] = []
-    allow_url: Annotated[list[str], cli("--allow-url", help="Replay only requests whose target matches this regular expression (repeatable).", panel=Panel.TARGET)] = []
-    disallow_url: Annotated[list[str], cli("--disallow-url", help="Skip requests whose target matches this regular expression (repeatable).", panel=Panel.TARGET)] = []
+    allow_url: Annotated[
+        list[str], cli("--allow-url", help="Replay only requests whose target matches this regular expression (repeatable).", panel=Panel.TARGET)
+    ] = []
+    disallow_url: Annotated[
+        list[str], cli("--disallow-url", help="Skip requests whose target matches this regular expression (repeatable).", panel=Panel.TARGET)
+    ] = []
     timeout: Annotated[float, cli("--timeout", help="Seconds to wait for the target's answer (GoReplay: 5).", panel=Panel.TARGET)] = 5.0
     include_incomplete: Annotated[
         bool, cli("--include-incomplete", help="Also replay sessions koala record marked incomplete (skipped by default).", panel=Panel.TARGET)
@@ -101,9 +107,16 @@ class ReplayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # --- diff ---
     ignore: Annotated[
         list[str],
-        cli("--ignore", help="Difference to ignore: a key name at any depth, a path (body.user.ts, body.items[*].id) or re:REGEX (repeatable).", panel=Panel.DIFF),
+        cli(
+            "--ignore",
+            help="Difference to ignore: a key name at any depth, a path (body.user.ts, body.items[*].id) or re:REGEX (repeatable).",
+            panel=Panel.DIFF,
+        ),
     ] = []
-    ignore_header: Annotated[list[str], cli("--ignore-header", help="Response header to ignore besides Date, Server, Content-Length, X-Request-Id... (repeatable).", panel=Panel.DIFF)] = []
+    ignore_header: Annotated[
+        list[str],
+        cli("--ignore-header", help="Response header to ignore besides Date, Server, Content-Length, X-Request-Id... (repeatable).", panel=Panel.DIFF),
+    ] = []
     compare_header: Annotated[list[str], cli("--compare-header", help="A header ignored by default to compare anyway (repeatable).", panel=Panel.DIFF)] = []
     ignore_order: Annotated[bool, cli("--ignore-order", help="Compare JSON arrays as unordered.", panel=Panel.DIFF)] = False
     float_tolerance: Annotated[float, cli("--float-tolerance", help="Floats this close are equal.", panel=Panel.DIFF)] = 0.0
@@ -116,7 +129,12 @@ class ReplayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # --- pace ---
     concurrency: Annotated[
         int,
-        cli("--concurrency", "-c", help="Sessions in flight. Above 1 the SUT must pass X-Koala-Session or traceparent on to its outbound HTTP calls.", panel=Panel.PACE),
+        cli(
+            "--concurrency",
+            "-c",
+            help="Sessions in flight. Above 1 the SUT must pass X-Koala-Session or traceparent on to its outbound HTTP calls.",
+            panel=Panel.PACE,
+        ),
     ] = 1
     rate: Annotated[str | None, cli("--rate", help="At most this many sessions per second, e.g. 100/s.", panel=Panel.PACE)] = None
     speed: Annotated[str | None, cli("--speed", help="Replay at the recorded pace times this, e.g. 2x or 200%.", panel=Panel.PACE)] = None
@@ -174,7 +192,7 @@ def load_file(path: Path) -> dict[str, Any]:
         raise KoalaError(f"{path} is not valid TOML: {exc}") from None
     table = document.get("replay", {})
     if not isinstance(table, dict):
-        raise KoalaError(f"{path}: [replay] must be a table of options, e.g. target = \"127.0.0.1:8080\"")
+        raise KoalaError(f'{path}: [replay] must be a table of options, e.g. target = "127.0.0.1:8080"')
     return from_mapping(table, f"{path} [replay]")
 
 
@@ -230,7 +248,7 @@ def _speed(text: str | None) -> float | None:
 def to_options(config: ReplayConfig) -> ReplayOptions:
     """The runner's options, every value checked (one clear error naming the option)."""
     if config.target is None:
-        raise KoalaError("no target: give --target HOST:PORT (the build under test), or target = \"HOST:PORT\" under [replay] in koala.toml")
+        raise KoalaError('no target: give --target HOST:PORT (the build under test), or target = "HOST:PORT" under [replay] in koala.toml')
     if config.limit is not None and config.limit < 1:
         raise KoalaError(f"--limit {config.limit}: give 1 or more")
     return ReplayOptions(

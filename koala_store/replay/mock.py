@@ -145,6 +145,9 @@ class OutboundMock:
 
     # --- lifecycle ---------------------------------------------------------------------
 
+    async def launch(self) -> None:
+        """Nothing to do ahead of `start` here (a mock in its own process starts that process)."""
+
     async def start(self) -> None:
         self._learn_protocols(self.openings.protocols())
         for mapping in self.mappings:

@@ -175,14 +175,20 @@ class RemoteMock:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def launch(self) -> None:
+        """Start the mock's process. Python takes ~0.2 s to start it and import the mock, so
+        the runner launches it first and loads what Start carries meanwhile."""
+        if self._process is not None:
+            return
         self._process, to_child, from_child = await spawn(__name__)
         _, self._writer = await asyncio.open_unix_connection(sock=to_child)
         reader, unused = await asyncio.open_unix_connection(sock=from_child)
         self._unused = unused  # a StreamWriter closes its transport when collected
-        loop = asyncio.get_running_loop()
-        self._started = loop.create_future()
         self._reader_task = asyncio.create_task(self._read_replies(reader))
+
+    async def start(self) -> None:
+        await self.launch()
+        self._started = asyncio.get_running_loop().create_future()
         self._send(Start(self.mappings, self.matcher, self.matcher_options, self.bypass, self.openings.all()))
         started = await self._await(self._started)
         if started.error is not None:
@@ -193,7 +199,8 @@ class RemoteMock:
         if self._process is None:
             return
         try:
-            if self._failure is None and self._writer is not None:
+            # Launched but never started (the pre-flight failed): closing its sockets ends it.
+            if self._failure is None and self._writer is not None and self._started is not None:
                 self._tallies = asyncio.get_running_loop().create_future()
                 self._send(Stop())
                 with contextlib.suppress(KoalaError, TimeoutError):

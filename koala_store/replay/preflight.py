@@ -22,7 +22,9 @@ async def check_answers(address: Address, flag: str, timeout: float = CONNECT_TI
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(address.host, address.port), min(timeout, CONNECT_TIMEOUT_S))
     except asyncio.TimeoutError:
-        raise KoalaError(f"{flag} {address} does not answer (no connection within {min(timeout, CONNECT_TIMEOUT_S):g} s); start the build under test there or fix {flag}") from None
+        raise KoalaError(
+            f"{flag} {address} does not answer (no connection within {min(timeout, CONNECT_TIMEOUT_S):g} s); start the build under test there or fix {flag}"
+        ) from None
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
         raise KoalaError(f"{flag} {address} does not answer ({why.lower()}); start the build under test there or fix {flag}") from None

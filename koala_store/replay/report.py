@@ -34,7 +34,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         + (f", skipped {summary.skipped}" if summary.skipped else "")
         + (f"; {count(summary.suppressed, 'difference')} suppressed as noise" if summary.suppressed else "")
         + (f"; {seconds:.1f} s, {summary.sessions_per_second:g} sessions/s" if summary.sessions_per_second else ""),
-        f"  matcher {summary.matcher}" + (f" (threshold {summary.threshold:g})" if summary.threshold is not None else "")
+        f"  matcher {summary.matcher}"
+        + (f" (threshold {summary.threshold:g})" if summary.threshold is not None else "")
         + f", query {summary.query!r}, started {ns_to_iso(summary.started_at)[:19]}Z",
     ]
     if summary.skipped_incomplete:
@@ -73,7 +74,9 @@ def comparison_lines(comparison: Comparison, limit: int = 8, diff: bool = False)
             misses = ", ".join(f"#{m.action_index} {m.score:.2f} ({m.reason})" for m in talk.near_misses[:3]) or "none"
             lines.append(f"    unmatched call to {talk.peer}: {json_notation(talk.request, 72)}; near misses: {misses}")
     if comparison.suppressed:
-        lines.append(f"    ({count(len(comparison.suppressed), 'difference')} suppressed as noise: {', '.join(sorted({s.difference.path for s in comparison.suppressed})[:5])})")
+        lines.append(
+            f"    ({count(len(comparison.suppressed), 'difference')} suppressed as noise: {', '.join(sorted({s.difference.path for s in comparison.suppressed})[:5])})"
+        )
     if diff:
         if comparison.exchange is not None:
             lines += [f"    {line}" for line in body_diff(comparison.exchange)]

@@ -194,12 +194,13 @@ class Replay:
     async def run(self) -> RunSummary:
         started = time.perf_counter()
         try:
-            await self._preflight()
-            # Recorded connection openings of every mapped dependency, from the whole store:
-            # a new live connection's set-up is answered even when its session lacks it.
-            await self._store(self.mock.openings.load, self.store, [str(m.recorded_peer) for m in self.options.mappings])
-            await self.mock.start()
+            await self.mock.launch()  # a mock process starts while the checks and loads run
             try:
+                await self._preflight()
+                # Recorded connection openings of every mapped dependency, from the whole
+                # store: a new live connection's set-up is answered even when its session lacks it.
+                await self._store(self.mock.openings.load, self.store, [str(m.recorded_peer) for m in self.options.mappings])
+                await self.mock.start()
                 await self._replay_all(started)
             finally:
                 await self.mock.stop()
