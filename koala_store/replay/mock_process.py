@@ -231,8 +231,9 @@ class RemoteMock:
     async def start_session(self, session: Session, key: str) -> RemoteContext:
         """Begin attributing talks to the session; returns once the child will see it first."""
         self._check()
-        context = RemoteContext(session.outbound_calls, key)
-        self._send(Begin(key, session.outbound_calls))
+        calls = session.outbound_calls
+        context = RemoteContext(calls, key)
+        self._send(Begin(key, calls))
         assert self._writer is not None
         if self._writer.transport.get_write_buffer_size():
             await self._writer.drain()  # Begin must be in the child's queue before the request goes
