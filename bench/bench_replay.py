@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import itertools
 import json
@@ -79,16 +80,23 @@ def build_sut() -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: bound at once, so the kernel cannot hand one out twice."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind((LOOPBACK, 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 class Sut:
     """The Go SUT as a child process, pointed at one address per dependency."""
 
-    def __init__(self, deps: dict[str, str], log: Path):
-        self.port = free_port()
+    def __init__(self, deps: dict[str, str], log: Path, port: int | None = None):
+        self.port = port or free_port()
         self.address = f"{LOOPBACK}:{self.port}"
         args = [str(SUT_BINARY), "--listen", self.address]
         for name, address in deps.items():
@@ -312,8 +320,10 @@ def replay_run(
     mock_process: str = "auto",
 ):
     # The mock stands in for each recorded dependency on a fresh port; the SUT is pointed there.
-    mappings = {name: parse_mapping(f"{LOOPBACK}:{free_port()}={peer.address}") for name, peer in recorded_peers.items()}
-    sut = Sut({name: str(m.listen) for name, m in mappings.items()}, workdir / f"sut-{matcher}-c{concurrency}.log")
+    # The mock's ports and the SUT's, all distinct (taken one by one, the kernel may repeat one).
+    *listen, sut_port = free_ports(len(recorded_peers) + 1)
+    mappings = {name: parse_mapping(f"{LOOPBACK}:{port}={peer.address}") for (name, peer), port in zip(recorded_peers.items(), listen, strict=True)}
+    sut = Sut({name: str(m.listen) for name, m in mappings.items()}, workdir / f"sut-{matcher}-c{concurrency}.log", port=sut_port)
     options = ReplayOptions(
         target=parse_address(sut.address, "target"),
         mappings=list(mappings.values()),
