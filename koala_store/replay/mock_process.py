@@ -107,8 +107,9 @@ ToRunner = Started | Finished | Tallies
 
 # When `auto` gives the mock a process of its own (bench/bench_replay.py, --mock-process on
 # against off, fuzzy, 5,000 sessions, on 2 cores beside the Go service under test):
-# - at 8 sessions in flight the two tie: the runner waits on the child's round trips, and
-#   the service takes the spare core;
+# - at 8 sessions in flight the two tie, or the mock in the runner's process wins (against
+#   GoReplay, bench_vs_goreplay.py: 0.81-0.92x in-process, 0.69-0.81x in a process of its
+#   own): the runner waits on the child's round trips, and the service takes the spare core;
 # - from 16 the child wins (at 32: 1,013-1,541 sessions/s against 939-1,287), as there are
 #   enough sessions in flight to hide the round trips.
 # With a core each for the runner, the child and the service, it is used from 2 sessions up.
