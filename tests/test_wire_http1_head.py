@@ -88,3 +88,52 @@ def test_find_leaves_other_shapes_to_the_python_one() -> None:
         http.find([("A", "1", "x")], "a")  # as the reference: not a (name, value) pair
     assert compiled.find_header([("K", "v")], "\u212a") == "v"  # both lower to k
     assert compiled.find_header([("\u0130", "v")], "i\u0307") is None  # lengths differ before lowering
+
+
+# Header names as callers pass them (lower case) and as no caller should (upper case, empty,
+# with a colon or a line end), for the compiled scan to match the reference on all of them.
+scan_names = st.lists(
+    st.one_of(st.sampled_from([b"x-koala-session", b"traceparent", b"content-length", b"X-Id", b"", b"a:b", b"\r\n", b" x"]), st.binary(max_size=3)),
+    max_size=4,
+).map(tuple)
+scan_pieces = st.one_of(
+    st.sampled_from(_DECIDING), st.binary(max_size=6), st.sampled_from([b"X-Koala-Session: s1", b"TRACEPARENT:00-a-b-01", b" traceparent : x", b"x-id:1"])
+)
+# Whitespace bytes.strip() takes off, and two it does not (\x1c, \xa0), around names and values.
+_PADDING = st.lists(st.sampled_from([b" ", b"\t", b"\x0b", b"\x0c", b"\r", b"\n", b"\x1c", b"\xa0"]), max_size=2).map(b"".join)
+_LINE_NAMES = st.sampled_from([b"X-Koala-Session", b"x-koala-session", b"Traceparent", b"content-length", b"Host", b"x-id", b""])
+header_lines = st.builds(
+    lambda a, n, b, sep, c, v, d: a + n + b + sep + c + v + d,
+    _PADDING,
+    _LINE_NAMES,
+    _PADDING,
+    st.sampled_from([b":", b""]),
+    _PADDING,
+    st.sampled_from([b"s1", b"", b"a b", b"00-x-y-01"]),
+    _PADDING,
+)
+structured_messages = st.builds(
+    lambda lines, end, body: b"\r\n".join([b"GET /a HTTP/1.1", *lines]) + end + body,
+    st.lists(header_lines, max_size=6),
+    st.sampled_from([b"\r\n\r\n", b"\r\n", b""]),
+    st.sampled_from([b"", b"body", b"\r\nx-koala-session: late\r\n\r\n"]),
+)
+scanned_messages = st.one_of(st.lists(scan_pieces, max_size=30).map(b"".join), structured_messages)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scanned_messages, scan_names, st.booleans())
+def test_the_compiled_header_scan_is_the_python_one(data: bytes, names: tuple[bytes, ...], strip: bool) -> None:
+    assert compiled.scan_headers(data, names, strip) == http1._scan_headers(data, names, strip)
+
+
+def test_the_header_scan_takes_the_session_header_out_and_declines_other_shapes() -> None:
+    data = b"GET /a HTTP/1.1\r\nHost: a\r\nX-Koala-Session:  s1 \r\nx-koala-session: s2\r\n\r\nbody"
+    values, message = compiled.scan_headers(data, (b"x-koala-session", b"traceparent"), True)
+    assert values == ["s1", None] and message == b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nbody"
+    assert compiled.scan_headers(data, (b"traceparent",), True)[1] is data  # nothing found: no copy
+    # Other shapes go to the reference (bytearray data, a list of names, names not bytes).
+    assert compiled.scan_headers(bytearray(data), (b"host",), False) is NotImplemented
+    assert compiled.scan_headers(data, [b"host"], False) is NotImplemented
+    assert compiled.scan_headers(data, ("host",), False) is NotImplemented
+    assert http1.find_headers(bytearray(data), (b"host",)) == ["a"]
