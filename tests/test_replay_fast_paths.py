@@ -10,7 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from koala_store import diff
+from koala_store.diff import outbound as outbound_diff
 from koala_store.diff import response as response_diff
+from koala_store.diff.outbound import Talk
+from koala_store.matching import MatchResult
+from koala_store.model import CallOutbound, Peer
 from koala_store.replay import judge as judge_module
 from koala_store.wire import HTTP, http1
 from koala_store.wire.framing import RequestFramer, whole_http_request
@@ -158,3 +162,39 @@ def test_each_session_gets_the_options_with_its_clock_offset() -> None:
     options.ignore.append("b")
     assert judge_module._with_clock_offset(options, 13.0).ignore == ["a", "b"]
     assert options.clock_offset_s == 0.0  # the run's own options are left alone
+
+
+# --- attributing talks to recorded calls -----------------------------------------------------
+
+_PEERS = [Peer("10.0.0.1", 80), Peer("10.0.0.2", 6379)]
+
+
+@st.composite
+def recordings_and_talks(draw: st.DrawFn) -> tuple[list[CallOutbound], list[Talk]]:
+    recorded = [
+        CallOutbound(
+            i,
+            i,
+            request=draw(st.sampled_from([b"GET /a", b"GET /b", b"SET k 1", b""])),
+            response=draw(st.sampled_from([b"ok", b"no"])),
+            peer=draw(st.sampled_from(_PEERS)),
+        )
+        for i in range(draw(st.integers(0, 6)))
+    ]
+    talks = []
+    for _ in range(draw(st.integers(0, 8))):
+        position = draw(st.one_of(st.none(), st.integers(-1, len(recorded))))
+        matched = position is not None and 0 <= position < len(recorded) and draw(st.booleans())
+        call = recorded[position] if matched else None
+        result = MatchResult(call=call, position=position, score=1.0, strategy="fuzzy")
+        talks.append(Talk("10.0.0.1:80", 1, b"GET /a", result, answered_from=draw(st.sampled_from([None, None, "s9"]))))
+    return recorded, talks
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recordings_and_talks())
+def test_talks_are_attributed_as_the_twin_aware_way_does(case: tuple[list[CallOutbound], list[Talk]]) -> None:
+    """Without two calls of one request there are no twins: the quick way keeps each match's
+    position, which is what the way that looks for twins gives."""
+    recorded, talks = case
+    assert outbound_diff.attribute(recorded, talks) == outbound_diff._attribute_twins(recorded, talks)

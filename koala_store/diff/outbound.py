@@ -179,6 +179,19 @@ def _unmatched_path(talk: int) -> str:
 
 def attribute(recorded: Sequence[CallOutbound], talks: Sequence[Talk]) -> list[int | None]:
     """The recorded position each talk is attributed to (None: unmatched); see module doc."""
+    if len({call.request for call in recorded}) == len(recorded):
+        # No two calls share a request, so none are twins: each talk keeps its match's position.
+        return [_matched_position(talk, len(recorded)) for talk in talks]
+    return _attribute_twins(recorded, talks)
+
+
+def _matched_position(talk: Talk, count: int) -> int | None:
+    p = talk.match.position if talk.match.call is not None and talk.answered_from is None else None
+    return p if p is not None and 0 <= p < count else None
+
+
+def _attribute_twins(recorded: Sequence[CallOutbound], talks: Sequence[Talk]) -> list[int | None]:
+    """`attribute` when calls may be twins (byte-identical): the first unused twin of a match."""
     twins: dict[tuple[str, bytes, bytes], list[int]] = {}
     group_of: list[list[int]] = []
     for p, call in enumerate(recorded):
@@ -188,8 +201,8 @@ def attribute(recorded: Sequence[CallOutbound], talks: Sequence[Talk]) -> list[i
     used = [0] * len(recorded)
     out: list[int | None] = []
     for talk in talks:
-        p = talk.match.position if talk.match.call is not None and talk.answered_from is None else None
-        if p is None or not 0 <= p < len(recorded):
+        p = _matched_position(talk, len(recorded))
+        if p is None:
             out.append(None)
             continue
         q = next((g for g in group_of[p] if used[g] == 0), p)
