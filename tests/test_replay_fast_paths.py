@@ -11,12 +11,13 @@ from hypothesis import strategies as st
 
 from koala_store import diff
 from koala_store.diff import outbound as outbound_diff
+from koala_store.diff.options import with_clock_offset
 from koala_store.diff import response as response_diff
 from koala_store.diff.outbound import Talk
 from koala_store.matching import MatchResult
 from koala_store.model import CallOutbound, Peer
-from koala_store.replay import judge as judge_module
-from koala_store.wire import HTTP, http1
+from koala_store.replay import mock as mock_module
+from koala_store.wire import HTTP, http1, parse_talk
 from koala_store.wire.framing import RequestFramer, whole_http_request
 
 NAMES = (b"x-koala-session", b"traceparent")
@@ -154,13 +155,13 @@ def test_an_answer_whose_date_moved_is_the_same_and_other_changes_are_not() -> N
 
 def test_each_session_gets_the_options_with_its_clock_offset() -> None:
     options = diff.DiffOptions(ignore=["a"])
-    first = judge_module._with_clock_offset(options, 12.0)
+    first = with_clock_offset(options, 12.0)
     assert first.clock_offset_s == 12.0 and first.ignore == ["a"]
-    assert judge_module._with_clock_offset(options, 12.0) is first  # known by identity next time
-    assert judge_module._with_clock_offset(options, 13.0).clock_offset_s == 13.0
+    assert with_clock_offset(options, 12.0) is first  # known by identity next time
+    assert with_clock_offset(options, 13.0).clock_offset_s == 13.0
     # Options changed in place are seen, not served from the last call.
     options.ignore.append("b")
-    assert judge_module._with_clock_offset(options, 13.0).ignore == ["a", "b"]
+    assert with_clock_offset(options, 13.0).ignore == ["a", "b"]
     assert options.clock_offset_s == 0.0  # the run's own options are left alone
 
 
@@ -198,3 +199,11 @@ def test_talks_are_attributed_as_the_twin_aware_way_does(case: tuple[list[CallOu
     position, which is what the way that looks for twins gives."""
     recorded, talks = case
     assert outbound_diff.attribute(recorded, talks) == outbound_diff._attribute_twins(recorded, talks)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(messages, st.binary(min_size=1, max_size=40)))
+def test_an_http_dependency_is_spoken_exactly_when_parse_talk_says_so(data: bytes) -> None:
+    """The mock's check that a talk is HTTP: its request line alone, as parse_talk decides."""
+    if data:
+        assert mock_module._speaks(data, HTTP) == (parse_talk(data, hint=HTTP).protocol == HTTP)

@@ -187,11 +187,29 @@ def compile_options(options: DiffOptions | None) -> Rules:
             _cache.clear()
         _cache[base_key] = base
         _cache[key] = rules
-    _last = (options, snapshot(options), rules)
+    _last = (options, _snapshot(options), rules)
     return rules
 
 
-def snapshot(options: DiffOptions) -> DiffOptions:
+# (options, a copy of them, the offset, the options with it): the last made, one tuple so a
+# thread reading it never pairs one call's options with another's.
+_last_offset: tuple = ()
+
+
+def with_clock_offset(options: DiffOptions, offset: float) -> DiffOptions:
+    """`options` with this clock offset: the same object as last time while neither changed,
+    so compile_options knows it by identity (a replay shifts its options for each session,
+    and sessions replayed in a row mostly share their offset)."""
+    global _last_offset
+    last = _last_offset
+    if last and last[0] is options and last[2] == offset and last[1] == options:
+        return last[3]
+    shifted = msgspec.structs.replace(options, clock_offset_s=offset)
+    _last_offset = (options, _snapshot(options), offset, shifted)
+    return shifted
+
+
+def _snapshot(options: DiffOptions) -> DiffOptions:
     """A copy of options with lists of their own: equal to them until they are changed in
     place (the copy's lists hold the same strings: comparing is mostly identity checks)."""
     return msgspec.structs.replace(options, ignore=list(options.ignore), ignored_headers=list(options.ignored_headers))

@@ -13,7 +13,7 @@ import msgspec
 
 from .. import diff
 from ..diff.exchange import exchange_of
-from ..diff.options import snapshot
+from ..diff.options import with_clock_offset
 from ..model import Session
 from ..results import DIFFERENT, ERROR, SAME, Comparison
 from ..wire import response_status
@@ -43,7 +43,7 @@ def judge(
     if not options.clock_offset_s and session.recorded_at:
         # Timestamps the SUT writes now are compared with the recording's, shifted by its age
         # (in whole seconds: the window is minutes wide, and sessions share compiled rules).
-        options = _with_clock_offset(options, float(max((replayed_at - session.recorded_at) // 10**9, 0)))
+        options = with_clock_offset(options, float(max((replayed_at - session.recorded_at) // 10**9, 0)))
     recorded = session.response
     # Values masked when recorded (secrets) are masked in the replayed bytes too: not compared.
     replayed_response, talks = diff.as_recorded(session, first.response, talks)
@@ -78,25 +78,6 @@ def judge(
         comparison.notes.append("recorded response missing (the service never answered when recorded): only outbound calls compared")
     report = diff.compare_outbound(session.outbound_calls, talks, options, openings=openings)
     return Judgement(comparison, first, talks, differences + report.differences, report, options)
-
-
-# (options, a copy of them, the offset, the options with it): the last made, one tuple so a
-# thread reading it never pairs one call's options with another's. Sessions replayed in a row
-# mostly share their offset, and handing diff the same object lets compile_options know it
-# by identity instead of encoding it to look its rules up.
-_last_offset: tuple = ()
-
-
-def _with_clock_offset(options: diff.DiffOptions, offset: float) -> diff.DiffOptions:
-    """`options` with this clock offset (the same object as last time when nothing changed;
-    the copy's lists catch options changed in place)."""
-    global _last_offset
-    last = _last_offset
-    if last and last[0] is options and last[2] == offset and last[1] == options:
-        return last[3]
-    shifted = msgspec.structs.replace(options, clock_offset_s=offset)
-    _last_offset = (options, snapshot(options), offset, shifted)
-    return shifted
 
 
 def conclude(comparison: Comparison, differences: list[diff.Difference], outbound: diff.OutboundReport, recorded: bytes, replayed: bytes) -> Comparison:

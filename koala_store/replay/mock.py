@@ -49,6 +49,15 @@ EXCERPT = 4096  # bytes of an unattributed talk kept for the report
 Attribution = Literal["single", "header"]
 
 
+def _speaks(request: bytes, protocol: str) -> bool:
+    """Whether a talk is in the protocol its dependency speaks, as parse_talk tells it. An HTTP
+    request is told by its request line alone (parse_talk's first test, and nothing else it
+    tries reads HTTP), so that one regex is the whole check for an HTTP dependency."""
+    if protocol == HTTP:
+        return http1.looks_like_request(request)
+    return parse_talk(request, hint=protocol).protocol == protocol
+
+
 class UnattributedTalk(msgspec.Struct):
     peer: str
     connection: int
@@ -333,9 +342,7 @@ class OutboundMock:
                     if talk is not None:
                         await self._answer(writer, context, talk)
                         continue
-                # An HTTP talk read whole is what its first read said it was (the same bytes).
-                said_http = protocol == HTTP and request is data and dependency == HTTP and http1.looks_like_request(data)
-                if dependency != UNKNOWN and not said_http and parse_talk(request, hint=dependency).protocol != dependency:
+                if dependency != UNKNOWN and not _speaks(request, dependency):
                     # Not what this dependency speaks: no session's call (a stray or hostile
                     # client), so it is reported, not pinned on the session being replayed.
                     why = f"not {dependency}: not a talk of the service's; the connection was closed"
@@ -355,7 +362,7 @@ class OutboundMock:
                     # not the service's request: without them an unchanged request is byte for
                     # byte the recorded one (so it is matched and compared at once).
                     if context.by_header:  # the talk carried them (else nothing to take out)
-                        request = stripped if propagated is not None else http1.without_headers(request, PROPAGATION_HEADERS)
+                        request = stripped
                     request = request.replace(host_line[0], host_line[1], 1) if host_line[0] in request else request
                 context.busy += 1
                 try:

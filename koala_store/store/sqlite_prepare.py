@@ -109,10 +109,8 @@ def prepare(batch: list[Session], *, with_text: bool = False, dictionary: bytes 
         ]
         text = text_row(session) if with_text else None
         packed = _to_msgpack(session)
-        if compressor is None:
-            prepared.rows[session.session_id] = Row(columns, calls, packed, text)
-        else:
-            prepared.rows[session.session_id] = Row(columns, calls, b"", text, blob_of(packed, compressor))
+        blob = blob_of(packed, compressor) if compressor is not None else None
+        prepared.rows[session.session_id] = Row(columns, calls, b"" if blob is not None else packed, text, blob)
     if with_text:
         prepared.terms = text_terms([row.text for row in prepared.rows.values() if row.text is not None], _scratch())
     return prepared
