@@ -121,3 +121,14 @@ def test_codes_past_the_last_code_point_are_shared_as_python_shares_them() -> No
     text = "alpha beta gamma alpha <num>"
     assert compiled._encode(text, grow=True) == python._encode_python(text, grow=True)
     assert compiled._alphabet == python._alphabet
+
+
+def test_texts_of_every_size_in_a_row_reuse_the_kept_array_safely() -> None:
+    """The array of codes is kept between calls (grown when a text needs more, its own for
+    a text beyond what is kept): texts small, larger than any before, beyond the kept size
+    (1 << 16 lexemes) and small again each encode as the Python code does."""
+    compiled, python = _matcher(), _matcher()
+    for count in (3, 5000, 40000, 70000, 10, 70000, 2):
+        text = ",".join(f"k{i % 977}" for i in range(count))  # 2 lexemes per item
+        assert compiled._encode(text, grow=True) == python._encode_python(text, grow=True)
+    assert compiled._alphabet == python._alphabet
