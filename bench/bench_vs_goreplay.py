@@ -19,9 +19,10 @@ koala mocks every outbound call and diffs every response.
      of the replay call. Every session must come out `same`.
 Prints each round, with the CPU time a session cost each part (koala: the replayer, its mock's
 process when it has one, else the mock is in the replayer's figure, and the SUT; GoReplay:
-GoReplay, this process's stand-in dependencies, and the SUT), and the median ratio
-koala/GoReplay per worker count. On a box whose cores are all busy, the ratio follows the
-CPU a session costs each side.
+GoReplay, this process's stand-in dependencies, and the SUT) and their sum, and the median
+ratio koala/GoReplay per worker count. On a box whose cores are all busy, the ratio follows
+the CPU a session costs each side; with the mock in the replayer's process, the replayer's own
+figure bounds koala's rate too (one thread: 1 / its CPU a session).
 
 GoReplay is built by scripts/tools.sh into .cache/tools/bin/goreplay.
 """
@@ -135,7 +136,9 @@ def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: Stand
 
 
 def per_session_ms(cpu: dict[str, float], sessions: int) -> str:
-    return " + ".join(f"{name} {seconds / sessions * 1e3:.2f}" for name, seconds in cpu.items())
+    """Each part's CPU a session, and their sum (what a session costs the box)."""
+    parts = " + ".join(f"{name} {seconds / sessions * 1e3:.2f}" for name, seconds in cpu.items())
+    return f"{parts} = {sum(cpu.values()) / sessions * 1e3:.2f}"
 
 
 def main() -> None:
