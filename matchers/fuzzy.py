@@ -29,7 +29,9 @@ misses.
 
 from __future__ import annotations
 
+import functools
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from rapidfuzz import process
@@ -102,6 +104,12 @@ def _self_score(text: str) -> float:
 
 def _no_reason(p: int) -> str:
     return ""
+
+
+@functools.lru_cache(maxsize=64)
+def _identical_reason(threshold: float) -> str:
+    """The reason a byte-identical request's match gives (made once per threshold, not per talk)."""
+    return f"similarity {fmt(1.0)} (threshold {fmt(threshold)})"
 
 
 class FuzzySessionMatcher(SessionMatcher):
@@ -273,7 +281,12 @@ class FuzzySessionMatcher(SessionMatcher):
         """The decision full scoring would make for a request byte-identical to recorded calls:
         they score 1.0 and rank first among any ties (the first tie rule), and among
         themselves the values are equal, so the remaining tie rules decide. No near misses."""
-        tied = [p for p in identical if p in self._eligible_set(eligible)]
+        if len(identical) == 1:  # the usual case: found in the ascending positions, no set made
+            p = identical[0]
+            at = bisect_left(eligible, p)
+            tied = identical if at < len(eligible) and eligible[at] == p else []
+        else:
+            tied = [p for p in identical if p in self._eligible_set(eligible)]
         if not tied:
             return None
         winner = tied[0]
@@ -281,7 +294,7 @@ class FuzzySessionMatcher(SessionMatcher):
             anchor = self._anchor(conn)
             last = conn.last_identity
             winner = max(tied, key=lambda p: (self.use_counts[p] == 0, last is not None and self._identities[p] == last, p > anchor, -p))
-        return self._accept(conn, winner, 1.0, (), _no_reason, f"similarity {fmt(1.0)} (threshold {fmt(self.threshold)})")
+        return self._accept(conn, winner, 1.0, (), _no_reason, _identical_reason(self.threshold))
 
     def _eligible_set(self, eligible: tuple[int, ...]) -> frozenset[int]:
         cached = self._eligible_sets.get(id(eligible))

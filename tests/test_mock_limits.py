@@ -145,3 +145,35 @@ def test_a_talk_on_a_connection_opened_before_its_session_says_why_it_was_attrib
     assert summary.same == 3
     assert first.outbound.talks[0].note == ""
     assert all("opened before this session began" in c.outbound.talks[0].note for c in later)
+
+
+def test_junk_read_whole_by_an_http_dependency_is_closed_and_reported() -> None:
+    """A read that ends like an HTTP head but has no request line is not HTTP: whether it is
+    read whole or in parts, the mock closes it and reports it, in both attributions, and
+    pins it on no session."""
+    recorded = Address(DEP_PEER.ip, DEP_PEER.port)
+    junk = [b"\x16\x03\x01 hello\r\n\r\n", b"GET / HTTP/1.1X\r\nHost: a\r\n\r\n", b"not a request line\r\nContent-Length: 0\r\n\r\n"]
+
+    async def main(attribution: str) -> None:
+        port = free_port()
+        mock = OutboundMock([OutboundMapping(Address("127.0.0.1", port), recorded)], matchers.get("fuzzy"), attribution=attribution)
+        await mock.start()
+        context = mock.begin(item_session(0, "sku0", 10), "k" * 32)
+        try:
+            connections = [await asyncio.open_connection("127.0.0.1", port) for _ in junk]
+            for (_, writer), data in zip(connections, junk, strict=True):
+                writer.write(data)
+            # Closed, unanswered (the framer gives a talk it cannot finish 2 s: read together).
+            answers = await asyncio.wait_for(asyncio.gather(*(reader.read(10) for reader, _ in connections)), 10)
+            assert answers == [b""] * len(junk)
+            for _, writer in connections:
+                writer.close()
+            assert sorted(u.request for u in mock.unattributed) == sorted(junk)
+            assert all(u.reason.startswith("not http") for u in mock.unattributed), mock.unattributed
+            assert context.talks == []
+        finally:
+            mock.end(context)
+            await mock.stop()
+
+    for attribution in ("single", "header"):
+        asyncio.run(main(attribution))

@@ -66,6 +66,14 @@ def test_a_request_read_whole_is_one_the_framer_completes(data: bytes) -> None:
         assert RequestFramer(HTTP).feed(data) is True
 
 
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages)
+def test_a_request_line_found_by_the_caller_gives_the_same_answer(data: bytes) -> None:
+    """The mock finds the request line once and tells whole_http_request, which then does not
+    look again: the answer is the one it gives looking itself."""
+    assert whole_http_request(data, request_line_known=http1.looks_like_request(data)) == whole_http_request(data)
+
+
 def test_whole_requests_and_not_whole_ones() -> None:
     assert whole_http_request(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
     assert whole_http_request(b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")

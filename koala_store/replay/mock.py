@@ -328,8 +328,11 @@ class OutboundMock:
                 if not data:
                     return  # the SUT closed the connection
                 dependency = self._protocols.get(peer, UNKNOWN)
-                protocol = guess_live_protocol(data, dependency)
-                request, whole = await self._rest_of_talk(reader, data, protocol, writer)
+                # Whether the talk starts with an HTTP request line: asked once, told to
+                # what would ask again.
+                request_line = http1.looks_like_request(data)
+                protocol = guess_live_protocol(data, dependency, request_line=request_line)
+                request, whole = await self._rest_of_talk(reader, data, protocol, writer, request_line=request_line)
                 if not whole:
                     why = f"a request over {MAX_TALK_BYTES >> 20} MiB; the connection was closed"
                     self.unattributed.append(UnattributedTalk(peer, connection, request[:EXCERPT], why))
@@ -342,7 +345,9 @@ class OutboundMock:
                     if talk is not None:
                         await self._answer(writer, context, talk)
                         continue
-                if dependency != UNKNOWN and not _speaks(request, dependency):
+                # A talk read whole that starts with a request line speaks what an HTTP
+                # dependency speaks (_speaks makes that same check).
+                if dependency != UNKNOWN and not (dependency == HTTP and request_line and request is data) and not _speaks(request, dependency):
                     # Not what this dependency speaks: no session's call (a stray or hostile
                     # client), so it is reported, not pinned on the session being replayed.
                     why = f"not {dependency}: not a talk of the service's; the connection was closed"
@@ -480,10 +485,13 @@ class OutboundMock:
             return None
 
     @staticmethod
-    async def _rest_of_talk(reader: asyncio.StreamReader, data: bytes, protocol: str, writer: asyncio.StreamWriter | None = None) -> tuple[bytes, bool]:
+    async def _rest_of_talk(
+        reader: asyncio.StreamReader, data: bytes, protocol: str, writer: asyncio.StreamWriter | None = None, *, request_line: bool = False
+    ) -> tuple[bytes, bool]:
         """Read until the request is complete: by the protocol when it is known, else until
         Koala's 3 ms idle gap. Also whether it stayed within MAX_TALK_BYTES."""
-        if protocol == HTTP and whole_http_request(data):
+        # `request_line`: the caller found one at the start of `data` (not looked for again).
+        if protocol == HTTP and whole_http_request(data, request_line_known=request_line):
             return data, True  # the usual talk: one read, nothing more to wait for
         framer = RequestFramer(protocol)
         complete = framer.feed(data)

@@ -16,10 +16,11 @@ IDLE_GAP_S = 0.003
 INCOMPLETE_GAP_S = 2.0
 
 
-def guess_live_protocol(data: bytes, dependency_protocol: Protocol | str) -> Protocol | str:
+def guess_live_protocol(data: bytes, dependency_protocol: Protocol | str, *, request_line: bool | None = None) -> Protocol | str:
     """The protocol of a live request: what its first bytes say, else what the dependency spoke
-    when recorded (MySQL packets cannot be told from their bytes alone)."""
-    if http1.looks_like_request(data):
+    when recorded (MySQL packets cannot be told from their bytes alone). `request_line`:
+    http1.looks_like_request(data), when the caller has it."""
+    if http1.looks_like_request(data) if request_line is None else request_line:
         return HTTP
     if data[:1] == b"*" or dependency_protocol == REDIS:
         return REDIS
@@ -45,22 +46,24 @@ def is_complete(data: bytes, protocol: Protocol | str) -> bool | None:
     return None
 
 
-def whole_http_request(data: bytes) -> bool:
+def whole_http_request(data: bytes, *, request_line_known: bool = False) -> bool:
     """Whether `data`, read at once, holds a whole HTTP/1.x request with a Content-Length (or
-    no body): RequestFramer(HTTP).feed(data) would say True. False: ask the framer."""
+    no body): RequestFramer(HTTP).feed(data) would say True. False: ask the framer.
+    `request_line_known`: the caller found that `data` starts with a request line
+    (http1.looks_like_request), which then holds for its head too, and is not checked again."""
     end = data.find(http1.HEAD_END)
     if end < 0:
         return False
     body_start = end + len(http1.HEAD_END)
-    framing = _http_framing(data[:body_start])
+    framing = _http_framing(data[:body_start], request_line_known)
     return framing is not None and framing >= 0 and len(data) >= body_start + framing
 
 
-def _http_framing(head: bytes) -> int | None:
+def _http_framing(head: bytes, request_line_known: bool = False) -> int | None:
     """How an HTTP request's body is framed, from its whole head: its length, -1 for chunks,
     None when the head is not a request's. Two headers are all framing needs: found without
     parsing the whole head."""
-    if not http1.looks_like_request(head):
+    if not request_line_known and not http1.looks_like_request(head):
         return None
     encoding, length = http1.find_headers(head, (b"transfer-encoding", b"content-length"))
     if "chunked" in (encoding or "").lower():
