@@ -43,13 +43,20 @@ import matchers  # noqa: E402
 from koala_store.model import Peer, Session  # noqa: E402
 from koala_store.replay import judge as judge_module  # noqa: E402
 from koala_store.replay import runner  # noqa: E402
-from koala_store.replay.inbound import trace_parent  # noqa: E402
-from koala_store.replay.mock import PROPAGATION_HEADERS, SESSION_HEADER, OutboundMock  # noqa: E402
-from koala_store.replay.targets import parse_mapping  # noqa: E402
+from koala_store.replay.inbound import RequestEdits, prepare_request  # noqa: E402
+from koala_store.replay.mock import PROPAGATION_HEADERS, OutboundMock  # noqa: E402
+from koala_store.replay.targets import Address, parse_mapping  # noqa: E402
 from koala_store.store import open_store  # noqa: E402
 from koala_store.wire import http1  # noqa: E402
 
 ROUNDS = 7
+
+
+def as_sent(request: bytes, mock: Address, key: str) -> bytes:
+    """A recorded outbound request as the SUT sends it in a replay: to the mock's address,
+    carrying the session's header and traceparent (the replayer's own edit of a request,
+    inbound.prepare_request, standing in for the SUT passing them on)."""
+    return prepare_request(request, mock, RequestEdits(), key)
 
 
 def captured_judgements(count: int, workdir: Path) -> tuple[list[tuple], list[Session], dict[str, Peer]]:
@@ -116,7 +123,7 @@ def mock_cpu_per_talk(sessions: list[Session], peers: dict[str, Peer], workdir: 
     """The mock's CPU (this process's user + system seconds) a talk, in microseconds."""
     ports = bench_replay.free_ports(len(peers))
     mappings = [parse_mapping(f"{bench_replay.LOOPBACK}:{port}={peer.address}") for peer, port in zip(peers.values(), ports, strict=True)]
-    listen = {str(m.recorded_peer): m.listen.port for m in mappings}
+    listen = {str(m.recorded_peer): m.listen for m in mappings}
 
     async def serve() -> float:
         mock = OutboundMock(mappings, matchers.get("fuzzy"), attribution="header")
@@ -127,9 +134,9 @@ def mock_cpu_per_talk(sessions: list[Session], peers: dict[str, Peer], workdir: 
             for n, session in enumerate(sessions):
                 key = f"{n:032x}"
                 contexts.append(mock.begin(session, key))
-                added = f"\r\n{SESSION_HEADER}: {key}\r\ntraceparent: {trace_parent(key)}\r\n\r\n".encode()
                 for call in session.outbound_calls:
-                    jobs[n % threads].append((listen[call.peer.address], call.request.replace(b"\r\n\r\n", added, 1)))
+                    to = listen[call.peer.address]
+                    jobs[n % threads].append((to.port, as_sent(call.request, to, key)))
             with open(workdir / "talks.pickle", "wb") as out:
                 pickle.dump(jobs, out)
             before = resource.getrusage(resource.RUSAGE_SELF)
@@ -138,8 +145,8 @@ def mock_cpu_per_talk(sessions: list[Session], peers: dict[str, Peer], workdir: 
                 sys.exit("the talker failed: the mock's figure would not be the usual path's")
             after = resource.getrusage(resource.RUSAGE_SELF)
             talks = [t for c in contexts for t in mock.end(c)]
-            if len(talks) != sum(map(len, jobs)) or not all(t.match.matched for t in talks):
-                sys.exit("the mock did not match every talk: its figure would not be the usual path's")
+            if len(talks) != sum(map(len, jobs)) or not all(t.match.matched and t.request == t.match.call.request for t in talks):
+                sys.exit("the mock did not match every talk to its recorded bytes: its figure would not be the usual path's")
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             return cpu / len(talks) * 1e6
         finally:
@@ -176,8 +183,7 @@ def main() -> None:
 
     # The talks as the SUT sent them, session header included (what the mock scans).
     requests = [talk.request for given in judged for talk in given[3]]
-    key = "0" * 32
-    sent = [r.replace(b"\r\n\r\n", f"\r\nX-Koala-Session: {key}\r\nTraceparent: 00-{key}-{key[:16]}-01\r\n\r\n".encode(), 1) for r in requests]
+    sent = [as_sent(r, Address(bench_replay.LOOPBACK, 18080), "0" * 32) for r in requests]
     compiled = best_per_item(lambda: [http1.take_headers(r, PROPAGATION_HEADERS) for r in sent], len(sent))
     python = best_per_item(lambda: [http1._scan_headers(r, PROPAGATION_HEADERS, True) for r in sent], len(sent))
     print(f"header scan, compiled:         {compiled:7.2f} us a talk ({len(sent)} talks)")

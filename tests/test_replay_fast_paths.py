@@ -71,7 +71,7 @@ def test_a_request_read_whole_is_one_the_framer_completes(data: bytes) -> None:
 def test_a_request_line_found_by_the_caller_gives_the_same_answer(data: bytes) -> None:
     """The mock finds the request line once and tells whole_http_request, which then does not
     look again: the answer is the one it gives looking itself."""
-    assert whole_http_request(data, request_line_known=http1.looks_like_request(data)) == whole_http_request(data)
+    assert whole_http_request(data, request_line=http1.looks_like_request(data)) == whole_http_request(data)
 
 
 def test_whole_requests_and_not_whole_ones() -> None:

@@ -49,12 +49,13 @@ EXCERPT = 4096  # bytes of an unattributed talk kept for the report
 Attribution = Literal["single", "header"]
 
 
-def _speaks(request: bytes, protocol: str) -> bool:
+def _speaks(request: bytes, protocol: str, request_line: bool | None = None) -> bool:
     """Whether a talk is in the protocol its dependency speaks, as parse_talk tells it. An HTTP
     request is told by its request line alone (parse_talk's first test, and nothing else it
-    tries reads HTTP), so that one regex is the whole check for an HTTP dependency."""
+    tries reads HTTP), so that one regex is the whole check for an HTTP dependency.
+    `request_line`: http1.looks_like_request(request), when the caller has it."""
     if protocol == HTTP:
-        return http1.looks_like_request(request)
+        return http1.looks_like_request(request) if request_line is None else request_line
     return parse_talk(request, hint=protocol).protocol == protocol
 
 
@@ -345,9 +346,7 @@ class OutboundMock:
                     if talk is not None:
                         await self._answer(writer, context, talk)
                         continue
-                # A talk read whole that starts with a request line speaks what an HTTP
-                # dependency speaks (_speaks makes that same check).
-                if dependency != UNKNOWN and not (dependency == HTTP and request_line and request is data) and not _speaks(request, dependency):
+                if dependency != UNKNOWN and not _speaks(request, dependency, request_line if request is data else None):
                     # Not what this dependency speaks: no session's call (a stray or hostile
                     # client), so it is reported, not pinned on the session being replayed.
                     why = f"not {dependency}: not a talk of the service's; the connection was closed"
@@ -486,12 +485,12 @@ class OutboundMock:
 
     @staticmethod
     async def _rest_of_talk(
-        reader: asyncio.StreamReader, data: bytes, protocol: str, writer: asyncio.StreamWriter | None = None, *, request_line: bool = False
+        reader: asyncio.StreamReader, data: bytes, protocol: str, writer: asyncio.StreamWriter | None = None, *, request_line: bool | None = None
     ) -> tuple[bytes, bool]:
         """Read until the request is complete: by the protocol when it is known, else until
-        Koala's 3 ms idle gap. Also whether it stayed within MAX_TALK_BYTES."""
-        # `request_line`: the caller found one at the start of `data` (not looked for again).
-        if protocol == HTTP and whole_http_request(data, request_line_known=request_line):
+        Koala's 3 ms idle gap. Also whether it stayed within MAX_TALK_BYTES. `request_line`:
+        http1.looks_like_request(data), when the caller has it."""
+        if protocol == HTTP and whole_http_request(data, request_line=request_line):
             return data, True  # the usual talk: one read, nothing more to wait for
         framer = RequestFramer(protocol)
         complete = framer.feed(data)

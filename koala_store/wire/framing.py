@@ -46,24 +46,24 @@ def is_complete(data: bytes, protocol: Protocol | str) -> bool | None:
     return None
 
 
-def whole_http_request(data: bytes, *, request_line_known: bool = False) -> bool:
+def whole_http_request(data: bytes, *, request_line: bool | None = None) -> bool:
     """Whether `data`, read at once, holds a whole HTTP/1.x request with a Content-Length (or
     no body): RequestFramer(HTTP).feed(data) would say True. False: ask the framer.
-    `request_line_known`: the caller found that `data` starts with a request line
-    (http1.looks_like_request), which then holds for its head too, and is not checked again."""
+    `request_line`: http1.looks_like_request(data), when the caller has it (its head, when
+    found, gives the same answer)."""
     end = data.find(http1.HEAD_END)
     if end < 0:
         return False
     body_start = end + len(http1.HEAD_END)
-    framing = _http_framing(data[:body_start], request_line_known)
+    framing = _http_framing(data[:body_start], request_line)
     return framing is not None and framing >= 0 and len(data) >= body_start + framing
 
 
-def _http_framing(head: bytes, request_line_known: bool = False) -> int | None:
+def _http_framing(head: bytes, request_line: bool | None = None) -> int | None:
     """How an HTTP request's body is framed, from its whole head: its length, -1 for chunks,
     None when the head is not a request's. Two headers are all framing needs: found without
-    parsing the whole head."""
-    if not request_line_known and not http1.looks_like_request(head):
+    parsing the whole head. `request_line`: http1.looks_like_request(head), when known."""
+    if not (http1.looks_like_request(head) if request_line is None else request_line):
         return None
     encoding, length = http1.find_headers(head, (b"transfer-encoding", b"content-length"))
     if "chunked" in (encoding or "").lower():
