@@ -398,7 +398,7 @@ def test_the_compiled_parts_are_in_use_where_they_were_built():
         "matchers._simlex": sim._compiled_lex_ascii,
         "matchers._fuzzylex": fuzzy._compiled_encode_ascii,
         "koala_store.wire._canonjson": body._canonical is not None and normalize._compiled_canonical is not None,
-        "koala_store.wire._http1head": http1._parse_head is not http1._split_head,
+        "koala_store.wire._http1head": http1._parse_head is not http1._split_head and http1.looks_like_request is not http1._looks_like_request,
         "koala_store.wire._normalize": None not in (normalize._compiled_mask_ascii, normalize._compiled_sql_text, normalize._compiled_collapse_lists),
         "koala_store.query._terms": text._compiled_ascii_terms is not None,
     }

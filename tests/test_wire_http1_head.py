@@ -137,3 +137,43 @@ def test_the_header_scan_takes_the_session_header_out_and_declines_other_shapes(
     assert compiled.scan_headers(data, [b"host"], False) is NotImplemented
     assert compiled.scan_headers(data, ("host",), False) is NotImplemented
     assert http1.find_headers(bytearray(data), (b"host",)) == ["a"]
+
+
+# Request lines and near misses: each part of the pattern bent one way (method length and
+# bytes, the spaces, the target's whitespace, the version's digits, the CR/LF tail and what
+# follows it), and lines that reach the 8,200-byte limit the pattern looks within.
+_METHODS = st.one_of(st.sampled_from([b"GET", b"M-SEARCH", b"X_1", b"get", b"1GET", b"", b"A" * 20, b"A" * 21, b"G\xc9T"]), st.binary(max_size=4))
+_TARGETS = st.one_of(st.sampled_from([b"/", b"/a?b=c", b"", b"/a b", b"/\t", b"/\x0b", b"/\x1c", b"/\xa0", b"*"]), st.binary(max_size=5))
+_VERSIONS = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1", b"HTTP/a.1", b"HTTP/1.x", b"http/1.1", b"HTTP/11.1", b"HTTP /1.1"])
+_TAILS = st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b" ", b"Host: a"]), max_size=4).map(b"".join)
+request_lines = st.builds(
+    lambda m, s1, t, s2, v, tail, pad: m + s1 + t + s2 + v + tail if pad is None else m + s1 + b"/" + b"a" * pad + t + s2 + v + tail,
+    _METHODS,
+    st.sampled_from([b" ", b"  ", b"\t", b""]),
+    _TARGETS,
+    st.sampled_from([b" ", b"  ", b""]),
+    _VERSIONS,
+    _TAILS,
+    st.one_of(st.none(), st.integers(8160, 8200)),
+)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(request_lines, st.lists(pieces, max_size=12).map(b"".join)))
+def test_the_compiled_request_line_is_the_python_one(data: bytes) -> None:
+    assert compiled.looks_like_request(data) is http1._looks_like_request(data)
+    assert compiled.request_line(data) == http1._request_line(data)
+    assert compiled.looks_like_request(bytearray(data)) is http1._looks_like_request(data)  # any bytes-like
+
+
+def test_a_request_line_is_told_as_the_pattern_tells_it() -> None:
+    assert compiled.request_line(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n") == ("GET", "/a?b=1")
+    assert compiled.request_line(b"M-SEARCH * HTTP/1.1") == ("M-SEARCH", "*")  # the end of the data ends the line
+    assert compiled.request_line(b"GET / HTTP/1.1\nHost: x") is None  # a bare LF then more is no line end
+    assert compiled.request_line(b"A" * 21 + b" / HTTP/1.1\r\n") is None  # methods are 1 to 20 bytes
+    # The pattern looks at the first 8,200 bytes only: a line ending at the limit counts.
+    line = b"GET /" + b"a" * (8200 - 14) + b" HTTP/1.1"
+    assert len(line) == 8200 and compiled.looks_like_request(line + b"more")
+    assert not compiled.looks_like_request(b"GET /" + b"a" * 8200 + b" HTTP/1.1\r\n")
+    with pytest.raises(TypeError):
+        compiled.looks_like_request("GET / HTTP/1.1")

@@ -46,8 +46,9 @@ class Head(Struct):
         return split_target(self.target)[1]
 
 
-def request_line(data: bytes) -> tuple[str, str] | None:
-    """(method, target) of an HTTP/1.x request, without parsing the headers."""
+def _request_line(data: bytes) -> tuple[str, str] | None:
+    """(method, target) of an HTTP/1.x request, without parsing the headers (the reference
+    for _http1head.request_line)."""
     match = _REQUEST_LINE.match(data, 0, _LINE_LIMIT)
     return (match.group(1).decode("latin-1"), match.group(2).decode("latin-1")) if match else None
 
@@ -113,8 +114,9 @@ def _found_headers(data: bytes, names: tuple[bytes, ...]) -> tuple[int, list[str
     return end, out, found
 
 
-def looks_like_request(data: bytes) -> bool:
-    """True when the bytes start with an HTTP/1.x request line."""
+def _looks_like_request(data: bytes) -> bool:
+    """True when the bytes start with an HTTP/1.x request line (the reference for
+    _http1head.looks_like_request)."""
     return _REQUEST_LINE.match(data, 0, _LINE_LIMIT) is not None
 
 
@@ -144,6 +146,10 @@ try:  # optional compiled part (setup.py): the same split, ~3x faster
     from ._http1head import split_head as _parse_head
 except ImportError:  # pragma: no cover - exercised where no C compiler is installed
     _parse_head = _split_head
+try:  # and the request line told in one pass (asked several times a talk), ~4x faster
+    from ._http1head import looks_like_request, request_line
+except ImportError:  # pragma: no cover - exercised where no C compiler is installed
+    looks_like_request, request_line = _looks_like_request, _request_line
 try:  # and the same header scan (_scan_headers), ~10x faster
     from ._http1head import scan_headers as _compiled_scan
 except ImportError:  # pragma: no cover - exercised where no C compiler is installed
