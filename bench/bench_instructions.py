@@ -13,6 +13,11 @@ Workloads (default: all):
 - canonical: canonical() of a ~4 KB API answer, compact and re-serialised (wire/_canonjson.c);
 - diff-equal, diff-reindented, diff-reserialized: compare_responses of one pair of
   bench_diff.py's set of that name (the whole pair: heads, options, body; koala_store/diff/).
+- replay: the replayer's process for one session of bench_replay.py's recording, replayed at
+  --concurrency 8 with fuzzy and the mock in the process (every outbound call mocked, every
+  response compared and stored). The recording is made once, outside valgrind; the child
+  replays its first 400 sessions, then all 1,200, and the difference over 800 is the figure
+  (the service is another process: its instructions, and the kernel's, are not counted).
 
 Each workload runs in a child process under `valgrind --tool=cachegrind`, once with no
 repetition and once with --reps: the difference over --reps is its cost, the setup left out.
@@ -98,12 +103,50 @@ def workload(name: str):
     raise SystemExit(f"error: unknown workload {name!r}; pick from {', '.join(WORKLOADS)}")
 
 
-WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "sim-prep", "sim-match", "mask", "canonical", "diff-equal", "diff-reindented", "diff-reserialized")
+REPLAY_FEW, REPLAY_MANY = 400, 1200  # sessions replayed by the replay workload's two counts
 
 
-def instructions(tree: Path, name: str, reps: int) -> int:
+def replay_child(recording: Path, sessions: int) -> None:
+    """Replay the first `sessions` of the recording (see the replay workload)."""
+    import pickle
+    import tempfile
+
+    sys.path[:0] = [str(Path.cwd() / "bench")]
+    from bench_replay import replay_run
+
+    from koala_store.store import open_store
+
+    peers = pickle.loads((recording / "peers.pickle").read_bytes())
+    store = open_store(f"sqlite:///{recording / 'recording.db'}")
+    with tempfile.TemporaryDirectory() as work:
+        summary, _, _ = replay_run(store, peers, "fuzzy", 8, Path(work), None, None, mock_process="off", limit=sessions)
+    if summary.same != sessions:
+        raise SystemExit(f"error: {summary.same} of {sessions} replayed sessions came out same: {summary}")
+
+
+def record_for_replay(tree: Path) -> Path:
+    """bench_replay.py's recording of REPLAY_MANY sessions, made once into .cache/bench/."""
+    recording = ROOT / ".cache" / "bench" / f"instructions-replay-{REPLAY_MANY}"
+    if not (recording / "peers.pickle").exists():
+        script = (
+            "import asyncio, pickle, sys; from pathlib import Path; sys.path[:0] = ['bench']\n"
+            "from bench_replay import build_sut, record_sessions\n"
+            "from koala_store.store import open_store\n"
+            f"out = Path({str(recording)!r}); out.mkdir(parents=True, exist_ok=True); build_sut()\n"
+            f"sessions, peers = asyncio.run(record_sessions({REPLAY_MANY}, out))\n"
+            "store = open_store(f'sqlite:///{out / \"recording.db\"}'); store.put_many(sessions); store.refresh()\n"
+            "(out / 'peers.pickle').write_bytes(pickle.dumps(peers))\n"
+        )
+        subprocess.run([sys.executable, "-c", script], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
+    return recording
+
+
+WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "sim-prep", "sim-match", "mask", "canonical", "diff-equal", "diff-reindented", "diff-reserialized", "replay")
+
+
+def instructions(tree: Path, name: str, reps: int, *extra: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable, __file__, "--child", name, str(reps)]
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable, __file__, "--child", name, str(reps), *extra]
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if done.returncode != 0 or found is None:
@@ -112,6 +155,9 @@ def instructions(tree: Path, name: str, reps: int) -> int:
 
 
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1:3] == ["--child", "replay"]:
+        replay_child(Path(sys.argv[4]), int(sys.argv[3]))
+        return
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         run = workload(sys.argv[2])
         for _ in range(int(sys.argv[3])):
@@ -132,6 +178,12 @@ def main() -> None:
     tree = args.tree.resolve()
     print(f"instructions per run, cachegrind, {tree}:")
     for name in args.workloads:
+        if name == "replay":  # per session: the difference between two replays' counts
+            recording = record_for_replay(tree)
+            few, many = (instructions(tree, name, n, str(recording)) for n in (REPLAY_FEW, REPLAY_MANY))
+            each = (many - few) / (REPLAY_MANY - REPLAY_FEW)
+            print(f"  {name:<18} {each / 1e3:>12,.0f} k a session")
+            continue
         each = (instructions(tree, name, args.reps) - instructions(tree, name, 0)) / args.reps
         print(f"  {name:<18} {each / 1e3:>12,.0f} k")
 

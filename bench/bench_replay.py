@@ -318,6 +318,7 @@ def replay_run(
     settle: float | None,
     tag: str = "",
     mock_process: str = "auto",
+    limit: int | None = None,
 ):
     # The mock stands in for each recorded dependency on a fresh port; the SUT is pointed there.
     # The mock's ports and the SUT's, all distinct (taken one by one, the kernel may repeat one).
@@ -332,6 +333,7 @@ def replay_run(
         run_name=f"bench-{matcher}-c{concurrency}{tag}",
         **({} if settle is None else {"settle": settle}),
         mock_process=mock_process,
+        limit=limit,
     )
     profiler = cProfile.Profile() if profile_dir else None
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
