@@ -367,7 +367,9 @@ class OutboundMock:
                     # byte the recorded one (so it is matched and compared at once).
                     if context.by_header:  # the talk carried them (else nothing to take out)
                         request = stripped
-                    request = request.replace(host_line[0], host_line[1], 1) if host_line[0] in request else request
+                    # find, not `in`: `in` on bytes first tries its operand as an int, and raises
+                    # and clears a TypeError every time (~1,700 instructions).
+                    request = request.replace(host_line[0], host_line[1], 1) if request.find(host_line[0]) >= 0 else request
                 context.busy += 1
                 try:
                     state = self._state(context, states, previous)

@@ -48,7 +48,9 @@ class SqliteRunStore:
             )
 
     def put_comparisons(self, comparisons: Iterable[Comparison]) -> None:
-        rows = [(c.run_id, c.session_id, c.recorded_at, c.verdict, c.endpoint, _encode(c)) for c in comparisons]
+        # str(verdict): sqlite3 binds an exact str directly; a StrEnum it first asks for an
+        # adapter, which costs two failed attribute lookups a row.
+        rows = [(c.run_id, c.session_id, c.recorded_at, str(c.verdict), c.endpoint, _encode(c)) for c in comparisons]
         if not rows:
             return
         with transaction(self.db):

@@ -20,7 +20,7 @@ def loads(data: bytes) -> Any:
 def parse(data: bytes) -> tuple[Any, bool]:
     """`loads`, and whether orjson read the value: then it holds no NaN or Infinity and no
     integer beyond 64 bits, so orjson can also write it back (see wire.normalize)."""
-    if _LONG_DIGITS not in data.translate(_DIGIT_MASK):
+    if data.translate(_DIGIT_MASK).find(_LONG_DIGITS) < 0:
         try:
             return orjson.loads(data), True
         except orjson.JSONDecodeError:
