@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from . import _compiled  # noqa: F401  (its import hook first: see _compiled.py)
+
 __version__ = "0.1.0"
 
 

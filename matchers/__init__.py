@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from importlib import metadata
 
+import koala_store._compiled  # noqa: F401  (before .base: its import hook, see that module)
+
 from .base import (
     ConnectionState,
     MatcherError,
