@@ -27,7 +27,8 @@ run gives it one: koala_store.replay.mock_process) and sut cpu the Go SUT's.
 --mock-process auto|on|off sets where the mock runs (koala_store.replay.mock_process).
 --settle S sets ReplayOptions.settle (the grace after each response; diagnosis only: the
 figures of record use the runner's default). --profile DIR writes a cProfile of each replay
-run (the event-loop thread) to DIR and prints its top functions; cProfile roughly doubles the
+run (the event-loop thread) to DIR and prints its top functions (set KOALA_PURE_PYTHON=1: cProfile
+sees nothing inside the modules compiled by Cython, koala_store/_compiled.py); cProfile roughly doubles the
 Python cost, so profiled rates are not the benchmark's figures (a sampling profiler such as
 `py-spy record --format raw -- .venv/bin/python bench/bench_replay.py ...` distorts less).
 """
