@@ -124,20 +124,31 @@ def replay_child(recording: Path, sessions: int) -> None:
         raise SystemExit(f"error: {summary.same} of {sessions} replayed sessions came out same: {summary}")
 
 
+def record_child(recording: Path) -> None:
+    """Record REPLAY_MANY sessions as bench_replay.py does, into `recording` (see record_for_replay)."""
+    import asyncio
+    import pickle
+
+    sys.path[:0] = [str(Path.cwd() / "bench")]
+    from bench_replay import build_sut, record_sessions
+
+    from koala_store.store import open_store
+
+    recording.mkdir(parents=True, exist_ok=True)
+    build_sut()
+    sessions, peers = asyncio.run(record_sessions(REPLAY_MANY, recording))
+    store = open_store(f"sqlite:///{recording / 'recording.db'}")
+    store.put_many(sessions)
+    store.refresh()
+    (recording / "peers.pickle").write_bytes(pickle.dumps(peers))
+
+
 def record_for_replay(tree: Path) -> Path:
-    """bench_replay.py's recording of REPLAY_MANY sessions, made once into .cache/bench/."""
+    """bench_replay.py's recording of REPLAY_MANY sessions, made once into .cache/bench/ by a
+    child process (not under valgrind)."""
     recording = ROOT / ".cache" / "bench" / f"instructions-replay-{REPLAY_MANY}"
     if not (recording / "peers.pickle").exists():
-        script = (
-            "import asyncio, pickle, sys; from pathlib import Path; sys.path[:0] = ['bench']\n"
-            "from bench_replay import build_sut, record_sessions\n"
-            "from koala_store.store import open_store\n"
-            f"out = Path({str(recording)!r}); out.mkdir(parents=True, exist_ok=True); build_sut()\n"
-            f"sessions, peers = asyncio.run(record_sessions({REPLAY_MANY}, out))\n"
-            "store = open_store(f'sqlite:///{out / \"recording.db\"}'); store.put_many(sessions); store.refresh()\n"
-            "(out / 'peers.pickle').write_bytes(pickle.dumps(peers))\n"
-        )
-        subprocess.run([sys.executable, "-c", script], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
+        subprocess.run([sys.executable, __file__, "--record", str(recording)], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
     return recording
 
 
@@ -146,7 +157,18 @@ WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "sim-prep", "sim-match", "mask", "can
 
 def instructions(tree: Path, name: str, reps: int, *extra: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable, __file__, "--child", name, str(reps), *extra]
+    command = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        str(reps),
+        *extra,
+    ]
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if done.returncode != 0 or found is None:
@@ -155,6 +177,9 @@ def instructions(tree: Path, name: str, reps: int, *extra: str) -> int:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--record":
+        record_child(Path(sys.argv[2]))
+        return
     if len(sys.argv) == 5 and sys.argv[1:3] == ["--child", "replay"]:
         replay_child(Path(sys.argv[4]), int(sys.argv[3]))
         return
