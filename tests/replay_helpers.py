@@ -22,10 +22,20 @@ KV_PEER = Peer("10.1.0.6", 6379)
 DB_PEER = Peer("10.1.0.7", 3306)
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port free now and never given before in this test process: the kernel may
+    hand a just-closed port out again, and two of a test's addresses (say the SUT's and a mock's)
+    must differ."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 15) -> None:
@@ -74,7 +84,9 @@ def _inbound(method: str, path: str, body: bytes = b"") -> bytes:
 
 def _dep_call(position: int, at: int, path: str, body: dict, fd: int = 20) -> CallOutbound:
     request = f"GET {path} HTTP/1.1\r\nHost: dep.internal\r\n\r\n".encode()
-    return CallOutbound(position, at, request=request, response=http_response(200, json.dumps(body).encode()), peer=DEP_PEER, socket_fd=fd, response_time=at + 1000)
+    return CallOutbound(
+        position, at, request=request, response=http_response(200, json.dumps(body).encode()), peer=DEP_PEER, socket_fd=fd, response_time=at + 1000
+    )
 
 
 def _session(index: int, request: bytes, status: int, body: dict, calls: list[CallOutbound], session_id: str | None = None) -> Session:
@@ -127,7 +139,12 @@ def greet_session(index: int) -> Session:
     calls = [
         CallOutbound(0, at + 1000, request=b"", response=greeting, peer=DB_PEER, socket_fd=40, response_time=at + 1000),
         CallOutbound(
-            1, at + 2000, request=len(query).to_bytes(3, "little") + b"\x00" + query, response=b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00", peer=DB_PEER, socket_fd=40
+            1,
+            at + 2000,
+            request=len(query).to_bytes(3, "little") + b"\x00" + query,
+            response=b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00",
+            peer=DB_PEER,
+            socket_fd=40,
         ),
     ]
     return _session(index, _inbound("GET", "/greet"), 200, {"greeting": greeting[:20].hex()}, calls)
