@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -18,12 +19,11 @@ REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
 @contextmanager
-def serving(answer: bytes, *, close: bool = True, pause_after: int | None = None) -> Iterator[int]:
-    """A server that reads one request per connection and writes `answer` (in pieces)."""
+def listening(answer_one: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A server on a thread: each connection's request is read, then `answer_one(conn)`."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    port = listener.getsockname()[1]
 
     def serve() -> None:
         while True:
@@ -33,18 +33,29 @@ def serving(answer: bytes, *, close: bool = True, pause_after: int | None = None
                 return
             with conn:
                 conn.recv(65536)
-                view = memoryview(answer)
-                for start in range(0, len(answer), 1 << 20):
-                    conn.sendall(view[start : start + (1 << 20)])
-                if not close:
-                    conn.recv(1)
+                try:
+                    answer_one(conn)
+                except OSError:
+                    pass  # the client went
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    threading.Thread(target=serve, daemon=True).start()
     try:
-        yield port
+        yield listener.getsockname()[1]
     finally:
         listener.close()
+
+
+def serving(answer: bytes, *, close: bool = True):
+    """A server that answers each request with `answer` (in pieces)."""
+
+    def answer_one(conn: socket.socket) -> None:
+        view = memoryview(answer)
+        for start in range(0, len(answer), 1 << 20):
+            conn.sendall(view[start : start + (1 << 20)])
+        if not close:
+            conn.recv(1)
+
+    return listening(answer_one)
 
 
 def send(port: int, timeout: float = 5.0):
@@ -95,3 +106,65 @@ def test_broken_answers_are_errors(answer: bytes, error: str) -> None:
     with serving(answer) as port:
         result = send(port)
     assert result.error is not None and error in result.error
+
+
+def trickling(first: bytes, then: bytes, every: float):
+    """A server that answers each request with `first`, then `then` every `every` seconds
+    until the client goes."""
+
+    def answer_one(conn: socket.socket) -> None:
+        conn.sendall(first)
+        while True:
+            time.sleep(every)
+            conn.sendall(then)
+
+    return listening(answer_one)
+
+
+def test_a_head_that_never_ends_is_an_error_after_the_timeout() -> None:
+    with trickling(b"HTTP/1.1 200 OK\r\n", b"X-More: 1\r\n", 0.05) as port:
+        started = time.monotonic()
+        result = send(port, timeout=0.5)
+    assert result.error is not None and result.error.endswith("did not answer within 0.5 s")
+    assert 0.4 < time.monotonic() - started < 3
+
+
+def test_a_non_http_answer_streaming_past_the_timeout_is_an_error_not_its_first_part() -> None:
+    async def go():
+        client = InboundClient(Address("127.0.0.1", port), timeout=0.5)
+        try:
+            return await client.send(b"PING\r\n")  # not HTTP: the answer ends at an idle gap
+        finally:
+            await client.close()
+
+    with trickling(b"+PONG\r\n", b"+MORE\r\n", 0.01) as port:  # never a 50 ms gap
+        result = asyncio.run(go())
+    assert result.error is not None and result.error.endswith("did not answer within 0.5 s")
+
+
+def test_a_kept_alive_connection_outlives_the_time_limit_of_its_last_request() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def go() -> list:
+        server = await asyncio.start_server(answering, "127.0.0.1", 0)
+        client = InboundClient(Address("127.0.0.1", server.sockets[0].getsockname()[1]), timeout=0.2)
+        try:
+            results = [await client.send(REQUEST)]
+            await asyncio.sleep(0.4)  # past the first request's limit, on the same connection
+            results.append(await client.send(REQUEST))
+            return results + [accepted]
+        finally:
+            await client.close()
+            server.close()
+
+    accepted: list[int] = []
+
+    async def answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        while await reader.read(65536):
+            writer.write(answer)
+            await writer.drain()
+
+    first, second, connections = asyncio.run(go())
+    assert first.error is None and second.error is None and second.response == answer
+    assert connections == [1]  # one connection, kept alive

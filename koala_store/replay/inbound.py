@@ -20,6 +20,7 @@ from ..errors import KoalaError
 from ..wire import fastcgi, http1, parse_talk
 from .mock import SESSION_HEADER
 from .sockets import quickack
+from .streams import Stream, open_connection
 from .targets import Address
 
 READ_SIZE = 1 << 16
@@ -144,7 +145,7 @@ class InboundClient:
     def __init__(self, target: Address, *, timeout: float = 5.0):
         self.target = target
         self.timeout = timeout
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[tuple[Stream, Stream]] = []
 
     async def send(self, request: bytes) -> InboundResult:
         started = time.perf_counter()
@@ -158,14 +159,14 @@ class InboundClient:
                 if reused:
                     reader, writer = self._idle.pop()
                 else:
-                    reader, writer = await asyncio.wait_for(asyncio.open_connection(self.target.host, self.target.port), self.timeout)
+                    reader, writer = await asyncio.wait_for(open_connection(self.target.host, self.target.port), self.timeout)
             except (OSError, asyncio.TimeoutError) as exc:
                 return InboundResult(error=f"cannot connect to the target {self.target}: {_why(exc)}")
             try:
-                async with asyncio.timeout(self.timeout):  # no extra task per request, unlike wait_for
-                    writer.write(request)
-                    await writer.drain()
-                    response, keep = await self._read_response(_AckingReader(reader, writer), method)
+                writer.time_limit(self.timeout)  # a timer, no extra task (asyncio.wait_for) or cancellation
+                writer.write(request)
+                await writer.drain()
+                response, keep = await self._read_response(_AckingReader(reader, writer), method)
             except TimeoutError:
                 _close(writer)
                 return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} did not answer within {self.timeout:g} s")
@@ -177,6 +178,8 @@ class InboundClient:
             except ResponseError as exc:
                 _close(writer)
                 return InboundResult(latency_ms=_ms(started), error=f"the target {self.target} {exc}")
+            finally:
+                writer.time_limit(None)
             if not response:
                 _close(writer)
                 if reused and attempt == 0:
@@ -263,10 +266,14 @@ class _AckingReader:
 
     __slots__ = ("reader", "writer", "reads")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, reader: Stream, writer: Stream):
         self.reader = reader
         self.writer = writer
         self.reads = 0
+
+    @property
+    def timed_out(self) -> bool:
+        return self.reader.timed_out
 
     async def read(self, n: int) -> bytes:
         if self.reads:
@@ -287,6 +294,8 @@ async def _read_burst(reader: _AckingReader, buffer: bytearray) -> bytes:
         try:
             chunk = await asyncio.wait_for(reader.read(READ_SIZE), NON_HTTP_IDLE_S)
         except asyncio.TimeoutError:
+            if reader.timed_out:
+                raise  # the request's time limit, not an idle gap
             break
     return bytes(buffer)
 
@@ -322,7 +331,7 @@ async def _read_chunked(reader: _AckingReader, buffer: bytearray, pos: int) -> i
         pos += size + 2
 
 
-def _close(writer: asyncio.StreamWriter) -> None:
+def _close(writer: Stream) -> None:
     with contextlib.suppress(Exception):
         writer.close()
 

@@ -33,6 +33,7 @@ from ..wire.setup import is_setup_request, opening_positions, peer_protocols
 from ..wire.framing import GREETING_WAIT_S, IDLE_GAP_S, INCOMPLETE_GAP_S, RequestFramer, guess_live_protocol, whole_http_request
 from .openings import LiveOpening, OpeningLibrary
 from .sockets import quickack
+from .streams import Stream, open_connection, start_server
 from .targets import Address, OutboundMapping
 
 SESSION_HEADER = "X-Koala-Session"
@@ -85,6 +86,7 @@ class SessionContext:
         self.talks: list[Talk] = []
         self._openings: tuple[SessionMatcher, list[int]] | None = None
         self._expected: list[int] | None = None  # positions a faithful replay makes
+        self._opening_positions: frozenset[int] | None = None
         self.bypassed = 0  # unmatched talks let through to the real dependency (--bypass)
         # How talks were attributed: by the propagated header, or only because this was the
         # one session in flight (what a SUT that does not pass the header on looks like).
@@ -94,10 +96,13 @@ class SessionContext:
         self.last_talk_at = 0.0
         self.began_at = time.monotonic()
 
-    @functools.cached_property
+    @property
     def openings(self) -> frozenset[int]:
         """Positions of the calls that opened a connection when recorded (wire.setup)."""
-        return opening_positions(self.calls)
+        # Computed once, by hand: functools.cached_property is pure Python, a call a session.
+        if self._opening_positions is None:
+            self._opening_positions = opening_positions(self.calls)
+        return self._opening_positions
 
     def settled(self) -> bool:
         """Whether there is nothing left to wait for: no talk being answered, and every
@@ -111,7 +116,10 @@ class SessionContext:
             openings = self.openings
             self._expected = [p for p in range(len(self.matcher.calls)) if p not in openings]
         counts = self.matcher.use_counts
-        return all(counts[p] for p in self._expected)
+        for p in self._expected:  # a loop, not all(<generator>): asked once or more a session
+            if not counts[p]:
+                return False
+        return True
 
     def opening_matcher(self) -> tuple[SessionMatcher, list[int]]:
         """A matcher over this session's own connection-opening calls (protocol-aware, as the
@@ -149,7 +157,7 @@ class OutboundMock:
         self._protocols: dict[str, str] = {}
         # Live connections (closed at stop()) and when each last finished a talk; one timer
         # closes those silent for IDLE_TIMEOUT_S, rather than a timeout around every read.
-        self._open: dict[asyncio.StreamWriter, float] = {}
+        self._open: dict[Stream, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.refused = 0  # connections closed at once: MAX_CONNECTIONS were open
 
@@ -162,7 +170,7 @@ class OutboundMock:
         self._learn_protocols(self.openings.protocols())
         for mapping in self.mappings:
             try:
-                server = await asyncio.start_server(lambda r, w, m=mapping: self._serve(m, r, w), mapping.listen.host, mapping.listen.port, reuse_address=True)
+                server = await start_server(functools.partial(self._serve, mapping), mapping.listen.host, mapping.listen.port)
             except OSError as exc:
                 await self.stop()
                 raise OSError(f"cannot listen on {mapping.listen} for {mapping.recorded_peer}: {exc.strerror}; pick a free address") from None
@@ -296,7 +304,7 @@ class OutboundMock:
 
     # --- connections -------------------------------------------------------------------
 
-    async def _serve(self, mapping: OutboundMapping, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, mapping: OutboundMapping, reader: Stream, writer: Stream) -> None:
         peer = str(mapping.recorded_peer)
         # `Host: <the mock's address>` as the service sends it, and as it sent it when recorded.
         host_line = (f"\r\nHost: {mapping.listen}\r\n".encode(), f"\r\nHost: {peer}\r\n".encode())
@@ -399,7 +407,7 @@ class OutboundMock:
                 await writer.wait_closed()
 
     @staticmethod
-    async def _answer(writer: asyncio.StreamWriter, context: SessionContext | None, talk: Talk) -> None:
+    async def _answer(writer: Stream, context: SessionContext | None, talk: Talk) -> None:
         """Send a set-up talk's recorded answer; the talk goes to its session, if any."""
         assert talk.match.call is not None
         writer.write(talk.match.call.response)
@@ -475,7 +483,7 @@ class OutboundMock:
                     writer.close()
 
     @staticmethod
-    async def _first_read(reader: asyncio.StreamReader, fresh: bool) -> bytes | None:
+    async def _first_read(reader: Stream, fresh: bool) -> bytes | None:
         """The first bytes of a talk; None when a new connection stays silent for 20 ms."""
         if not fresh:
             return await reader.read(READ_SIZE)
@@ -487,7 +495,7 @@ class OutboundMock:
 
     @staticmethod
     async def _rest_of_talk(
-        reader: asyncio.StreamReader, data: bytes, protocol: str, writer: asyncio.StreamWriter | None = None, *, request_line: bool | None = None
+        reader: Stream, data: bytes, protocol: str, writer: Stream | None = None, *, request_line: bool | None = None
     ) -> tuple[bytes, bool]:
         """Read until the request is complete: by the protocol when it is known, else until
         Koala's 3 ms idle gap. Also whether it stayed within MAX_TALK_BYTES. `request_line`:
@@ -515,14 +523,14 @@ class OutboundMock:
         return bytes(framer.buffer), True
 
     @staticmethod
-    async def _pass_through(mapping: OutboundMapping, request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pass_through(mapping: OutboundMapping, request: bytes, reader: Stream, writer: Stream) -> None:
         """--bypass: from this talk on, the connection goes to the real dependency."""
         real = mapping.recorded_peer
-        upstream_reader, upstream_writer = await asyncio.open_connection(real.host, real.port)
+        upstream_reader, upstream_writer = await open_connection(real.host, real.port)
         upstream_writer.write(request)
         await upstream_writer.drain()
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pipe(source: Stream, sink: Stream) -> None:
             with contextlib.suppress(ConnectionError):
                 while chunk := await source.read(READ_SIZE):
                     sink.write(chunk)
