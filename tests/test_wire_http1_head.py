@@ -177,3 +177,38 @@ def test_a_request_line_is_told_as_the_pattern_tells_it() -> None:
     assert not compiled.looks_like_request(b"GET /" + b"a" * 8200 + b" HTTP/1.1\r\n")
     with pytest.raises(TypeError):
         compiled.looks_like_request("GET / HTTP/1.1")
+
+
+# Status lines and near misses: the version's digits and dot, the spaces, two to four status
+# digits, the reason, the CR/LF tail and what follows it.
+_STATUS_VERSIONS = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1", b"HTTP/a.1", b"HTTP/1x1", b"http/1.1", b"HTTP/11.1", b"HTT"])
+_CODES = st.one_of(st.sampled_from([b"200", b"404", b"999", b"000", b"20", b"2000", b"2a0", b"\xb2\xb2\xb2"]), st.binary(max_size=4))
+_REASONS = st.one_of(st.sampled_from([b"", b" OK", b" Not Found", b"OK", b"  ", b" \r", b"\t OK"]), st.binary(max_size=4))
+status_lines = st.builds(
+    lambda v, s, code, reason, tail: v + s + code + reason + tail,
+    _STATUS_VERSIONS,
+    st.sampled_from([b" ", b"  ", b"", b"\t"]),
+    _CODES,
+    _REASONS,
+    st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b" ", b"Content-Length: 2"]), max_size=4).map(b"".join),
+)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(status_lines, heads))
+def test_the_compiled_status_code_is_the_python_one(data: bytes) -> None:
+    assert compiled.status_code(data) == http1._status_code(data)
+    assert compiled.status_code(bytearray(data)) == http1._status_code(data)  # any bytes-like
+
+
+def test_a_status_line_is_read_as_the_pattern_reads_it() -> None:
+    assert compiled.status_code(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") == 200
+    assert compiled.status_code(b"HTTP/1.0 404") == 404  # no reason, no line end
+    assert compiled.status_code(b"HTTP/1.1 503\r\n") == 503
+    assert compiled.status_code(b"HTTP/1.1 200\r\r\n") is None  # one CR only, before the LF
+    assert compiled.status_code(b"HTTP/1.1 2000 OK\r\n") is None
+    assert compiled.status_code(b"HTTP/1.1 200OK\r\n") is None
+    assert compiled.status_code(b"\nHTTP/1.1 200 OK") is None  # the first line is empty
+    assert compiled.status_code(b"") is None
+    with pytest.raises(TypeError):
+        compiled.status_code("HTTP/1.1 200 OK")

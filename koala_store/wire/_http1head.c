@@ -20,8 +20,9 @@
  * response, replayed inbound response and outbound HTTP call is parsed; this takes ~0.9 us.
  *
  * Also here, each the same decisions as its Python reference in http1.py: find_header,
- * scan_headers (named headers found, and taken out, in one scan) and looks_like_request /
- * request_line (http1._REQUEST_LINE, asked several times a talk).
+ * scan_headers (named headers found, and taken out, in one scan), looks_like_request /
+ * request_line (http1._REQUEST_LINE, asked several times a talk) and status_code
+ * (http1._STATUS_LINE, asked of every recorded and replayed answer).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -395,6 +396,28 @@ static PyObject *request_line(PyObject *self, PyObject *arg) {
     return out;
 }
 
+/* http1._status_code: the status of an "HTTP/d.d ddd[ reason][\r]" first line (the first line
+ * runs to the first \n), else None; the regex http1._STATUS_LINE decides the same. */
+static inline int ascii_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static PyObject *status_code(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *d = view.buf;
+    const unsigned char *newline = memchr(d, '\n', (size_t)view.len);
+    Py_ssize_t n = newline != NULL ? newline - d : view.len;
+    long status = -1;
+    if (n >= 12 && memcmp(d, "HTTP/", 5) == 0 && ascii_digit(d[5]) && d[6] == '.' && ascii_digit(d[7]) && d[8] == ' ' && ascii_digit(d[9]) && ascii_digit(d[10]) &&
+        ascii_digit(d[11]) && (n == 12 || d[12] == ' ' || (n == 13 && d[12] == '\r')))
+        status = (d[9] - '0') * 100 + (d[10] - '0') * 10 + (d[11] - '0');
+    PyBuffer_Release(&view);
+    if (status < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(status);
+}
+
 static PyMethodDef methods[] = {
     {"split_head", split_head, METH_O, "(start_line, [(name, value)], body_offset) of an HTTP/1.x message's head."},
     {"find_header", (PyCFunction)(void (*)(void))find_header, METH_FASTCALL,
@@ -403,6 +426,7 @@ static PyMethodDef methods[] = {
      "scan_headers(data, names, strip): (the first value of each header named, the message without those lines when strip), "
      "or NotImplemented for other shapes."},
     {"looks_like_request", looks_like_request, METH_O, "Whether bytes start with an HTTP/1.x request line (http1._REQUEST_LINE over the first 8200 bytes)."},
+    {"status_code", status_code, METH_O, "The status of the HTTP/1.x status line bytes start with, else None (http1._STATUS_LINE on the first line)."},
     {"request_line", request_line, METH_O, "(method, target) of the request line bytes start with, else None (http1._REQUEST_LINE over the first 8200 bytes)."},
     {NULL, NULL, 0, NULL},
 };

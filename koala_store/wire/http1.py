@@ -53,8 +53,9 @@ def _request_line(data: bytes) -> tuple[str, str] | None:
     return (match.group(1).decode("latin-1"), match.group(2).decode("latin-1")) if match else None
 
 
-def status_code(data: bytes) -> int | None:
-    """The status of an HTTP/1.x response, without parsing the headers."""
+def _status_code(data: bytes) -> int | None:
+    """The status of an HTTP/1.x response, without parsing the headers (the reference for
+    _http1head.status_code)."""
     if not data.startswith(b"HTTP/"):
         return None
     match = _STATUS_LINE.match(_first_line(data))
@@ -121,7 +122,7 @@ def _looks_like_request(data: bytes) -> bool:
 
 
 def looks_like_response(data: bytes) -> bool:
-    return data.startswith(b"HTTP/") and _STATUS_LINE.match(_first_line(data)) is not None
+    return status_code(data) is not None
 
 
 def _split_head(data: bytes) -> tuple[str, list[tuple[str, str]], int]:
@@ -150,6 +151,10 @@ try:  # and the request line told in one pass (asked several times a talk), ~4x 
     from ._http1head import looks_like_request, request_line
 except ImportError:  # pragma: no cover - exercised where no C compiler is installed
     looks_like_request, request_line = _looks_like_request, _request_line
+try:  # and the status line read without the regex
+    from ._http1head import status_code
+except ImportError:  # pragma: no cover - exercised where no C compiler is installed
+    status_code = _status_code
 try:  # and the same header scan (_scan_headers), ~10x faster
     from ._http1head import scan_headers as _compiled_scan
 except ImportError:  # pragma: no cover - exercised where no C compiler is installed
