@@ -25,16 +25,23 @@ from pathlib import Path
 # Dotted names; setup.py reads this tuple (a literal) without importing the package.
 CYTHONIZED = (
     "koala_store.model",
+    "koala_store.diff.masked",
     "koala_store.diff.noise",
+    "koala_store.diff.options",
     "koala_store.diff.outbound",
     "koala_store.diff.response",
     "koala_store.replay.inbound",
     "koala_store.replay.judge",
     "koala_store.replay.mock",
     "koala_store.replay.runner",
+    "koala_store.replay.streams",
+    "koala_store.replay.targets",
+    "koala_store.wire.fastcgi",
     "koala_store.wire.framing",
+    "koala_store.wire.http",
     "koala_store.wire.http1",
     "koala_store.wire.setup",
+    "koala_store.wire.talk",
     "matchers.base",
     "matchers.fuzzy",
 )

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from factories import varied_sessions
 from koala_store.errors import FormatError
 from koala_store.formats import escaped, koala
-from koala_store.model import AppendFile, CallOutbound, ReadStorage, ReturnInbound, SendUDP
+from koala_store.model import AppendFile, CallOutbound, Peer, ReadStorage, ReturnInbound, SendUDP
 
 
 @given(st.binary(max_size=2048))
@@ -164,3 +164,13 @@ def test_truncated_json_is_one_clear_error(example_bytes: bytes) -> None:
 def test_a_json_value_that_is_not_an_object() -> None:
     with pytest.raises(FormatError, match="expected a JSON object with a SessionId, got a JSON str"):
         koala.loads(b'"hello"')
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [(Peer("10.0.0.5", 3306), "10.0.0.5:3306"), (Peer("::1", 6379), "[::1]:6379"), (Peer("fe80::1", 80, zone="eth0"), "[fe80::1]:80"), (Peer(), ":0")],
+)
+def test_a_peer_is_written_as_users_write_addresses_and_the_same_each_time(peer: Peer, address: str) -> None:
+    assert peer.address == address
+    assert peer.address == address  # asked again: the cached form is the same
+    assert CallOutbound(0, 0, peer=peer, socket_fd=7).connection == f"{address}#7"

@@ -215,3 +215,54 @@ def test_an_http_dependency_is_spoken_exactly_when_parse_talk_says_so(data: byte
     """The mock's check that a talk is HTTP: its request line alone, as parse_talk decides."""
     if data:
         assert mock_module._speaks(data, HTTP) == (parse_talk(data, hint=HTTP).protocol == HTTP)
+
+
+def test_a_replay_collects_garbage_less_often_and_leaves_the_collector_as_it_was() -> None:
+    import gc
+
+    from koala_store.replay.runner import YOUNG_COLLECTION_EVERY, run_loop
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    seen = []
+
+    async def replay():
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > frozen))
+        raise KeyError("the replay failed")
+
+    with pytest.raises(KeyError):
+        run_loop(replay())
+    assert seen == [(YOUNG_COLLECTION_EVERY, True)]  # during: fewer young collections, the old set aside
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen  # after, even on failure
+
+
+def test_the_session_queue_is_first_in_first_out_bounded_and_loses_no_wake_up() -> None:
+    import asyncio
+
+    from koala_store.replay.runner import SessionQueue
+
+    async def go() -> None:
+        queue = SessionQueue(maxsize=2)
+        got: list = []
+
+        async def take(n: int) -> None:
+            for _ in range(n):
+                got.append(await queue.get())
+
+        await queue.put(1)
+        await queue.put(2)
+        third = asyncio.ensure_future(queue.put(3))
+        await asyncio.sleep(0.01)
+        assert not third.done()  # full: the put waits for room
+        await take(1)
+        await asyncio.wait_for(third, 1)
+        await take(2)
+        assert got == [1, 2, 3]
+        # Two takers wait; the first is woken by a put, then cancelled before it runs: the
+        # item goes to the second, not left unseen.
+        first, second = asyncio.ensure_future(queue.get()), asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0.01)
+        await queue.put(4)
+        first.cancel()
+        assert await asyncio.wait_for(second, 1) == 4
+
+    asyncio.run(go())

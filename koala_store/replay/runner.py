@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import re
 import signal
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -216,7 +217,7 @@ class Replay:
         try:
             if self.propagate and self.recorded_peers and self.options.mappings:
                 await self._probe(sessions)
-            queue: asyncio.Queue[Session | None] = asyncio.Queue(maxsize=self.options.concurrency * 2)
+            queue: SessionQueue = SessionQueue(maxsize=self.options.concurrency * 2)
             workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.options.concurrency)]
             feeder = asyncio.create_task(self._feed(sessions, queue, len(workers)))
 
@@ -245,7 +246,7 @@ class Replay:
             await self._finish(time.perf_counter() - started)
 
     @staticmethod
-    async def _feed(sessions: AsyncIterator[Session], queue: asyncio.Queue[Session | None], workers: int) -> None:
+    async def _feed(sessions: AsyncIterator[Session], queue: SessionQueue, workers: int) -> None:
         async for session in sessions:
             await queue.put(session)
         for _ in range(workers):
@@ -330,7 +331,7 @@ class Replay:
             if baseline:
                 await baseline.close()
 
-    async def _worker(self, queue: asyncio.Queue[Session | None]) -> None:
+    async def _worker(self, queue: SessionQueue) -> None:
         target = InboundClient(self.options.target, timeout=self.options.timeout)
         baseline = InboundClient(self.options.baseline, timeout=self.options.timeout) if self.options.baseline else None
         # With nothing else to replay for a session, the worker moves on once the SUT has
@@ -339,6 +340,7 @@ class Replay:
         # talk belongs to the session being replayed when it arrives).
         overlap = not self.options.noise_runs and baseline is None
         finishing: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
         try:
             while (session := await queue.get()) is not None:
                 first, context = await self._exchange(session, target)
@@ -351,7 +353,7 @@ class Replay:
                     completion = self._compare_and_record(session, first, await self._talks(context), context, target, baseline)
                 if len(finishing) >= FINISHING_PER_WORKER:  # comparing falls behind: wait for it
                     await asyncio.wait(finishing, return_when=asyncio.FIRST_COMPLETED)
-                task = asyncio.create_task(completion)
+                task = loop.create_task(completion)  # the loop's own: asyncio.create_task is pure Python
                 finishing.add(task)
                 task.add_done_callback(finishing.discard)
             if finishing:
@@ -498,14 +500,83 @@ def replay(store: SessionStore, options: ReplayOptions, progress: Callable[[Coun
     return run_loop(_stopping_on_sigterm(Replay(store, options, progress).run()))
 
 
+class SessionQueue:
+    """asyncio.Queue's bounded, first-in-first-out put and get, and nothing else, compiled
+    with the runner: asyncio.Queue is pure Python, ~10 calls a replayed session (~1.5% of
+    its instructions) between the feeder and the workers."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque[Session | None] = deque()
+        self._maxsize = maxsize
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
+
+    async def put(self, item: Session | None) -> None:
+        while len(self._items) >= self._maxsize:
+            await self._wait(self._putters)
+        self._items.append(item)
+        self._wake(self._getters)
+
+    async def get(self) -> Session | None:
+        while not self._items:
+            await self._wait(self._getters)
+        item = self._items.popleft()
+        self._wake(self._putters)
+        return item
+
+    async def _wait(self, waiters: deque[asyncio.Future[None]]) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake(waiters)  # woken, then cancelled before it ran: wake the next one
+            raise
+
+    @staticmethod
+    def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # a cancelled waiter is passed over
+                waiter.set_result(None)
+                return
+
+
 def run_loop(main: Coroutine[Any, Any, RunSummary]) -> RunSummary:
     """Run the replay's event loop: uvloop where it is installed (its socket path costs a
-    fraction of asyncio's), else asyncio's own."""
+    fraction of asyncio's), else asyncio's own; with fewer garbage collections."""
+    with fewer_collections():
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(main)
+        return uvloop.run(main)
+
+
+# The youngest generation is collected after this many new containers (Python's default: 700).
+YOUNG_COLLECTION_EVERY = 20_000
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """A replayed session makes and drops thousands of short-lived containers (parsed heads,
+    talks, results), which set off a collection of the young generation every few sessions,
+    and every collection walks what is still alive: ~10k instructions a session
+    (bench_instructions.py replay). For the replay, the objects already alive (modules,
+    recorded openings) are set aside (gc.freeze) and the young generation is collected
+    less often; both are undone after. Cycles are still collected, later."""
+    before = gc.get_threshold()
+    freezing = gc.get_freeze_count() == 0  # else the caller froze objects: its choice stands
+    if freezing:
+        gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *before[1:])
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+        yield
+    finally:
+        gc.set_threshold(*before)
+        if freezing:
+            gc.unfreeze()
 
 
 async def _stopping_on_sigterm(run: Coroutine[Any, Any, RunSummary]) -> RunSummary:
