@@ -92,7 +92,7 @@ class ReplayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         str,
         cli(
             "--mock-process",
-            help="The mock in a process of its own, beside the replayer: auto (--concurrency 2 and up on 4 or more cores, 16 and up on 2 or 3), on or off.",
+            help="The mock in a process of its own, beside the replayer: auto (--concurrency 2 and up on 4 or more cores, never on 2 or 3), on or off.",
             panel=Panel.MOCK,
         ),
     ] = "auto"

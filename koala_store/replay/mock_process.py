@@ -105,21 +105,19 @@ ToChild = Start | Begin | Finish | Drop | Collect | Stop
 ToRunner = Started | Finished | Tallies
 
 
-# When `auto` gives the mock a process of its own (bench/bench_replay.py, --mock-process on
-# against off, fuzzy, 5,000 sessions, on 2 cores beside the Go service under test):
-# - at 8 sessions in flight the two tie, or the mock in the runner's process wins (against
-#   GoReplay, bench_vs_goreplay.py: 0.81-0.92x in-process, 0.69-0.81x in a process of its
-#   own): the runner waits on the child's round trips, and the service takes the spare core;
-# - from 16 the child wins (at 32: 1,013-1,541 sessions/s against 939-1,287), as there are
-#   enough sessions in flight to hide the round trips.
-# With a core each for the runner, the child and the service, it is used from 2 sessions up.
+# When `auto` gives the mock a process of its own: with a core each for the runner, the child
+# and the service, from 2 sessions in flight. On 2 or 3 cores never: the service under test
+# shares them, and the runner waits on the child's round trips. Measured on 2 cores beside the
+# Go service (bench/bench_replay.py, fuzzy, 5,000 sessions, --mock-process on against off,
+# alternated): 2,070-2,161 against 2,274-2,350 sessions/s at 32 in flight, 2,285-2,342 against
+# 2,607-2,795 at 16, 2,019-2,581 against 2,687-3,597 at 64. (Before the replayer's connections
+# were compiled, replay/streams.py, the child won from 16 up.)
 AUTO_CORES = 4
-AUTO_CONCURRENCY_ON_TWO_CORES = 16
 
 
 def use_process(concurrency: int, setting: str = "auto", cores: int | None = None) -> bool:
-    """Whether the mock gets a process of its own: `on`, `off`, or `auto` (header attribution,
-    with enough cores, or enough sessions in flight to keep two processes busy)."""
+    """Whether the mock gets a process of its own: `on`, `off`, or `auto` (header attribution
+    with a core each for the runner, the mock and the service)."""
     if concurrency < 2:
         return False  # one session at a time is attributed by elimination, in-process
     if setting != "auto":
@@ -129,7 +127,7 @@ def use_process(concurrency: int, setting: str = "auto", cores: int | None = Non
             cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
             cores = os.cpu_count() or 1
-    return cores >= AUTO_CORES or (cores >= 2 and concurrency >= AUTO_CONCURRENCY_ON_TWO_CORES)
+    return cores >= AUTO_CORES
 
 
 # --- the runner's side ---------------------------------------------------------------------
