@@ -142,6 +142,9 @@ def request_path(raw: bytes) -> str | None:
 class InboundClient:
     """Keep-alive connections to the target, one request at a time per connection."""
 
+    # Slots: the compiled code finds these without searching an instance dictionary.
+    __slots__ = ("_idle", "target", "timeout")
+
     def __init__(self, target: Address, *, timeout: float = 5.0):
         self.target = target
         self.timeout = timeout

@@ -79,6 +79,24 @@ class Opening:
 class SessionContext:
     """A session being replayed: its matcher and the talks attributed to it."""
 
+    # Slots: the compiled hot path reads these attributes through the generic lookup, which
+    # finds a slot without searching an instance dictionary.
+    __slots__ = (
+        "calls",
+        "matcher",
+        "key",
+        "talks",
+        "_openings",
+        "_expected",
+        "_opening_positions",
+        "bypassed",
+        "by_header",
+        "without_header",
+        "busy",
+        "last_talk_at",
+        "began_at",
+    )
+
     def __init__(self, calls: list[CallOutbound], matcher: SessionMatcher, key: str):
         self.calls = calls  # the session's recorded outbound calls
         self.matcher = matcher
@@ -132,6 +150,27 @@ class SessionContext:
 
 
 class OutboundMock:
+    # Slots: see SessionContext.
+    __slots__ = (
+        "_connections",
+        "_contexts",
+        "_current",
+        "_open",
+        "_protocols",
+        "_servers",
+        "_sessions",
+        "_sweeper",
+        "attribution",
+        "bypass",
+        "mappings",
+        "openings",
+        "refused",
+        "setup_answered",
+        "strategy",
+        "unattributed",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         mappings: Iterable[OutboundMapping],

@@ -133,6 +133,27 @@ def check_options(options: ReplayOptions) -> None:
 class Replay:
     """One run: the mock, the clients, the store and the bookkeeping."""
 
+    # Slots: the compiled code finds these without searching an instance dictionary.
+    __slots__ = (
+        "_keys",
+        "_last_context",
+        "counts",
+        "held",
+        "mock",
+        "noise",
+        "options",
+        "paths",
+        "pending",
+        "progress",
+        "propagate",
+        "recorded_peers",
+        "store",
+        "store_thread",
+        "strategy",
+        "summary",
+        "suppressed",
+    )
+
     def __init__(self, store: SessionStore, options: ReplayOptions, progress: Callable[[Counts], None] | None = None):
         check_options(options)
         self.store = store
@@ -504,6 +525,9 @@ class SessionQueue:
     """asyncio.Queue's bounded, first-in-first-out put and get, and nothing else, compiled
     with the runner: asyncio.Queue is pure Python, ~10 calls a replayed session (~1.5% of
     its instructions) between the feeder and the workers."""
+
+    # Slots: as Replay's.
+    __slots__ = ("_items", "_maxsize", "_getters", "_putters")
 
     def __init__(self, maxsize: int) -> None:
         self._items: deque[Session | None] = deque()

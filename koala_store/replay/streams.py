@@ -34,6 +34,28 @@ class Stream(asyncio.Protocol):
     with an error, reads and drains raise it. A server's connection starts its handler when
     it is made."""
 
+    # Slots: the compiled code reads these through the generic attribute lookup, which finds
+    # a slot without searching an instance dictionary.
+    __slots__ = (
+        "_loop",
+        "_handler",
+        "_task",
+        "transport",
+        "_buffer",
+        "_waiter",
+        "_wanted",
+        "_eof",
+        "_error",
+        "_lost",
+        "_reading_paused",
+        "_writing_paused",
+        "_drain_waiter",
+        "_limit",
+        "_timed_out",
+        "_closed",
+        "__weakref__",
+    )
+
     def __init__(self, loop: asyncio.AbstractEventLoop, handler: Handler | None = None) -> None:
         self._loop = loop
         self._handler = handler
