@@ -523,8 +523,8 @@ def replay(store: SessionStore, options: ReplayOptions, progress: Callable[[Coun
 
 class SessionQueue:
     """asyncio.Queue's bounded, first-in-first-out put and get, and nothing else, compiled
-    with the runner: asyncio.Queue is pure Python, ~10 calls a replayed session (~1.5% of
-    its instructions) between the feeder and the workers."""
+    with the runner: asyncio.Queue is pure Python, ~10 interpreted calls a replayed session
+    between the feeder and the workers."""
 
     # Slots: as Replay's.
     __slots__ = ("_items", "_maxsize", "_getters", "_putters")
@@ -586,8 +586,8 @@ YOUNG_COLLECTION_EVERY = 20_000
 def fewer_collections() -> Iterator[None]:
     """A replayed session makes and drops thousands of short-lived containers (parsed heads,
     talks, results), which set off a collection of the young generation every few sessions,
-    and every collection walks what is still alive: ~10k instructions a session
-    (bench_instructions.py replay). For the replay, the objects already alive (modules,
+    and every collection walks what is still alive: ~14k instructions a session
+    (bench_instructions.py replay: 691k without this, 677k with it). For the replay, the objects already alive (modules,
     recorded openings) are set aside (gc.freeze) and the young generation is collected
     less often; both are undone after. Cycles are still collected, later."""
     before = gc.get_threshold()

@@ -116,9 +116,7 @@ class Stream(asyncio.Protocol):
         else:
             self._error = exc
         self._wake()
-        drain = self._drain_waiter
-        if drain is not None and not drain.done():
-            drain.set_result(None)  # the drain then says the connection was lost
+        self._wake_drain()  # the drain then says the connection was lost
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -127,6 +125,9 @@ class Stream(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._wake_drain()
+
+    def _wake_drain(self) -> None:
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_result(None)
