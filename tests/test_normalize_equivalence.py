@@ -187,6 +187,29 @@ def test_compiled_masking_leaves_text_beyond_ascii_to_the_regex():
         compiled(b"1548160113")
 
 
+@SETTINGS
+@given(text=st.one_of(st.lists(ASCII_PIECES, max_size=24).map("".join), st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40)))
+def test_compiled_bucket_of_ascii_text_is_the_translate_and_hash(text):
+    """wire/_normalize.c's bucket: the same hash as the bytes translate keeps, any ASCII byte."""
+    compiled = normalize._compiled_bucket_ascii
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    assert compiled(text, normalize._BUCKET_DROP) == normalize._bucket_python(text) == hash(text.encode().translate(None, normalize._BUCKET_DROP))
+
+
+def test_compiled_bucket_of_long_text_and_beyond_ascii():
+    compiled = normalize._compiled_bucket_ascii
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    long = '{"sku": "SKU-1548160113", "name": "blue lamp"} ' * 2000  # beyond the stack buffer
+    assert compiled(long, normalize._BUCKET_DROP) == normalize._bucket_python(long)
+    assert compiled("name é", normalize._BUCKET_DROP) is None
+    assert bucket_of("name é") == normalize._bucket_python("name é")
+    assert compiled("abc", b"a") == hash(b"bc") and compiled("abc", b"c") == hash(b"ab")  # a new drop set is taken
+    with pytest.raises(TypeError, match="bucket_ascii"):
+        compiled(b"abc", b"")
+
+
 # ASCII SQL, which wire/_normalize.c tokenises: literals cut short (a string without its
 # closing quote, a backslash last), doubled quotes, comments never closed, numbers in every
 # form and next to what stops them being one.
@@ -422,7 +445,8 @@ def test_the_compiled_parts_are_in_use_where_they_were_built():
         "koala_store.wire._http1head": http1._parse_head is not http1._split_head
         and http1.looks_like_request is not http1._looks_like_request
         and http1.status_code is not http1._status_code,
-        "koala_store.wire._normalize": None not in (normalize._compiled_mask_ascii, normalize._compiled_sql_text, normalize._compiled_collapse_lists),
+        "koala_store.wire._normalize": None
+        not in (normalize._compiled_mask_ascii, normalize._compiled_sql_text, normalize._compiled_collapse_lists, normalize._compiled_bucket_ascii),
         "koala_store.query._terms": text._compiled_ascii_terms is not None,
     }
     for name, in_use in used.items():

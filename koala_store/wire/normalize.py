@@ -47,11 +47,12 @@ from .protocol import FASTCGI, HTTP, MYSQL, REDIS, UNKNOWN, Protocol
 from .request import Message, parse_request
 
 try:  # compiled by `pip install` where a C compiler is present (setup.py); optional
+    from ._normalize import bucket_ascii as _compiled_bucket_ascii
     from ._normalize import collapse_lists_ascii as _compiled_collapse_lists
     from ._normalize import mask_ascii as _compiled_mask_ascii
     from ._normalize import sql_text_ascii as _compiled_sql_text
 except ImportError:  # pragma: no cover - exercised where the extension did not build
-    _compiled_mask_ascii = _compiled_sql_text = _compiled_collapse_lists = None
+    _compiled_mask_ascii = _compiled_sql_text = _compiled_collapse_lists = _compiled_bucket_ascii = None
 try:  # the JSON canonical form the diff compares bodies with (also optional)
     from koala_store.wire._canonjson import canonical as _compiled_canonical
 except ImportError:  # pragma: no cover - exercised where the extension did not build
@@ -225,6 +226,13 @@ _UNICODE_DROP = re.compile(r"(?![\x00-\x7f])[\d\s]")  # digits and spaces beyond
 
 def bucket_of(text: str) -> int:
     """The bucket of a key whose text before masking is `text` (see _BUCKET_DROP)."""
+    if _compiled_bucket_ascii is not None and (bucket := _compiled_bucket_ascii(text, _BUCKET_DROP)) is not None:
+        return bucket  # the same hash in one pass over the text (wire/_normalize.c)
+    return _bucket_python(text)
+
+
+def _bucket_python(text: str) -> int:
+    """`bucket_of` for any text: the reference the compiled version follows."""
     if not text.isascii():
         text = _UNICODE_DROP.sub("", text)
     return hash(text.encode("utf-8", "surrogatepass").translate(None, _BUCKET_DROP))
