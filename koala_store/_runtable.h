@@ -135,9 +135,15 @@ static inline Slot *table_count_with(Table *t, const unsigned char *p, Py_ssize_
     return s;
 }
 
+/* Whether runs of n bytes with equal hash_run values are the same bytes. Up to 8 bytes they
+ * must be: hash_run reads them as one word and only xors in constants, multiplies by odd
+ * ones and xors in its own shifted bits, each a one-to-one map of 64-bit words, so equal
+ * hashes of equal lengths come from equal words. Most runs are that short: no memcmp. */
+static inline int same_run_hashed(const unsigned char *a, const unsigned char *b, Py_ssize_t n) { return n <= 8 || memcmp(a, b, (size_t)n) == 0; }
+
 /* table_count_with, runs alike when their bytes are. */
 static inline Slot *table_count(Table *t, const unsigned char *p, Py_ssize_t n, const unsigned char *end) {
-    return table_count_with(t, p, n, end, hash_run, same_bytes);
+    return table_count_with(t, p, n, end, hash_run, same_run_hashed);
 }
 
 #endif
