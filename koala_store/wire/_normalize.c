@@ -30,7 +30,7 @@
  * mysql.SQL_TOKEN.split(sql): every token SQL_TOKEN finds, scanning as re.split does, is
  * replaced (a string or number literal by "?" when `literals` is MASK (1), kept when KEEP (0);
  * a comment or a run of blanks by a blank), then blanks are collapsed to one space and
- * trimmed. DROP (2) is for buckets: string literals left out, numbers kept. The tokens:
+ * trimmed. The tokens:
  *   string   '...' or "...": escapes (\ and any character) and doubled quotes inside; when
  *            the closing quote is missing, the regex backtracks to end the string at the
  *            first quote of its last doubled pair, and without one no string starts there;
@@ -311,7 +311,7 @@ static Py_ssize_t sql_comment(Ptr s, Py_ssize_t n, Py_ssize_t i) {
     return nl == NULL ? n : nl - s;
 }
 
-enum { KEEP = 0, MASK = 1, DROP = 2 }; /* what sql_text_ascii does with literals */
+enum { KEEP = 0, MASK = 1 }; /* what sql_text_ascii does with literals */
 
 typedef struct {
     char *at;
@@ -337,15 +337,15 @@ static inline void put_text(Out *o, Ptr p, Py_ssize_t n) {
 static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2 || !PyUnicode_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "sql_text_ascii() takes (sql: str, literals: 0 keep, 1 mask or 2 drop)");
+        PyErr_SetString(PyExc_TypeError, "sql_text_ascii() takes (sql: str, literals: 0 keep or 1 mask)");
         return NULL;
     }
     PyObject *sql = args[0];
     long literals = PyLong_AsLong(args[1]);
     if (literals == -1 && PyErr_Occurred())
         return NULL;
-    if (literals < KEEP || literals > DROP) {
-        PyErr_Format(PyExc_ValueError, "sql_text_ascii(): literals=%ld is not 0 (keep), 1 (mask) or 2 (drop)", literals);
+    if (literals != KEEP && literals != MASK) {
+        PyErr_Format(PyExc_ValueError, "sql_text_ascii(): literals=%ld is not 0 (keep) or 1 (mask)", literals);
         return NULL;
     }
     if (PyUnicode_READY(sql) < 0)
@@ -377,7 +377,7 @@ static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_
             continue;
         }
         put_text(&o, s + plain, i - plain);
-        if (!literal || (literals == DROP && literal == 1))
+        if (!literal)
             o.blank = o.len > 0;
         else if (literals == MASK)
             put_text(&o, (Ptr) "?", 1);
@@ -524,7 +524,7 @@ static PyMethodDef methods[] = {
      "mask_ascii(text) -> text with volatile values as placeholders, or None when text is not ASCII "
      "(see koala_store.wire.normalize.mask_volatile)."},
     {"sql_text_ascii", (PyCFunction)(void (*)(void))sql_text_ascii, METH_FASTCALL,
-     "sql_text_ascii(sql, literals) -> SQL with literals kept (0), masked (1) or strings dropped (2), comments "
+     "sql_text_ascii(sql, literals) -> SQL with literals kept (0) or masked (1), comments "
      "dropped and blanks collapsed, or None when sql is not ASCII (see koala_store.wire.normalize.normalize_sql)."},
     {"collapse_lists_ascii", collapse_lists_ascii, METH_O,
      "collapse_lists_ascii(text) -> masked SQL with its lists and rows of lists as (?+), or None when text is not "

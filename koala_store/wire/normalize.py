@@ -240,7 +240,7 @@ def _bucket_python(text: str) -> int:
 
 # --- SQL ------------------------------------------------------------------------------
 
-_KEEP, _MASK, _DROP = 0, 1, 2  # what wire/_normalize.c's sql_text_ascii does with literals
+_KEEP, _MASK = 0, 1  # what wire/_normalize.c's sql_text_ascii does with literals
 _SQL_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _SQL_ROWS = re.compile(r"(\(\?\+\))(?:\s*,\s*\(\?\+\))+")
 
@@ -294,18 +294,30 @@ def _collapse_lists_python(text: str) -> str:
 class _Statement:
     """A statement's key and detail texts and buckets, from one tokenisation at most."""
 
-    __slots__ = ("sql", "commented", "_parts", "_pending")
+    __slots__ = ("sql", "_commented", "_parts", "_pending", "_masked")
 
     def __init__(self, sql: str, forms: int):
         self.sql = sql
-        # Without these, the statement holds no comment (inside strings they are harmless).
-        self.commented = "--" in sql or "/*" in sql or "#" in sql
+        self._commented: bool | None = None
         self._parts: list[str | None] | None = None
         self._pending = forms
+        # The compiled masked text the key's bucket was taken from, until the key takes it.
+        self._masked: str | None = None
+
+    @property
+    def commented(self) -> bool:
+        """Whether the statement may hold a comment (inside strings these are harmless)."""
+        if self._commented is None:
+            sql = self.sql
+            self._commented = "--" in sql or "/*" in sql or "#" in sql
+        return self._commented
 
     def text(self, *, mask_literals: bool) -> str:
         if not mask_literals and not self.commented:
             return " ".join(self.sql.split())  # literals kept and no comment: only blanks change
+        if mask_literals and self._masked is not None:
+            masked, self._masked = self._masked, None
+            return _collapse_lists(masked)
         if (compiled := _compiled_sql(self.sql, mask_literals)) is not None:
             return compiled
         parts = self._parts
@@ -317,16 +329,23 @@ class _Statement:
         return _sql_text(parts, mask_literals=mask_literals)
 
     def bucket(self, *, mask_literals: bool) -> int:
-        """The bucket of the key (`mask_literals`) or the detail, without tokenising."""
+        """The bucket of the key (`mask_literals`) or the detail, without the regexes."""
         sql = self.sql
-        if not self.commented and (not mask_literals or ("'" not in sql and '"' not in sql)):
-            return bucket_of(sql)  # nothing to drop
-        if _compiled_sql_text is not None and (text := _compiled_sql_text(sql, _DROP if mask_literals else _KEEP)) is not None:
-            # The same strings and comments left out (blanks differ, which buckets drop),
-            # found in one pass instead of the regex's ~0.2 ms for 8 KB (wire/_normalize.c).
-            return bucket_of(text)
         if mask_literals:
+            if "'" not in sql and '"' not in sql and not self.commented:
+                return bucket_of(sql)  # nothing to drop
+            if _compiled_sql_text is not None and (text := _compiled_sql_text(sql, _MASK)) is not None:
+                # The key's text before its lists collapse: literals become "?" and comments
+                # blanks, all characters buckets drop, so it buckets as the statement does
+                # with its strings and comments left out. Kept: the key needs no second pass
+                # (wire/_normalize.c, one pass instead of the regex's ~0.2 ms for 8 KB).
+                self._masked = text
+                return bucket_of(text)
             return bucket_of(_SQL_STRINGS_AND_COMMENTS.sub("", sql))
+        if not self.commented:
+            return bucket_of(sql)  # nothing to drop
+        if _compiled_sql_text is not None and (text := _compiled_sql_text(sql, _KEEP)) is not None:
+            return bucket_of(text)  # the same comments left out as the regex (blanks differ, which buckets drop)
         return bucket_of(_SQL_COMMENTS_BESIDE_STRINGS.sub(r"\g<str>", sql))
 
 
