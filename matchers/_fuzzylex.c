@@ -34,6 +34,12 @@
 
 #include "../koala_store/_runtable.h"
 
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 static unsigned char word_byte[256], blank_byte[256];
 
 /* The length of the placeholder at p (up to end), or 0. */
@@ -190,8 +196,13 @@ static PyObject *code_of(const unsigned char *at, Py_ssize_t len, PyObject *alph
     return code;
 }
 
+/* packed_of's flag for a code encode_chars can write: a character of U+0100..U+FFFF, weight 1 to 4. */
+#define TWO_BYTES_FOUR_AT_MOST ((uint64_t)1 << 63)
+#define WEIGHT_OF(packed) ((uint64_t)((packed) >> 32) & 0x7fffffff)
+
 /* A code as its character and weight, (weight << 32) | character, when it is one character
- * repeated (every code _new_code makes); 0 for any other str, written as it is. */
+ * repeated (every code _new_code makes), with TWO_BYTES_FOUR_AT_MOST when it is one of those;
+ * 0 for any other str, written as it is. */
 static uint64_t packed_of(PyObject *code) {
     Py_ssize_t len = PyUnicode_GET_LENGTH(code);
     if (len < 1 || len > 64)
@@ -202,12 +213,13 @@ static uint64_t packed_of(PyObject *code) {
     for (Py_ssize_t j = 1; j < len; j++)
         if (PyUnicode_READ(kind, data, j) != ch)
             return 0;
-    return (uint64_t)len << 32 | ch;
+    uint64_t fast = len <= 4 && ch >= 0x100 && ch <= 0xFFFF ? TWO_BYTES_FOUR_AT_MOST : 0;
+    return fast | (uint64_t)len << 32 | ch;
 }
 
 /* The code of the lexeme at[0:len] (borrowed: held by the cache, or by `owned`), and its
  * packed_of in *packed. */
-static inline PyObject *cached_code(Cache *cache, const unsigned char *at, Py_ssize_t len, const unsigned char *end, int grow, PyObject *owned, uint64_t *packed) {
+static ALWAYS_INLINE PyObject *cached_code(Cache *cache, const unsigned char *at, Py_ssize_t len, const unsigned char *end, int grow, PyObject *owned, uint64_t *packed) {
     PyObject **home; /* where the cache keeps this lexeme's code */
     uint64_t *home_packed;
     if (len == 1) {
@@ -257,7 +269,7 @@ typedef struct {
             uint64_t packed = codes[k].packed;                                                                                                                 \
             if (packed != 0) {                                                                                                                                 \
                 T ch = (T)(Py_UCS4)packed;                                                                                                                     \
-                for (uint64_t w = packed >> 32; w > 0; w--)                                                                                                    \
+                for (uint64_t w = WEIGHT_OF(packed); w > 0; w--)                                                                                               \
                     *d++ = ch;                                                                                                                                 \
             } else {                                                                                                                                           \
                 PyObject *code = codes[k].code;                                                                                                                \
@@ -274,7 +286,7 @@ typedef struct {
 static inline void measure(const Code *code, Py_ssize_t *length, Py_UCS4 *maxchar) {
     Py_UCS4 m;
     if (code->packed != 0) {
-        *length += (Py_ssize_t)(code->packed >> 32);
+        *length += (Py_ssize_t)WEIGHT_OF(code->packed);
         m = (Py_UCS4)code->packed;
     } else {
         *length += PyUnicode_GET_LENGTH(code->code);
@@ -308,39 +320,129 @@ static PyObject *concat(const Code *codes, Py_ssize_t n, Py_ssize_t length, Py_U
     return out;
 }
 
-/* The array of codes one call fills: kept between calls rather than allocated for each.
- * An 8 KB key needs ~128 KB, which malloc maps fresh every time: every call paid page
- * faults for it (fuzzy's full preparation of a 500 x 8 KB session: ~1,500 fewer faults and
- * ~3 ms less system time with the array kept). The GIL is held throughout a call, and
- * nothing it does once it has the array runs Python code (str keys; no allocation the
- * collector counts), so calls never overlap; `spare_busy` keeps that so should a later
- * change let one call start inside another (it gets an array of its own). Arrays beyond
- * KEEP_CODES codes are not kept. */
-#define KEEP_CODES ((size_t)1 << 16)
-static Code *spare_codes;
-static size_t spare_count;
-static int spare_busy;
+/* The arrays one call fills (its codes, or its characters): kept between calls rather than
+ * allocated for each. An 8 KB key needs ~128 KB of codes, which malloc maps fresh every time:
+ * every call paid page faults for it (fuzzy's full preparation of a 500 x 8 KB session:
+ * ~1,500 fewer faults and ~3 ms less system time with the array kept). The GIL is held
+ * throughout a call, and nothing it does once it has an array runs Python code (str keys; no
+ * allocation the collector counts), so calls never overlap; `busy` keeps that so should a
+ * later change let one call start inside another (it gets an array of its own). Arrays
+ * beyond KEEP_BYTES are not kept. */
+#define KEEP_BYTES ((size_t)1 << 20)
 
-static Code *take_codes(size_t n) {
-    if (spare_busy || n > KEEP_CODES)
-        return malloc(sizeof(Code) * n);
-    if (n > spare_count) {
-        size_t count = n < 4096 ? 4096 : n;
-        Code *grown = realloc(spare_codes, sizeof(Code) * count);
+typedef struct {
+    void *at;
+    size_t bytes;
+    int busy;
+} Spare;
+
+static Spare spare_codes, spare_chars;
+
+static void *take(Spare *spare, size_t bytes) {
+    if (spare->busy || bytes > KEEP_BYTES)
+        return malloc(bytes);
+    if (bytes > spare->bytes) {
+        size_t size = bytes < 65536 ? 65536 : bytes;
+        void *grown = realloc(spare->at, size);
         if (grown == NULL)
             return NULL;
-        spare_codes = grown;
-        spare_count = count;
+        spare->at = grown;
+        spare->bytes = size;
     }
-    spare_busy = 1;
-    return spare_codes;
+    spare->busy = 1;
+    return spare->at;
 }
 
-static void give_codes(Code *codes) {
-    if (codes != NULL && codes == spare_codes && spare_busy)
-        spare_busy = 0;
+static void give(Spare *spare, void *at) {
+    if (at != NULL && at == spare->at && spare->busy)
+        spare->busy = 0;
     else
-        free(codes);
+        free(at);
+}
+
+/* The next lexeme of data[*i:size] (blanks skipped): its start, with *i moved past it; -1 at
+ * the end of the text. */
+static inline Py_ssize_t next_lexeme(const unsigned char *data, Py_ssize_t size, Py_ssize_t *i) {
+    Py_ssize_t at = *i;
+    while (at < size && blank_byte[data[at]])
+        at++;
+    if (at >= size)
+        return -1;
+    Py_ssize_t start = at, n;
+    unsigned char c = data[at];
+    if (c == '<' && (n = placeholder(data + at, data + size)) > 0)
+        at += n;
+    else if (word_byte[c])
+        while (at < size && word_byte[data[at]])
+            at++;
+    else
+        at++;
+    *i = at;
+    return start;
+}
+
+/* encode_ascii's result in one pass, its characters written as each lexeme's code is found:
+ * for texts whose codes are all one character of U+0100..U+FFFF repeated at most four times,
+ * which are those _new_code makes for a session's first ~55,000 lexemes. Each code's
+ * character is written four times and the end moved on by its weight, with no branch on
+ * the weight. *other set (and NULL returned) at a code of any other shape: the caller
+ * starts again with encode_codes. Against encode_codes alone, fuzzy's full preparation of a
+ * 500 x 8 KB session took 384.0M -> 369.5M instructions (bench_instructions.py fuzzy-prep):
+ * no array of codes written and read back, no measuring. */
+static PyObject *encode_chars(Cache *cache, const unsigned char *data, Py_ssize_t size, int grow, PyObject *owned, int *other) {
+    /* At most four characters a byte, and four written at the last code. */
+    Py_UCS2 *chars = take(&spare_chars, sizeof(Py_UCS2) * (4 * (size_t)size + 4));
+    if (chars == NULL)
+        return PyErr_NoMemory();
+    Py_UCS2 *d = chars;
+    PyObject *result = NULL;
+    Py_ssize_t i = 0, start;
+    const unsigned char *end = data + size;
+    while ((start = next_lexeme(data, size, &i)) >= 0) {
+        uint64_t packed;
+        if (cached_code(cache, data + start, i - start, end, grow, owned, &packed) == NULL)
+            goto done;
+        if (!(packed & TWO_BYTES_FOUR_AT_MOST)) {
+            *other = 1;
+            goto done;
+        }
+        d[0] = d[1] = d[2] = d[3] = (Py_UCS2)packed;
+        d += WEIGHT_OF(packed);
+    }
+    if (d == chars) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+    } else if ((result = PyUnicode_New(d - chars, 0xFFFF)) != NULL) /* 2 bytes a character: every one is above U+00FF */
+        memcpy(PyUnicode_2BYTE_DATA(result), chars, sizeof(Py_UCS2) * (size_t)(d - chars));
+done:
+    give(&spare_chars, chars);
+    return result;
+}
+
+/* encode_ascii's result for any codes: each lexeme's code found first, then written. */
+static PyObject *encode_codes(Cache *cache, const unsigned char *data, Py_ssize_t size, int grow, PyObject *owned) {
+    /* Each lexeme's code, borrowed from the cache's slots or from `owned`. */
+    Code *codes = take(&spare_codes, sizeof(Code) * (size_t)(size > 0 ? size : 1));
+    if (codes == NULL)
+        return PyErr_NoMemory();
+    PyObject *result = NULL;
+    Py_ssize_t found = 0, i = 0, length = 0, start;
+    Py_UCS4 maxchar = 0;
+    const unsigned char *end = data + size;
+    while ((start = next_lexeme(data, size, &i)) >= 0) {
+        Code *code = &codes[found++];
+        if ((code->code = cached_code(cache, data + start, i - start, end, grow, owned, &code->packed)) == NULL)
+            goto done;
+        measure(code, &length, &maxchar);
+    }
+    if (found == 0) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+    } else
+        result = concat(codes, found, length, maxchar);
+done:
+    give(&spare_codes, codes);
+    return result;
 }
 
 static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -364,45 +466,14 @@ static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
         Py_RETURN_NONE;
     const unsigned char *data = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t size = PyUnicode_GET_LENGTH(text);
-    const unsigned char *end = data + size;
-    PyObject *result = NULL, *owned = PyList_New(0);
-    /* Each lexeme's code, borrowed from the cache's slots or from `owned`. */
-    Code *codes = take_codes((size_t)(size > 0 ? size : 1));
-    if (codes == NULL || owned == NULL) {
-        if (codes == NULL)
-            PyErr_NoMemory();
-        goto done;
-    }
-    Py_ssize_t found = 0, i = 0, length = 0;
-    Py_UCS4 maxchar = 0;
-    while (i < size) {
-        unsigned char c = data[i];
-        if (blank_byte[c]) {
-            i++;
-            continue;
-        }
-        Py_ssize_t start = i, n;
-        if (c == '<' && (n = placeholder(data + i, end)) > 0)
-            i += n;
-        else if (word_byte[c])
-            while (i < size && word_byte[data[i]])
-                i++;
-        else
-            i++;
-        Code *code = &codes[found++];
-        if ((code->code = cached_code(cache, data + start, i - start, end, grow, owned, &code->packed)) == NULL)
-            goto done;
-        measure(code, &length, &maxchar);
-    }
-    if (found == 0) {
-        Py_INCREF(Py_None);
-        result = Py_None;
-    } else
-        result = concat(codes, found, length, maxchar);
-
-done:
-    give_codes(codes);
-    Py_XDECREF(owned);
+    PyObject *owned = PyList_New(0); /* codes of unknown lexemes, held while they are read */
+    if (owned == NULL)
+        return NULL;
+    int other = 0;
+    PyObject *result = encode_chars(cache, data, size, grow, owned, &other);
+    if (other) /* the lexemes already seen are in the cache now: found again at once */
+        result = encode_codes(cache, data, size, grow, owned);
+    Py_DECREF(owned);
     return result;
 }
 
