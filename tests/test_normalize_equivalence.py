@@ -210,6 +210,16 @@ def test_compiled_bucket_of_long_text_and_beyond_ascii():
         compiled(b"abc", b"")
 
 
+@SETTINGS
+@given(sql=st.text(alphabet="-/*#'x1 \n", max_size=30))
+def test_compiled_comment_marker_is_the_three_scans(sql):
+    compiled = normalize._compiled_comment_marker
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    assert compiled(sql) is ("--" in sql or "/*" in sql or "#" in sql)
+    assert compiled(sql + "é") is None
+
+
 # ASCII SQL, which wire/_normalize.c tokenises: literals cut short (a string without its
 # closing quote, a backslash last), doubled quotes, comments never closed, numbers in every
 # form and next to what stops them being one.
@@ -447,7 +457,13 @@ def test_the_compiled_parts_are_in_use_where_they_were_built():
         and http1.looks_like_request is not http1._looks_like_request
         and http1.status_code is not http1._status_code,
         "koala_store.wire._normalize": None
-        not in (normalize._compiled_mask_ascii, normalize._compiled_sql_text, normalize._compiled_collapse_lists, normalize._compiled_bucket_ascii),
+        not in (
+            normalize._compiled_mask_ascii,
+            normalize._compiled_sql_text,
+            normalize._compiled_collapse_lists,
+            normalize._compiled_bucket_ascii,
+            normalize._compiled_comment_marker,
+        ),
         "koala_store.query._terms": text._compiled_ascii_terms is not None,
     }
     for name, in_use in used.items():

@@ -49,10 +49,11 @@ from .request import Message, parse_request
 try:  # compiled by `pip install` where a C compiler is present (setup.py); optional
     from ._normalize import bucket_ascii as _compiled_bucket_ascii
     from ._normalize import collapse_lists_ascii as _compiled_collapse_lists
+    from ._normalize import comment_marker_ascii as _compiled_comment_marker
     from ._normalize import mask_ascii as _compiled_mask_ascii
     from ._normalize import sql_text_ascii as _compiled_sql_text
 except ImportError:  # pragma: no cover - exercised where the extension did not build
-    _compiled_mask_ascii = _compiled_sql_text = _compiled_collapse_lists = _compiled_bucket_ascii = None
+    _compiled_mask_ascii = _compiled_sql_text = _compiled_collapse_lists = _compiled_bucket_ascii = _compiled_comment_marker = None
 try:  # the JSON canonical form the diff compares bodies with (also optional)
     from koala_store.wire._canonjson import canonical as _compiled_canonical
 except ImportError:  # pragma: no cover - exercised where the extension did not build
@@ -291,6 +292,13 @@ def _collapse_lists_python(text: str) -> str:
     return _SQL_ROWS.sub(r"\1", _SQL_LIST.sub("(?+)", text))
 
 
+def _comment_marker(sql: str) -> bool:
+    """Whether `sql` holds "--", "/*" or "#": without one, it holds no comment."""
+    if _compiled_comment_marker is not None and (found := _compiled_comment_marker(sql)) is not None:
+        return found  # one pass, ~6x faster on SQL full of dates (wire/_normalize.c)
+    return "--" in sql or "/*" in sql or "#" in sql
+
+
 class _Statement:
     """A statement's key and detail texts and buckets, from one tokenisation at most."""
 
@@ -308,8 +316,7 @@ class _Statement:
     def commented(self) -> bool:
         """Whether the statement may hold a comment (inside strings these are harmless)."""
         if self._commented is None:
-            sql = self.sql
-            self._commented = "--" in sql or "/*" in sql or "#" in sql
+            self._commented = _comment_marker(self.sql)
         return self._commented
 
     def text(self, *, mask_literals: bool) -> str:
