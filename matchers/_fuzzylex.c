@@ -116,7 +116,25 @@ typedef struct {
      * alphabet either: a new lexeme is added without looking it up first (a session of
      * 500 x 8 KB calls has ~25,000). Python code that adds codes makes the alphabet bigger. */
     Py_ssize_t known;
+    /* Lexemes given codes here and not yet written into the alphabet, in the order they came:
+     * making a str for each, its code's str and a dict entry cost ~900 instructions, a
+     * quarter of what encoding a session's calls cost when most of their lexemes are new.
+     * flush_alphabet() writes them, as _new_code would have, before Python code reads or grows
+     * the alphabet. Their codes are in the cache (packed, no str). Once Python code has grown
+     * the alphabet (a text beyond ASCII), it holds lexemes the cache lacks: new lexemes are
+     * then looked up and added at once, as before there was a pending list. */
+    struct Pending *pending;
+    size_t pending_count, pending_cap;
 } Cache;
+
+typedef struct Pending {
+    const unsigned char *at; /* the lexeme's bytes, kept by the cache */
+    Py_ssize_t len;
+    uint64_t packed; /* its code */
+} Pending;
+
+/* One-character lexemes' bytes, for Pending.at. */
+static unsigned char ascii_bytes[128];
 
 static void cache_free(PyObject *capsule) {
     Cache *cache = PyCapsule_GetPointer(capsule, CAPSULE);
@@ -130,6 +148,7 @@ static void cache_free(PyObject *capsule) {
         free(b);
     }
     Py_XDECREF(cache->alphabet);
+    free(cache->pending);
     free(cache);
 }
 
@@ -217,48 +236,129 @@ static uint64_t packed_of(PyObject *code) {
     return fast | (uint64_t)len << 32 | ch;
 }
 
-/* The code of the lexeme at[0:len] (borrowed: held by the cache, or by `owned`), and its
- * packed_of in *packed. */
-static ALWAYS_INLINE PyObject *cached_code(Cache *cache, const unsigned char *at, Py_ssize_t len, const unsigned char *end, int grow, PyObject *owned, uint64_t *packed) {
+/* Write the pending lexemes into the alphabet, in order. 0, or -1 with an exception (those
+ * not written stay pending). */
+static int flush(Cache *cache) {
+    size_t k = 0;
+    int rc = 0;
+    for (; k < cache->pending_count; k++) {
+        Pending *e = &cache->pending[k];
+        PyObject *lexeme = PyUnicode_New(e->len, 127);
+        PyObject *code = lexeme == NULL ? NULL : code_made_of((Py_UCS4)e->packed, e->len);
+        if (code != NULL)
+            memcpy(PyUnicode_1BYTE_DATA(lexeme), e->at, (size_t)e->len);
+        if (code == NULL || PyDict_SetItem(cache->alphabet, lexeme, code) < 0)
+            rc = -1;
+        Py_XDECREF(lexeme);
+        Py_XDECREF(code);
+        if (rc < 0)
+            break;
+        cache->known++;
+    }
+    cache->pending_count -= k;
+    memmove(cache->pending, cache->pending + k, sizeof(Pending) * cache->pending_count);
+    return rc;
+}
+
+static PyObject *flush_alphabet(PyObject *self, PyObject *capsule) {
+    (void)self;
+    Cache *cache = PyCapsule_GetPointer(capsule, CAPSULE);
+    if (cache == NULL || flush(cache) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* A new lexeme's code, made as _new_code makes it (the alphabet's size counts the pending
+ * lexemes), and kept pending. 1, 0 when it must be made at once (past the last code, where
+ * _new_code hashes the lexeme), or -1 when out of memory. */
+static int add_pending(Cache *cache, const unsigned char *kept, Py_ssize_t len, uint64_t *packed) {
+    Py_ssize_t n = FIRST_CODE + cache->known + (Py_ssize_t)cache->pending_count;
+    if (n >= 0xD800)
+        n += 0x800; /* skip surrogates */
+    if (n > LAST_CODE)
+        return 0;
+    if (cache->pending_count == cache->pending_cap) {
+        size_t cap = cache->pending_cap ? 2 * cache->pending_cap : 1024;
+        Pending *grown = realloc(cache->pending, sizeof(Pending) * cap);
+        if (grown == NULL)
+            return -1;
+        cache->pending = grown;
+        cache->pending_cap = cap;
+    }
+    Py_ssize_t weight = weight_of(len);
+    *packed = (weight <= 4 && n <= 0xFFFF ? TWO_BYTES_FOUR_AT_MOST : 0) | (uint64_t)weight << 32 | (uint64_t)n;
+    cache->pending[cache->pending_count++] = (Pending){kept, len, *packed};
+    return 1;
+}
+
+/* The code of the lexeme at[0:len] in *code (borrowed: held by the cache, or by `owned`; NULL
+ * for a pending code) and its packed_of in *packed (never 0 for a pending code). 0, or -1
+ * with an exception. */
+static ALWAYS_INLINE int cached_code(Cache *cache, const unsigned char *at, Py_ssize_t len, const unsigned char *end, int grow, PyObject *owned, PyObject **code_out, uint64_t *packed) {
     PyObject **home; /* where the cache keeps this lexeme's code */
     uint64_t *home_packed;
+    const unsigned char *kept; /* the lexeme's bytes, as long as the cache lives */
     if (len == 1) {
         home = &cache->single[*at & 0x7f];
         home_packed = &cache->single_packed[*at & 0x7f];
+        kept = &ascii_bytes[*at & 0x7f];
     } else {
         Slot *s = table_count(&cache->table, at, len, end);
         if (s != NULL && s->count == 1 && (s->at = keep(cache, at, (size_t)len)) == NULL)
             s = NULL; /* out of memory: the slot reads as empty again */
         if (s == NULL) {
             PyErr_NoMemory();
-            return NULL;
+            return -1;
         }
         home = &s->value;
         home_packed = &s->packed;
+        kept = s->at;
     }
-    if (*home != NULL) {
+    if (*home != NULL || *home_packed != 0) {
         *packed = *home_packed;
-        return *home;
+        *code_out = *home;
+        return 0;
+    }
+    int in_dict = PyDict_GET_SIZE(cache->alphabet) != cache->known;
+    int added = 0;
+    if (grow && !in_dict) { /* a new lexeme: the alphabet has none the cache lacks */
+        if ((added = add_pending(cache, kept, len, home_packed)) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (added) {
+            *packed = *home_packed;
+            *code_out = NULL;
+            return 0;
+        }
+    }
+    /* The alphabet is read (it holds lexemes the cache lacks) or grown past the last code:
+     * it must be whole first. An unknown lexeme of a text that may not grow it needs neither. */
+    if ((in_dict || grow) && cache->pending_count > 0) {
+        if (flush(cache) < 0)
+            return -1;
+        in_dict = PyDict_GET_SIZE(cache->alphabet) != cache->known;
     }
     int cacheable;
-    int in_dict = PyDict_GET_SIZE(cache->alphabet) != cache->known;
     PyObject *code = code_of(at, len, cache->alphabet, in_dict, grow, &cacheable);
     if (code == NULL)
-        return NULL;
+        return -1;
     *packed = packed_of(code);
+    *code_out = code;
     if (cacheable) {
         cache->known++;
         *home_packed = *packed;
-        return *home = code;
+        *home = code;
+        return 0;
     }
     int failed = PyList_Append(owned, code) < 0;
     Py_DECREF(code);
-    return failed ? NULL : code;
+    return failed ? -1 : 0;
 }
 
 typedef struct {
-    PyObject *code;  /* borrowed */
-    uint64_t packed; /* packed_of(code) */
+    PyObject *code;  /* borrowed; NULL for a pending code */
+    uint64_t packed; /* packed_of(code), never 0 without a code */
 } Code;
 
 /* The code's characters at dest, for a result of kind 2 (T Py_UCS2) or 4 (T Py_UCS4). */
@@ -400,7 +500,8 @@ static PyObject *encode_chars(Cache *cache, const unsigned char *data, Py_ssize_
     const unsigned char *end = data + size;
     while ((start = next_lexeme(data, size, &i)) >= 0) {
         uint64_t packed;
-        if (cached_code(cache, data + start, i - start, end, grow, owned, &packed) == NULL)
+        PyObject *code;
+        if (cached_code(cache, data + start, i - start, end, grow, owned, &code, &packed) < 0)
             goto done;
         if (!(packed & TWO_BYTES_FOUR_AT_MOST)) {
             *other = 1;
@@ -431,7 +532,7 @@ static PyObject *encode_codes(Cache *cache, const unsigned char *data, Py_ssize_
     const unsigned char *end = data + size;
     while ((start = next_lexeme(data, size, &i)) >= 0) {
         Code *code = &codes[found++];
-        if ((code->code = cached_code(cache, data + start, i - start, end, grow, owned, &code->packed)) == NULL)
+        if (cached_code(cache, data + start, i - start, end, grow, owned, &code->code, &code->packed) < 0)
             goto done;
         measure(code, &length, &maxchar);
     }
@@ -479,6 +580,9 @@ static PyObject *encode_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 static PyMethodDef methods[] = {
     {"lexeme_cache", lexeme_cache, METH_O, "lexeme_cache(alphabet) -> the cache encode_ascii keeps for a session's alphabet."},
+    {"flush_alphabet", flush_alphabet, METH_O,
+     "flush_alphabet(cache) -> None: the codes encode_ascii gave new lexemes written into the alphabet, as "
+     "_new_code writes them (call it before Python code reads or grows the alphabet)."},
     {"encode_ascii", (PyCFunction)(void (*)(void))encode_ascii, METH_FASTCALL,
      "encode_ascii(text, alphabet, grow, cache) -> the codes of text's lexemes joined, or None when text "
      "is not ASCII or holds no lexeme (see matchers.fuzzy.FuzzySessionMatcher._encode)."},
@@ -494,6 +598,8 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__fuzzylex(void) {
+    for (int c = 0; c < 128; c++)
+        ascii_bytes[c] = (unsigned char)c;
     for (int c = 0; c < 256; c++) {
         word_byte[c] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
         blank_byte[c] = c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);

@@ -43,9 +43,10 @@ from koala_store.wire.normalize import DEFAULT_VOLATILE_HEADERS, Normalizer, Pre
 
 try:  # compiled by `pip install` where a C compiler is present (setup.py); optional
     from ._fuzzylex import encode_ascii as _compiled_encode_ascii
+    from ._fuzzylex import flush_alphabet as _compiled_flush_alphabet
     from ._fuzzylex import lexeme_cache as _compiled_lexeme_cache
 except ImportError:  # pragma: no cover - exercised where the extension did not build
-    _compiled_encode_ascii = _compiled_lexeme_cache = None
+    _compiled_encode_ascii = _compiled_lexeme_cache = _compiled_flush_alphabet = None
 
 from .base import (
     NEAR_MISSES,
@@ -180,6 +181,7 @@ class FuzzySessionMatcher(SessionMatcher):
 
     def _encode_python(self, text: str, *, grow: bool) -> str:
         """`_encode` for any text: the reference the compiled version follows."""
+        self._whole_alphabet()
         lexemes = _lexemes(text)
         codes = list(map(self._alphabet.get, lexemes))
         if None in codes:
@@ -191,6 +193,13 @@ class FuzzySessionMatcher(SessionMatcher):
                     else:
                         codes[i] = _UNKNOWN * _weight(lexeme)
         return "".join(codes)  # type: ignore[arg-type]
+
+    def _whole_alphabet(self) -> dict[str, str]:
+        """The alphabet with every code the compiled encoder gave (it writes new lexemes into
+        the dict only when asked: see _fuzzylex.c's Cache.pending)."""
+        if self._lexeme_cache is not None:
+            _compiled_flush_alphabet(self._lexeme_cache)
+        return self._alphabet
 
     def _new_code(self, lexeme: str) -> str:
         # matchers/_fuzzylex.c makes codes the same way: keep the two alike.
@@ -344,9 +353,7 @@ class FuzzySessionMatcher(SessionMatcher):
 
         return self._reject(conn, best, scores.items(), why_unmatched, reason)
 
-    def _match_fast(
-        self, request: bytes, norm: Prepared, conn: ConnectionState, same: tuple[int, ...], same_set: frozenset[int]
-    ) -> MatchResult | None:
+    def _match_fast(self, request: bytes, norm: Prepared, conn: ConnectionState, same: tuple[int, ...], same_set: frozenset[int]) -> MatchResult | None:
         """The same winner as `_match_all`, scoring only calls that can still win; None when no
         call reaches the threshold (the caller then scores every call for the near misses)."""
         best = _self_score(norm.key)  # an equal key's score; any other key's is below it by more than a tie

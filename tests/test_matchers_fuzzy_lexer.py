@@ -17,9 +17,39 @@ pytestmark = pytest.mark.skipif(encode_ascii is None, reason="matchers/_fuzzylex
 # Pieces that exercise every rule: placeholders (and near misses of them), words, digits,
 # underscores, punctuation, every ASCII blank (\x1c-\x1f count as blanks for str patterns).
 _PIECES = [
-    "<time>", "<uuid>", "<num>", "<date>", "<hex>", "<nu", "<num", "num>", "<>", "<x>",
-    "a", "ab", "abc_d", "Q9", "x" * 13, "0", "12.5", "_", "-", "{", '"', "\x00", "\x7f",
-    " ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x1f",
+    "<time>",
+    "<uuid>",
+    "<num>",
+    "<date>",
+    "<hex>",
+    "<nu",
+    "<num",
+    "num>",
+    "<>",
+    "<x>",
+    "a",
+    "ab",
+    "abc_d",
+    "Q9",
+    "x" * 13,
+    "0",
+    "12.5",
+    "_",
+    "-",
+    "{",
+    '"',
+    "\x00",
+    "\x7f",
+    " ",
+    "\t",
+    "\n",
+    "\x0b",
+    "\x0c",
+    "\r",
+    "\x1c",
+    "\x1d",
+    "\x1e",
+    "\x1f",
 ]
 _texts = st.one_of(
     st.lists(st.sampled_from(_PIECES), max_size=40).map("".join),
@@ -44,7 +74,7 @@ def test_compiled_encoding_equals_the_python_one(texts: list[str], grows: list[b
             assert text.strip(" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f") == ""
             code = compiled._encode_python(text, grow=grow)
         assert code == expected
-        assert compiled._alphabet == python._alphabet  # same codes, given in the same order
+        assert compiled._whole_alphabet() == python._alphabet  # same codes, given in the same order
 
 
 def test_the_encoding_of_a_long_text_with_many_distinct_lexemes() -> None:
@@ -52,7 +82,7 @@ def test_the_encoding_of_a_long_text_with_many_distinct_lexemes() -> None:
     text = " ".join(f"w{i} <num> {i % 7}" for i in range(6000))
     compiled, python = _matcher(), _matcher()
     assert compiled._encode(text, grow=True) == python._encode_python(text, grow=True)
-    assert compiled._alphabet == python._alphabet
+    assert compiled._whole_alphabet() == python._alphabet
     assert compiled._encode(text + " unseen", grow=False) == python._encode_python(text + " unseen", grow=False)
 
 
@@ -84,7 +114,7 @@ def test_the_cache_follows_the_alphabet_python_grows() -> None:
         matcher._encode_python("word ünï", grow=True)
     assert compiled._encode("word unseen", grow=False) == python._encode_python("word unseen", grow=False)
     assert compiled._encode("unseen word", grow=True) == python._encode_python("unseen word", grow=True)
-    assert compiled._alphabet == python._alphabet
+    assert compiled._whole_alphabet() == python._alphabet
     assert compiled._encode("unseen", grow=False) == python._encode_python("unseen", grow=False) != "\U0010ffff" * 2
     # One-character lexemes are cached apart from the others (by byte): the same rules hold.
     assert compiled._encode("x ; %", grow=False) == python._encode_python("x ; %", grow=False)
@@ -109,7 +139,7 @@ def test_codes_of_any_shape_are_written_as_they_are(odd_codes: dict[str, str]) -
         matcher._alphabet.update(odd_codes)
     for text, grow in [("odd word odd", False), ("word odd new ; odd", True), ("odd", False), ("odd ; ;", True)]:
         assert compiled._encode(text, grow=grow) == python._encode_python(text, grow=grow)
-    assert compiled._alphabet == python._alphabet
+    assert compiled._whole_alphabet() == python._alphabet
 
 
 def test_codes_past_the_last_code_point_are_shared_as_python_shares_them() -> None:
@@ -120,7 +150,7 @@ def test_codes_past_the_last_code_point_are_shared_as_python_shares_them() -> No
     python._alphabet.update(filler)
     text = "alpha beta gamma alpha <num>"
     assert compiled._encode(text, grow=True) == python._encode_python(text, grow=True)
-    assert compiled._alphabet == python._alphabet
+    assert compiled._whole_alphabet() == python._alphabet
 
 
 def test_texts_of_every_size_in_a_row_reuse_the_kept_array_safely() -> None:
@@ -131,4 +161,18 @@ def test_texts_of_every_size_in_a_row_reuse_the_kept_array_safely() -> None:
     for count in (3, 5000, 40000, 70000, 10, 70000, 2):
         text = ",".join(f"k{i % 977}" for i in range(count))  # 2 lexemes per item
         assert compiled._encode(text, grow=True) == python._encode_python(text, grow=True)
-    assert compiled._alphabet == python._alphabet
+    assert compiled._whole_alphabet() == python._alphabet
+
+
+def test_codes_given_in_c_reach_the_alphabet_before_python_reads_or_grows_it() -> None:
+    """The compiled encoder keeps new lexemes pending (no dict entry yet); Python code that
+    reads or grows the alphabet gets it whole first, so codes keep being given in order."""
+    compiled, python = _matcher(), _matcher()
+    for text, grow in [("alpha beta ; gamma", True), ("gamma unseen", False), ("epsilon beta", True)]:
+        assert compiled._encode(text, grow=grow) == python._encode_python(text, grow=grow), text
+    assert compiled._alphabet == {} != python._alphabet  # all pending
+    steps = [("délta alpha", True), ("epsilon beta zeta", True), ("zeta ünseen eta", False), ("eta ; theta", True)]
+    for text, grow in steps:  # Python grows it (délta), then C again: looked up in the dict from then on
+        assert compiled._encode(text, grow=grow) == python._encode_python(text, grow=grow), text
+    assert compiled._whole_alphabet() == python._alphabet
+    assert compiled._encode("theta alpha nu", grow=False) == python._encode_python("theta alpha nu", grow=False)
