@@ -220,6 +220,15 @@ def test_compiled_comment_marker_is_the_three_scans(sql):
     assert compiled(sql + "é") is None
 
 
+@SETTINGS
+@given(query=st.text(alphabet="ab=&;%+2 é", max_size=24))
+def test_query_pairs_are_parse_qsl(query):
+    """The split without unquoting gives what parse_qsl gives, quoted or not."""
+    from urllib.parse import parse_qsl
+
+    assert normalize._query_pairs(query) == parse_qsl(query, keep_blank_values=True)
+
+
 # ASCII SQL, which wire/_normalize.c tokenises: literals cut short (a string without its
 # closing quote, a backslash last), doubled quotes, comments never closed, numbers in every
 # form and next to what stops them being one.

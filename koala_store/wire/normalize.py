@@ -356,8 +356,11 @@ class _Statement:
         return bucket_of(_SQL_COMMENTS_BESIDE_STRINGS.sub(r"\g<str>", sql))
 
 
+_SQL_VERB = re.compile(r"\s*(?:/\*.*?\*/\s*)*\(?\s*([A-Za-z]+)", re.S)
+
+
 def _sql_verb(sql: str) -> str:
-    m = re.match(r"\s*(?:/\*.*?\*/\s*)*\(?\s*([A-Za-z]+)", sql, re.S)
+    m = _SQL_VERB.match(sql)
     return m.group(1).upper() if m else ""
 
 
@@ -414,8 +417,17 @@ def _text(data: bytes) -> str:
 # --- HTTP -----------------------------------------------------------------------------
 
 
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """parse_qsl(query, keep_blank_values=True): what it gives, without its per-field
+    unquoting where nothing is quoted (urllib's pure-Python loop: fuzzy's full preparation of
+    a 500 x 8 KB session 340.0M -> 337.2M instructions, with the SQL verb's regex compiled once)."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    return [(name, value) for name, _, value in (field.partition("=") for field in query.split("&") if field)]
+
+
 def _sorted_pairs(query: str) -> list[tuple[str, str]]:
-    pairs = parse_qsl(query, keep_blank_values=True)
+    pairs = _query_pairs(query)
     # Stable: repeated names keep their relative order, which can matter.
     return sorted(pairs, key=lambda kv: kv[0])
 
