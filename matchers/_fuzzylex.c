@@ -256,7 +256,8 @@ static int flush(Cache *cache) {
         cache->known++;
     }
     cache->pending_count -= k;
-    memmove(cache->pending, cache->pending + k, sizeof(Pending) * cache->pending_count);
+    if (k > 0 && cache->pending_count > 0) /* what an error left: kept, first in line */
+        memmove(cache->pending, cache->pending + k, sizeof(Pending) * cache->pending_count);
     return rc;
 }
 
