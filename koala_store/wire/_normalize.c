@@ -197,16 +197,23 @@ static const char *bounded_value(Ptr p, Ptr end, Ptr *value_end) {
     return NULL;
 }
 
-static PyObject *mask_ascii(PyObject *self, PyObject *text) {
-    (void)self;
+/* Whether `text` is an ASCII str (1), a str beyond ASCII (0: the caller answers None and the
+ * Python code decides), or not a str (-1, a TypeError saying what `function` takes). */
+static int ascii_text(PyObject *text, const char *function) {
     if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "mask_ascii() takes str");
-        return NULL;
+        PyErr_Format(PyExc_TypeError, "%s() takes str", function);
+        return -1;
     }
     if (PyUnicode_READY(text) < 0)
-        return NULL;
-    if (!PyUnicode_IS_ASCII(text))
-        Py_RETURN_NONE;
+        return -1;
+    return PyUnicode_IS_ASCII(text) ? 1 : 0;
+}
+
+static PyObject *mask_ascii(PyObject *self, PyObject *text) {
+    (void)self;
+    int ascii = ascii_text(text, "mask_ascii");
+    if (ascii <= 0)
+        return ascii < 0 ? NULL : Py_NewRef(Py_None);
     Ptr start = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t size = PyUnicode_GET_LENGTH(text);
     Ptr end = start + size, p = start, copied = start;
@@ -356,10 +363,9 @@ static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_
         PyErr_Format(PyExc_ValueError, "sql_text_ascii(): literals=%ld is not 0 (keep) or 1 (mask)", literals);
         return NULL;
     }
-    if (PyUnicode_READY(sql) < 0)
-        return NULL;
-    if (!PyUnicode_IS_ASCII(sql))
-        Py_RETURN_NONE;
+    int ascii = ascii_text(sql, "sql_text_ascii");
+    if (ascii <= 0)
+        return ascii < 0 ? NULL : Py_NewRef(Py_None);
     Ptr s = PyUnicode_1BYTE_DATA(sql);
     Py_ssize_t n = PyUnicode_GET_LENGTH(sql);
     /* Never longer than the statement: tokens become one character or stay as they are. */
@@ -446,14 +452,9 @@ static Ptr collapsed_rows(Ptr p, Ptr end) {
 
 static PyObject *collapse_lists_ascii(PyObject *self, PyObject *text) {
     (void)self;
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "collapse_lists_ascii() takes a str");
-        return NULL;
-    }
-    if (PyUnicode_READY(text) < 0)
-        return NULL;
-    if (!PyUnicode_IS_ASCII(text))
-        Py_RETURN_NONE;
+    int ascii = ascii_text(text, "collapse_lists_ascii");
+    if (ascii <= 0)
+        return ascii < 0 ? NULL : Py_NewRef(Py_None);
     Ptr s = PyUnicode_1BYTE_DATA(text), end = s + PyUnicode_GET_LENGTH(text);
     if (memchr(s, '?', (size_t)(end - s)) == NULL) {
         Py_INCREF(text); /* nothing masked: nothing to collapse */
@@ -498,14 +499,9 @@ static int has_pair(Ptr s, size_t n, unsigned char a, unsigned char b) {
 
 static PyObject *comment_marker_ascii(PyObject *self, PyObject *sql) {
     (void)self;
-    if (!PyUnicode_Check(sql)) {
-        PyErr_SetString(PyExc_TypeError, "comment_marker_ascii() takes str");
-        return NULL;
-    }
-    if (PyUnicode_READY(sql) < 0)
-        return NULL;
-    if (!PyUnicode_IS_ASCII(sql))
-        Py_RETURN_NONE;
+    int ascii = ascii_text(sql, "comment_marker_ascii");
+    if (ascii <= 0)
+        return ascii < 0 ? NULL : Py_NewRef(Py_None);
     Ptr s = PyUnicode_1BYTE_DATA(sql);
     size_t n = (size_t)PyUnicode_GET_LENGTH(sql);
     if (memchr(s, '#', n) != NULL || has_pair(s, n, '-', '-') || has_pair(s, n, '/', '*'))
@@ -524,10 +520,9 @@ static PyObject *bucket_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     PyObject *text = args[0], *drop = args[1];
-    if (PyUnicode_READY(text) < 0)
-        return NULL;
-    if (!PyUnicode_IS_ASCII(text))
-        Py_RETURN_NONE;
+    int ascii = ascii_text(text, "bucket_ascii");
+    if (ascii <= 0)
+        return ascii < 0 ? NULL : Py_NewRef(Py_None);
     if (drop != bucket_drop) {
         memset(bucket_keep, 1, sizeof bucket_keep);
         Ptr d = (Ptr)PyBytes_AS_STRING(drop);
