@@ -136,11 +136,53 @@ typedef struct Pending {
 /* One-character lexemes' bytes, for Pending.at. */
 static unsigned char ascii_bytes[128];
 
+/* The slots of a freed cache's table, emptied, for the next cache to start with. A replay's
+ * sessions are alike, so the next one needs about as many slots; a fresh table grew to them
+ * (256 slots doubled up to 65,536 for a 500 x 8 KB session) with a calloc per step, and malloc
+ * mapped the big steps fresh each session: a page fault per 4 KB the lexer first wrote, about
+ * 1,500 a session (perf, fuzzy's full preparation). Tables above KEEP_SLOTS are freed. The GIL
+ * is held wherever a table is taken or given back, so no two caches race for it. */
+#define KEEP_SLOTS ((size_t)1 << 17)
+
+static Slot *kept_slots;
+static size_t kept_capacity;
+
+/* The kept slots for a new cache's table, else a fresh table. 0, or -1 when out of memory. */
+static int take_table(Table *t) {
+    if (kept_slots == NULL)
+        return table_init(t, 0);
+    *t = (Table){kept_slots, kept_capacity - 1, 0};
+    kept_slots = NULL;
+    return 0;
+}
+
+/* The table's values released and its slots kept, emptied, when they are the most the module
+ * would keep; else freed. Only the used slots are written: a table kept from a big session and
+ * taken by a small one costs it no more than the slots it fills. */
+static void give_table(Table *t) {
+    size_t capacity = t->mask + 1;
+    if (t->slots == NULL || capacity > KEEP_SLOTS || (kept_slots != NULL && kept_capacity >= capacity)) {
+        table_free(t);
+        return;
+    }
+    for (size_t i = 0; i < capacity; i++) {
+        Slot *s = &t->slots[i];
+        if (s->at != NULL) {
+            Py_XDECREF(s->value);
+            *s = (Slot){0};
+        }
+    }
+    free(kept_slots);
+    kept_slots = t->slots;
+    kept_capacity = capacity;
+    t->slots = NULL;
+}
+
 static void cache_free(PyObject *capsule) {
     Cache *cache = PyCapsule_GetPointer(capsule, CAPSULE);
     if (cache == NULL)
         return;
-    table_free(&cache->table);
+    give_table(&cache->table);
     for (int c = 0; c < 128; c++)
         Py_XDECREF(cache->single[c]);
     for (Block *b = cache->blocks, *next; b != NULL; b = next) {
@@ -159,7 +201,7 @@ static PyObject *lexeme_cache(PyObject *self, PyObject *alphabet) {
         return NULL;
     }
     Cache *cache = calloc(1, sizeof(Cache));
-    if (cache == NULL || table_init(&cache->table, 0) < 0) {
+    if (cache == NULL || take_table(&cache->table) < 0) {
         free(cache);
         return PyErr_NoMemory();
     }

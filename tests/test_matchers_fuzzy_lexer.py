@@ -176,3 +176,20 @@ def test_codes_given_in_c_reach_the_alphabet_before_python_reads_or_grows_it() -
         assert compiled._encode(text, grow=grow) == python._encode_python(text, grow=grow), text
     assert compiled._whole_alphabet() == python._alphabet
     assert compiled._encode("theta alpha nu", grow=False) == python._encode_python("theta alpha nu", grow=False)
+
+
+def test_sessions_one_after_another_reuse_the_kept_table_safely() -> None:
+    """A freed session's table is kept, emptied, for the next session's cache: each session
+    in a row (one bigger than any before, smaller ones, two alive at once, one taking a table
+    kept from a session whose lexeme bytes are freed) encodes as a fresh Python one does."""
+    sizes = [6000, 50, 9000, 3, 6000]
+    alive = []
+    for n, size in enumerate(sizes):
+        text = " ".join(f"s{n}w{i} shared{i % 11} <num>" for i in range(size))
+        compiled, python = _matcher(), _matcher()
+        assert compiled._encode(text, grow=True) == python._encode_python(text, grow=True)
+        assert compiled._encode("shared3 unseen s0w1", grow=False) == python._encode_python("shared3 unseen s0w1", grow=False)
+        assert compiled._whole_alphabet() == python._alphabet
+        if n == 2:
+            alive.append(compiled)  # alive while the next ones take the kept table or a fresh one
+        del compiled, python
