@@ -175,6 +175,23 @@ def test_compiled_masking_of_ascii_text_is_the_regex(text):
     assert compiled(text) == reference.mask_volatile(text) == normalize._mask_volatile_python(text)
 
 
+def test_compiled_masking_finds_values_at_every_offset_of_its_windows():
+    """The compiled scan tells sixteen positions apart at once (SSE2) and checks the text's
+    first byte and last 19 one by one: each value, and values starting with each hex digit
+    and day letter, at every offset of a window, after a boundary or inside a word."""
+    compiled = normalize._compiled_mask_ascii
+    if compiled is None:
+        pytest.skip("koala_store/wire/_normalize.c did not build")
+    values = ASCII_VOLATILE + [f"{c}123456789abcdef0" for c in "0123456789abcdefABCDEF"] + [f"{c}bcdef01-2345-6789-abcd-ef0123456789" for c in "0aAfF9"]
+    values += ["1548160113", "2019-01-22", "Mon, 05 Jan 2019 10:28:33 GMT", "Thu, 05 Jan 2019 10:28:33 GMT"]
+    for value in values:
+        for fill in (" ", "z", "9", "_", "-", "G"):
+            for pad in range(0, 34):
+                for tail in ("", " and the rest of it.", "z"):
+                    text = fill * pad + value + tail
+                    assert compiled(text) == reference.mask_volatile(text), text
+
+
 def test_compiled_masking_leaves_text_beyond_ascii_to_the_regex():
     compiled = normalize._compiled_mask_ascii
     if compiled is None:

@@ -209,6 +209,70 @@ static int ascii_text(PyObject *text, const char *function) {
     return PyUnicode_IS_ASCII(text) ? 1 : 0;
 }
 
+/* Where mask_ascii's scan stops. A position can start a value only when it holds a day's
+ * first letter (an HTTP date), a digit four bytes before a '-' (an ISO time), or a hex digit
+ * after a boundary (a uuid, number, date or hex id); the scan checks every other position in
+ * vain. With SSE2 (every x86-64) sixteen positions are told apart at once: masking a 500 x 8 KB
+ * session's requests, half of whose bytes are hex digits (JSON words and numbers), went from
+ * checking each byte to checking one in about fifteen. Whether a position qualifies depends
+ * on the text alone (never on what was replaced before it), so a window's answer holds after
+ * a value inside it is replaced. */
+typedef struct {
+    Py_ssize_t base; /* the window's first position, as an offset from the text's start */
+    unsigned bits;   /* bit i: position base + i qualifies */
+} Window;
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* lo <= v < lo + count, byte by byte (unsigned): 0xFF where it holds. */
+static inline __m128i in_range(__m128i v, char lo, char count) {
+    __m128i d = _mm_sub_epi8(v, _mm_set1_epi8(lo));
+    return _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8((char)(count - 1))), d);
+}
+
+/* Bit i: p[i] qualifies (see Window). Reads p[-1] to p[19]. */
+static inline unsigned qualifying16(Ptr p) {
+    __m128i before = _mm_loadu_si128((const __m128i *)(p - 1));
+    __m128i at = _mm_loadu_si128((const __m128i *)p);
+    __m128i ahead = _mm_loadu_si128((const __m128i *)(p + 4));
+    __m128i lower = _mm_set1_epi8(0x20);
+    __m128i digit = in_range(at, '0', 10);
+    __m128i hex = _mm_or_si128(digit, in_range(_mm_or_si128(at, lower), 'a', 6));
+    __m128i after_alnum = _mm_or_si128(in_range(before, '0', 10), in_range(_mm_or_si128(before, lower), 'a', 26));
+    __m128i day = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(at, _mm_set1_epi8('M')), _mm_cmpeq_epi8(at, _mm_set1_epi8('T'))),
+                               _mm_or_si128(_mm_cmpeq_epi8(at, _mm_set1_epi8('W')),
+                                            _mm_or_si128(_mm_cmpeq_epi8(at, _mm_set1_epi8('F')), _mm_cmpeq_epi8(at, _mm_set1_epi8('S')))));
+    __m128i time = _mm_and_si128(digit, _mm_cmpeq_epi8(ahead, _mm_set1_epi8('-')));
+    __m128i bounded = _mm_andnot_si128(after_alnum, hex);
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(day, _mm_or_si128(time, bounded)));
+}
+#endif
+
+/* The first position at or after p that qualifies (see Window), or end. The text's first
+ * byte and its last 19 are each returned as they come: the caller checks them itself. */
+static inline Ptr next_start(Ptr p, Ptr start, Ptr end, Window *w) {
+#if defined(__SSE2__)
+    for (;;) {
+        Py_ssize_t at = p - start;
+        if (at >= w->base && at < w->base + 16) {
+            unsigned rest = w->bits >> (at - w->base);
+            if (rest != 0)
+                return p + __builtin_ctz(rest);
+            p = start + w->base + 16;
+            continue;
+        }
+        if (p == start || end - p < 20)
+            return p;
+        w->base = at;
+        w->bits = qualifying16(p);
+    }
+#else
+    (void)start, (void)end, (void)w;
+    return p;
+#endif
+}
+
 static PyObject *mask_ascii(PyObject *self, PyObject *text) {
     (void)self;
     int ascii = ascii_text(text, "mask_ascii");
@@ -219,7 +283,8 @@ static PyObject *mask_ascii(PyObject *self, PyObject *text) {
     Ptr end = start + size, p = start, copied = start;
     char *out = NULL; /* made at the first value: the masked text is never longer */
     Py_ssize_t written = 0;
-    while (p < end) {
+    Window window = {-32, 0};
+    while ((p = next_start(p, start, end, &window)) < end) {
         unsigned char c = *p;
         if (!may_start[c]) {
             p++;
