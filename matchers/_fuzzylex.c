@@ -41,6 +41,9 @@
 #endif
 
 static unsigned char word_byte[256], blank_byte[256];
+/* A byte that is a lexeme of its own: ASCII, neither a word's nor a blank, and not the "<" a
+ * placeholder starts with. */
+static unsigned char punct_byte[256];
 
 /* The length of the placeholder at p (up to end), or 0. */
 static Py_ssize_t placeholder(const unsigned char *p, const unsigned char *end) {
@@ -541,7 +544,25 @@ static PyObject *encode_chars(Cache *cache, const unsigned char *data, Py_ssize_
     PyObject *result = NULL;
     Py_ssize_t i = 0, start;
     const unsigned char *end = data + size;
-    while ((start = next_lexeme(data, size, &i)) >= 0) {
+    for (;;) {
+        /* Blanks, and one-character lexemes whose codes the cache holds, at once: most of a
+         * JSON key's lexemes are its punctuation (fuzzy-prep in bench_instructions.py
+         * 310.0M -> 299.3M instructions). Anything else is read as next_lexeme reads it. */
+        while (i < size) {
+            unsigned char c = data[i];
+            uint64_t packed = cache->single_packed[c & 0x7f];
+            if (blank_byte[c]) {
+                i++;
+                continue;
+            }
+            if (!punct_byte[c] || !(packed & TWO_BYTES_FOUR_AT_MOST))
+                break;
+            d[0] = d[1] = d[2] = d[3] = (Py_UCS2)packed;
+            d += WEIGHT_OF(packed);
+            i++;
+        }
+        if ((start = next_lexeme(data, size, &i)) < 0)
+            break;
         uint64_t packed;
         PyObject *code;
         if (cached_code(cache, data + start, i - start, end, grow, owned, &code, &packed) < 0)
@@ -646,6 +667,7 @@ PyMODINIT_FUNC PyInit__fuzzylex(void) {
     for (int c = 0; c < 256; c++) {
         word_byte[c] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
         blank_byte[c] = c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+        punct_byte[c] = c < 0x80 && !word_byte[c] && !blank_byte[c] && c != '<';
     }
     return PyModule_Create(&module);
 }

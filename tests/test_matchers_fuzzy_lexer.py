@@ -129,6 +129,8 @@ def test_the_cache_follows_the_alphabet_python_grows() -> None:
         {"odd": "\u0101\u0102"},  # not one character repeated: written as it is
         {"odd": "x", "word": "yy"},  # below U+0100: a result of one byte per character
         {"odd": "\U0001f600\u0101"},  # beyond U+FFFF, mixed
+        {";": "xx"},  # a one-character lexeme's, below U+0100
+        {";": "\u0101" * 6},  # a one-character lexeme's, repeated more than four times
     ],
 )
 def test_codes_of_any_shape_are_written_as_they_are(odd_codes: dict[str, str]) -> None:
