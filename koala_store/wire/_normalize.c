@@ -609,6 +609,9 @@ static PyObject *bucket_ascii(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (kept == NULL)
         return PyErr_NoMemory();
     Py_ssize_t n = 0;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8 /* fuzzy-prep in bench_instructions.py 299.3M -> 293.5M instructions */
+#endif
     for (Py_ssize_t i = 0; i < size; i++) { /* without a branch: every byte written, kept ones counted */
         kept[n] = s[i];
         n += bucket_keep[s[i]];
