@@ -83,6 +83,8 @@ static unsigned char digit_byte[256], hexd[256], alnum[256], word_byte[256], bla
 /* day_start: the first letters of Mon..Sun (an HTTP date's start); may_start: where any value
  * may start (a hex digit or a day_start). */
 static unsigned char day_start[256], may_start[256];
+/* sql_token_start: a byte a SQL token may start at (a quote, a comment's first byte, a digit, a blank). */
+static unsigned char sql_token_start[256];
 
 /* n characters of `class` (a byte table) at p, within end. */
 static inline int all_in(const unsigned char *class, Ptr p, Ptr end, Py_ssize_t n) {
@@ -420,6 +422,18 @@ static inline void put_text(Out *o, Ptr p, Py_ssize_t n) {
     }
 }
 
+/* Text between tokens, which holds no blank (a run of blanks is a token): copied at once. */
+static inline void put_plain(Out *o, Ptr p, Py_ssize_t n) {
+    if (n <= 0)
+        return;
+    if (o->blank) {
+        o->at[o->len++] = ' ';
+        o->blank = 0;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) /* mostly one or two bytes ("(", ", "): no memcpy call */
+        o->at[o->len++] = (char)p[k];
+}
+
 static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2 || !PyUnicode_Check(args[0])) {
@@ -445,6 +459,10 @@ static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_
         return PyErr_NoMemory();
     Py_ssize_t i = 0, plain = 0; /* plain: where the text not yet written starts */
     while (i < n) {
+        if (!sql_token_start[s[i]]) { /* most bytes start no token */
+            i++;
+            continue;
+        }
         unsigned char c = s[i];
         Py_ssize_t end = -1;
         int literal = 0; /* 1: a string, 2: a number */
@@ -461,7 +479,7 @@ static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_
             i++;
             continue;
         }
-        put_text(&o, s + plain, i - plain);
+        put_plain(&o, s + plain, i - plain);
         if (!literal)
             o.blank = o.len > 0;
         else if (literals == MASK)
@@ -470,7 +488,7 @@ static PyObject *sql_text_ascii(PyObject *self, PyObject *const *args, Py_ssize_
             put_text(&o, s + i, end - i);
         i = plain = end;
     }
-    put_text(&o, s + plain, n - plain);
+    put_plain(&o, s + plain, n - plain);
     PyObject *text = PyUnicode_DecodeASCII(o.at, o.len, NULL);
     PyMem_Free(o.at);
     return text;
@@ -658,6 +676,7 @@ PyMODINIT_FUNC PyInit__normalize(void) {
         blank_byte[c] = c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
         day_start[c] = c == 'M' || c == 'T' || c == 'W' || c == 'F' || c == 'S';
         may_start[c] = hexd[c] || day_start[c];
+        sql_token_start[c] = c == '\'' || c == '"' || c == '/' || c == '-' || c == '#' || digit_byte[c] || blank_byte[c];
     }
     return PyModule_Create(&module);
 }
