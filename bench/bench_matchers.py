@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
 import statistics
 import sys
 import time
@@ -32,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import matchers  # noqa: E402
 from matchers import chunk_scan, sim  # noqa: E402
 from koala_store import wire  # noqa: E402
+from koala_store.replay import heap  # noqa: E402
 from matchers_data import drift_set, sized_candidates  # noqa: E402
 
 STRATEGIES = ("chunk", "sim", "fuzzy")
@@ -82,20 +84,25 @@ def latency(name: str, count: int, size: int, matches: int, long_lived: bool, ex
     }
 
 
-def fuzzy_full_preparation(count: int, size: int, sessions: int = 6) -> list[float]:
+def fuzzy_full_preparation(count: int, size: int, sessions: int = 6, trim: list[int] | None = None) -> tuple[list[float], list[int]]:
     """for_session, then one request scored against every call: every call normalised and
     encoded, what a replay whose requests drift in every kind of call pays once per session.
-    Timed for `sessions` sessions in a row, each with a matcher of its own (ms): the first pays
-    too for what the process does once (imports on first use, regexes compiled), the others
-    are what each further session of a replay pays."""
+    Timed for `sessions` sessions in a row, each with a matcher of its own (ms), with the page
+    faults each took: the first pays too for what the process does once (imports on first use,
+    regexes compiled), the others are what each further session of a replay pays. With
+    `trim`, session k runs with malloc's trim threshold set to trim[k % len(trim)] first."""
     calls, live = sized_candidates(count, size)
-    times = []
-    for _ in range(sessions):
+    times, faults = [], []
+    for k in range(sessions):
+        if trim:
+            heap.keep_freed_heap(trim[k % len(trim)])
         gc.collect()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter_ns()
         matchers.get("fuzzy").for_session(calls).scores(live[0])
         times.append((time.perf_counter_ns() - t0) / 1e6)
-    return times
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return times, faults
 
 
 def sim_session_bytes(count: int, size: int, packed: bool) -> int:
@@ -136,12 +143,25 @@ def run_latency(strategies: tuple[str, ...]) -> None:
         kept = {packed: sim_session_bytes(500, 8192, packed) for packed in (True, False)}
         print(f"sim, 500 x 8 KB, memory a session keeps (tracemalloc): packed {kept[True] / 1e6:.1f} MB, dicts {kept[False] / 1e6:.1f} MB")
     if "fuzzy" in strategies:
-        full = fuzzy_full_preparation(500, 8192)
+        full, faults = fuzzy_full_preparation(500, 8192)
         print(
             f"fuzzy, 500 x 8 KB, every call parsed, normalised and encoded (the most a session prepares): {full[0]:.1f} ms "
             f"the process's first session, then median {statistics.median(full[1:]):.1f} ms (min {min(full[1:]):.1f}, max {max(full[1:]):.1f}) "
-            f"for each of {len(full) - 1} more"
+            f"for each of {len(full) - 1} more, {statistics.median(faults[1:]):.0f} page faults each (median)"
         )
+        # The replayer's processes keep freed heap (koala_store/replay/heap.py). What a
+        # session keeps is what the next one finds, so the two settings alternate in blocks of
+        # BLOCK sessions, each block's first left out: the box's drift hits both alike.
+        block, default, kept = 4, 128 * 1024, heap.KEEP_BYTES
+        trim = ([default] * block + [kept] * block) * 3
+        full, faults = fuzzy_full_preparation(500, 8192, sessions=len(trim), trim=trim)
+        for label, setting in (("glibc's 128 KB", default), (f"{kept >> 20} MB, as the replayer's processes", kept)):
+            picked = [k for k in range(len(trim)) if trim[k] == setting and k % block != 0]
+            times, counts = [full[k] for k in picked], [faults[k] for k in picked]
+            print(
+                f"  freed heap kept up to {label}: median {statistics.median(times):.1f} ms (min {min(times):.1f}, max {max(times):.1f}), "
+                f"{statistics.median(counts):.0f} page faults each (median), {len(times)} sessions in blocks of {block} alternated"
+            )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average when done: {load:.2f} on {os.cpu_count()} CPUs")
 

@@ -12,6 +12,7 @@ import typer
 
 from ..errors import KoalaError
 from ..replay.config import Panel, build, from_mapping, load_file, option_specs, project_file, to_options
+from ..replay.heap import keep_freed_heap
 from ..replay.junit import write_junit
 from ..replay.report import render_rich
 from ..replay.runner import Counts, replay
@@ -31,6 +32,7 @@ def _run_replay(
     index: str | None,
 ) -> None:
     """`koala replay`: the configuration from its layers (see replay.config), then the run."""
+    keep_freed_heap()  # session after session: the next reuses the pages the last one freed
     layers: list[dict[str, Any]] = []
     path = project_file(config_file)
     if path is not None:

@@ -464,7 +464,10 @@ async def serve(control_fd: int, replies_fd: int) -> None:
 def main(argv: list[str]) -> None:
     # Ctrl-C reaches the whole process group; the runner stops this process itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .heap import keep_freed_heap
     from .runner import run_loop
+
+    keep_freed_heap()  # its matchers prepare session after session (see heap.py)
 
     run_loop(serve(int(argv[0]), int(argv[1])))
 
