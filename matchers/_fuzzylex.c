@@ -97,6 +97,12 @@ static PyObject *new_code(PyObject *alphabet, PyObject *lexeme, Py_ssize_t len) 
 
 /* --- the session's cache ----------------------------------------------------------- */
 
+/* packed_of's flag for a code encode_chars can write: a character of U+0100..U+FFFF, weight 1 to 4. */
+#define TWO_BYTES_FOUR_AT_MOST ((uint64_t)1 << 63)
+#define WEIGHT_OF(packed) ((uint64_t)((packed) >> 32) & 0x7fffffff)
+#define BLANK TWO_BYTES_FOUR_AT_MOST /* Cache.at_once's blank: of the fast shape, weight 0 */
+
+
 #define BLOCK 65536
 #define CAPSULE "matchers._fuzzylex.cache"
 
@@ -114,6 +120,10 @@ typedef struct {
      * lexemes of a key are punctuation (70% of a 500 x 8 KB session's). */
     PyObject *single[128];
     uint64_t single_packed[128]; /* their packed_of */
+    /* What encode_chars writes for a byte at once, without reading it as a lexeme: a
+     * one-character lexeme's packed code when the cache holds it and it is of the fast shape,
+     * BLANK for a blank (written, but the end not moved on), else 0 (read the general way). */
+    uint64_t at_once[256];
     /* How many of the alphabet's lexemes the cache holds. Every code it holds is the
      * alphabet's, so while the alphabet is no bigger, a lexeme the cache lacks is not in the
      * alphabet either: a new lexeme is added without looking it up first (a session of
@@ -208,6 +218,9 @@ static PyObject *lexeme_cache(PyObject *self, PyObject *alphabet) {
         free(cache);
         return PyErr_NoMemory();
     }
+    for (int c = 0; c < 256; c++)
+        if (blank_byte[c])
+            cache->at_once[c] = BLANK;
     Py_INCREF(alphabet);
     cache->alphabet = alphabet;
     PyObject *capsule = PyCapsule_New(cache, CAPSULE, cache_free);
@@ -259,10 +272,6 @@ static PyObject *code_of(const unsigned char *at, Py_ssize_t len, PyObject *alph
     }
     return code;
 }
-
-/* packed_of's flag for a code encode_chars can write: a character of U+0100..U+FFFF, weight 1 to 4. */
-#define TWO_BYTES_FOUR_AT_MOST ((uint64_t)1 << 63)
-#define WEIGHT_OF(packed) ((uint64_t)((packed) >> 32) & 0x7fffffff)
 
 /* A code as its character and weight, (weight << 32) | character, when it is one character
  * repeated (every code _new_code makes), with TWO_BYTES_FOUR_AT_MOST when it is one of those;
@@ -363,6 +372,8 @@ static ALWAYS_INLINE int cached_code(Cache *cache, const unsigned char *at, Py_s
     if (*home != NULL || *home_packed != 0) {
         *packed = *home_packed;
         *code_out = *home;
+        if (len == 1 && punct_byte[*at] && (*packed & TWO_BYTES_FOUR_AT_MOST))
+            cache->at_once[*at] = *packed; /* found at once from now on */
         return 0;
     }
     int in_dict = PyDict_GET_SIZE(cache->alphabet) != cache->known;
@@ -545,25 +556,18 @@ static PyObject *encode_chars(Cache *cache, const unsigned char *data, Py_ssize_
     Py_ssize_t i = 0, start;
     const unsigned char *end = data + size;
     for (;;) {
-        /* Blanks, and one-character lexemes whose codes the cache holds, at once: most of a
-         * JSON key's lexemes are its punctuation (fuzzy-prep in bench_instructions.py
-         * 310.0M -> 299.3M instructions). Anything else is read as next_lexeme reads it. */
-        while (i < size) {
-            unsigned char c = data[i];
-            uint64_t packed = cache->single_packed[c & 0x7f];
-            if (blank_byte[c]) {
-                i++;
-                continue;
-            }
-            if (!punct_byte[c] || !(packed & TWO_BYTES_FOUR_AT_MOST))
-                break;
+        /* Blanks, and one-character lexemes whose codes the cache holds, at once (at_once):
+         * most of a JSON key's lexemes are its punctuation (fuzzy-prep in
+         * bench_instructions.py 310.0M -> 299.3M instructions, then one table for both
+         * -> 285.4M, PYTHONHASHSEED=0). Anything else is read as next_lexeme reads it. */
+        uint64_t packed;
+        while (i < size && (packed = cache->at_once[data[i]]) != 0) {
             d[0] = d[1] = d[2] = d[3] = (Py_UCS2)packed;
             d += WEIGHT_OF(packed);
             i++;
         }
         if ((start = next_lexeme(data, size, &i)) < 0)
             break;
-        uint64_t packed;
         PyObject *code;
         if (cached_code(cache, data + start, i - start, end, grow, owned, &code, &packed) < 0)
             goto done;
