@@ -149,45 +149,40 @@ typedef struct Pending {
 /* One-character lexemes' bytes, for Pending.at. */
 static unsigned char ascii_bytes[128];
 
-/* The slots of a freed cache's table, emptied, for the next cache to start with. A replay's
- * sessions are alike, so the next one needs about as many slots; a fresh table grew to them
- * (256 slots doubled up to 65,536 for a 500 x 8 KB session) with a calloc per step, and malloc
- * mapped the big steps fresh each session: a page fault per 4 KB the lexer first wrote, about
- * 1,500 a session (perf, fuzzy's full preparation). Tables above KEEP_SLOTS are freed. The GIL
- * is held wherever a table is taken or given back, so no two caches race for it. */
-#define KEEP_SLOTS ((size_t)1 << 17)
+/* A freed cache's table, emptied, for the next cache to start with. A replay's sessions are
+ * alike, so the next one needs about as much room; a fresh table grew to it (256 cells
+ * doubled up to 65,536 for a 500 x 8 KB session) with a calloc per step, and malloc mapped
+ * the big steps fresh each session: a page fault per 4 KB the lexer first wrote, about 1,500
+ * a session (perf, fuzzy's full preparation). Tables above KEEP_CELLS are freed. The GIL is
+ * held wherever a table is taken or given back, so no two caches race for it. */
+#define KEEP_CELLS ((size_t)1 << 17)
 
-static Slot *kept_slots;
-static size_t kept_capacity;
+static Table kept_table; /* index NULL: none kept */
 
-/* The kept slots for a new cache's table, else a fresh table. 0, or -1 when out of memory. */
+/* The kept table for a new cache, else a fresh one. 0, or -1 when out of memory. */
 static int take_table(Table *t) {
-    if (kept_slots == NULL)
+    if (kept_table.index == NULL)
         return table_init(t, 0);
-    *t = (Table){kept_slots, kept_capacity - 1, 0};
-    kept_slots = NULL;
+    *t = kept_table;
+    kept_table = (Table){0};
     return 0;
 }
 
-/* The table's values released and its slots kept, emptied, when they are the most the module
- * would keep; else freed. Only the used slots are written: a table kept from a big session and
- * taken by a small one costs it no more than the slots it fills. */
+/* The table's values released and the table kept, emptied, when it is the biggest the module
+ * would keep; else freed. */
 static void give_table(Table *t) {
     size_t capacity = t->mask + 1;
-    if (t->slots == NULL || capacity > KEEP_SLOTS || (kept_slots != NULL && kept_capacity >= capacity)) {
+    if (t->slots == NULL || capacity > KEEP_CELLS || (kept_table.index != NULL && kept_table.mask >= t->mask)) {
         table_free(t);
         return;
     }
-    for (size_t i = 0; i < capacity; i++) {
-        Slot *s = &t->slots[i];
-        if (s->at != NULL) {
-            Py_XDECREF(s->value);
-            *s = (Slot){0};
-        }
-    }
-    free(kept_slots);
-    kept_slots = t->slots;
-    kept_capacity = capacity;
+    for (size_t i = 0; i < t->used; i++)
+        Py_XDECREF(t->slots[i].value);
+    memset(t->index, 0, capacity * sizeof(uint64_t)); /* sequential: 512 KB in microseconds */
+    t->used = 0;
+    table_free(&kept_table); /* the smaller one kept before, empty */
+    kept_table = *t;
+    t->index = NULL;
     t->slots = NULL;
 }
 
@@ -359,8 +354,10 @@ static ALWAYS_INLINE int cached_code(Cache *cache, const unsigned char *at, Py_s
         kept = &ascii_bytes[*at & 0x7f];
     } else {
         Slot *s = table_count(&cache->table, at, len, end);
-        if (s != NULL && s->count == 1 && (s->at = keep(cache, at, (size_t)len)) == NULL)
-            s = NULL; /* out of memory: the slot reads as empty again */
+        if (s != NULL && s->count == 1 && (s->at = keep(cache, at, (size_t)len)) == NULL) {
+            table_drop_last(&cache->table); /* out of memory: as if never counted */
+            s = NULL;
+        }
         if (s == NULL) {
             PyErr_NoMemory();
             return -1;

@@ -191,9 +191,9 @@ static PyObject *lex_ascii(PyObject *self, PyObject *arg) {
     PyObject *vec = _PyDict_NewPresized(distinct);
     if (vec == NULL)
         goto failed;
-    for (size_t j = 0; j <= table.mask; j++) {
+    for (size_t j = 0; j < table.used; j++) {
         Slot *s = &table.slots[j];
-        if (s->at != NULL && set_weight(vec, (const char *)s->at, s->len, s->len * s->count) < 0)
+        if (set_weight(vec, (const char *)s->at, s->len, s->len * s->count) < 0)
             goto failed_vec;
     }
     for (int c = 0; c < 128; c++) {
@@ -279,10 +279,8 @@ static PyObject *lex_packed(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_ssize_t n = 0;
-    for (size_t j = 0; j <= table.mask; j++) {
+    for (size_t j = 0; j < table.used; j++) {
         Slot *slot = &table.slots[j];
-        if (slot->at == NULL)
-            continue;
         tokens[n++] = (Token){slot->at, slot->len, slot->hash, (int64_t)(slot->len * slot->count) + (int64_t)slot->packed};
     }
     for (int c = 0; c < 128; c++) {

@@ -122,8 +122,8 @@ static PyObject *ascii_terms(PyObject *self, PyObject *const *args, Py_ssize_t n
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(texts); k++)
         if (scan(PyList_GET_ITEM(texts, k), &table, wide) < 0)
             goto failed;
-    for (size_t j = 0; j <= table.mask; j++)
-        if (table.slots[j].at != NULL && add_term(into, table.slots[j].at, table.slots[j].len) < 0)
+    for (size_t j = 0; j < table.used; j++)
+        if (add_term(into, table.slots[j].at, table.slots[j].len) < 0)
             goto failed;
     table_free(&table);
     Py_DECREF(texts);
