@@ -21,6 +21,7 @@ Workloads (default: all):
 
 Each workload runs in a child process under `valgrind --tool=cachegrind`, once with no
 repetition and once with --reps: the difference over --reps is its cost, the setup left out.
+The children run with PYTHONHASHSEED=0 unless it is set: counts then repeat exactly.
 --tree measures another checkout (a worktree of an older commit, its C parts built with
 `setup.py build_ext --inplace`) with this script's workloads.
 """
@@ -156,7 +157,10 @@ WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "sim-prep", "sim-match", "mask", "can
 
 
 def instructions(tree: Path, name: str, reps: int, *extra: str) -> int:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    # One string hash seed for every child: with Python's random one, dict and set layouts
+    # change from run to run, and fuzzy-prep's count moved by up to ~3M between runs of the
+    # same code. PYTHONHASHSEED set outside still wins.
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
     command = [
         "valgrind",
         "--tool=cachegrind",
