@@ -4,7 +4,8 @@ Prints, for issue 12 item 3:
 - ingest end to end from an NDJSON file (read, validate, derive, store, index full text),
   with worker processes as `koala ingest` runs it (--in-process-too: also in one process);
 - the ceiling of FTS5 itself here: a bare contentless FTS5 table fed the same text, in
-  memory in one transaction, and in a file in the store's batches;
+  memory in one transaction, and in a file in the store's batches (FTS5's default settings,
+  then the store's);
 - database size / NDJSON size;
 - each keyword field's selective query (`koala sessions search Q --limit 100`: the first
   100 matches in recorded order, decoded), median of several runs;
@@ -46,6 +47,7 @@ from koala_store.ingest.parallel import default_workers  # noqa: E402
 from koala_store.model import CallFromInbound, CallOutbound, Peer, ReturnInbound, Session  # noqa: E402
 from koala_store.store.sqlite import BATCH, SCHEMA_VERSION, TEXT_VERSION, SqliteStore  # noqa: E402
 from koala_store.store.sqlite_prepare import text_row  # noqa: E402
+from koala_store.store.sqlite_schema import TEXT_SETTINGS  # noqa: E402
 from koala_store.store.sqlite_tx import transaction  # noqa: E402
 
 GENERATOR_VERSION = 2  # bump when the sessions below change: the cached NDJSON is remade
@@ -169,7 +171,7 @@ def build(source: Path, db: Path, workers: int | None = None) -> None:
 def fts_ceiling(source: Path, limit: int = 200_000) -> None:
     """FTS5 alone: the same text, already extracted, into a bare contentless table: in memory
     in one transaction, and in a file as the store writes it (WAL, BATCH rows a transaction,
-    merged at the end)."""
+    merged at the end), with FTS5's default settings and with the store's (TEXT_SETTINGS)."""
     rows = []
     with source.open("rb") as stream:
         for record in ndjson.read(stream):
@@ -187,19 +189,22 @@ def fts_ceiling(source: Path, limit: int = 200_000) -> None:
         db.executemany(insert, ((i + 1, *r) for i, r in enumerate(rows)))
     elapsed = time.perf_counter() - started
     print(f"FTS5 ceiling, in memory, one transaction ({len(rows):,} rows):       {len(rows) / elapsed:>9,.0f} sessions/s")
-    with tempfile.TemporaryDirectory(dir=source.parent) as scratch:
-        db = sqlite3.connect(Path(scratch) / "fts.db", isolation_level=None)
-        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "cache_size = -65536", "wal_autocheckpoint = 65536"):
-            db.execute(f"PRAGMA {pragma}")
-        db.execute(table)
-        started = time.perf_counter()
-        for first in range(0, len(rows), BATCH):
-            with transaction(db):
-                db.executemany(insert, ((i + 1, *rows[i]) for i in range(first, min(len(rows), first + BATCH))))
-        db.execute("INSERT INTO t (t) VALUES ('optimize')")
-        db.close()
-        elapsed = time.perf_counter() - started
-    print(f"FTS5 ceiling, in a file, {BATCH:,} rows a transaction, then merged: {len(rows) / elapsed:>9,.0f} sessions/s")
+    for label, settings in (("FTS5's defaults", {}), ("the store's settings", TEXT_SETTINGS)):
+        with tempfile.TemporaryDirectory(dir=source.parent) as scratch:
+            db = sqlite3.connect(Path(scratch) / "fts.db", isolation_level=None)
+            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "cache_size = -65536", "wal_autocheckpoint = 65536"):
+                db.execute(f"PRAGMA {pragma}")
+            db.execute(table)
+            for name, value in settings.items():
+                db.execute("INSERT INTO t (t, rank) VALUES (?, ?)", (name, value))
+            started = time.perf_counter()
+            for first in range(0, len(rows), BATCH):
+                with transaction(db):
+                    db.executemany(insert, ((i + 1, *rows[i]) for i in range(first, min(len(rows), first + BATCH))))
+            db.execute("INSERT INTO t (t) VALUES ('optimize')")
+            db.close()
+            elapsed = time.perf_counter() - started
+        print(f"FTS5 ceiling, in a file, {BATCH:,} rows a transaction, then merged, {label}: {len(rows) / elapsed:>9,.0f} sessions/s")
 
 
 def keyword_queries(store: SqliteStore) -> list[tuple[str, str]]:

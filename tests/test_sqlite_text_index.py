@@ -7,6 +7,8 @@ from pathlib import Path
 
 from factories import make_session, varied_sessions
 from koala_store.store.sqlite import SqliteStore
+from koala_store.store.sqlite_prepare import text_row
+from koala_store.store.sqlite_schema import TEXT_SETTINGS
 
 
 def integrity_ok(store: SqliteStore) -> None:
@@ -80,4 +82,45 @@ def test_statistics_never_cover_the_full_text_tables(tmp_path: Path) -> None:
     assert _text_statistics(reopened) == []
     reopened.refresh()
     assert reopened.count("*") == 1200
+    reopened.close()
+
+
+def _segments(store: SqliteStore) -> int:
+    return store.db.execute("SELECT count(DISTINCT segid) FROM session_text_idx").fetchone()[0]
+
+
+def _settings(store: SqliteStore) -> dict[str, int]:
+    return dict(store.db.execute("SELECT k, v FROM session_text_config WHERE k IN ('automerge', 'hashsize')"))
+
+
+def test_a_batch_of_text_is_written_as_one_segment(tmp_path: Path) -> None:
+    """FTS5 writes its pending terms out whenever they pass its hashsize (1 MB by default):
+    a batch with megabytes of text made a segment per megabyte for automerge to merge again.
+    The store's hashsize holds a batch's terms, so a transaction writes one segment."""
+    store = SqliteStore(tmp_path / "k.db")
+    sessions = varied_sessions(800, payload=6000)  # ~5 MB of text, distinct words in each
+    text = sum(len(part) for s in sessions for part in text_row(s))
+    assert text > 4 << 20
+    store.put_prepared(store.preparer()(sessions))
+    assert _segments(store) == 1
+    assert store.count("*") == 800
+    integrity_ok(store)
+    store.close()
+
+
+def test_a_store_made_before_the_text_settings_gets_them_when_opened_for_writing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.db")
+    assert _settings(store) == TEXT_SETTINGS
+    store.put_many(varied_sessions(5))
+    store.refresh()
+    store.db.execute("DELETE FROM session_text_config WHERE k = 'hashsize'")  # as an older store has it
+    store.close()
+    reader = SqliteStore(tmp_path / "k.db", readonly=True)
+    assert _settings(reader) == {"automerge": TEXT_SETTINGS["automerge"]}  # reading writes nothing
+    assert reader.count("*") == 5
+    reader.close()
+    reopened = SqliteStore(tmp_path / "k.db")
+    assert _settings(reopened) == TEXT_SETTINGS
+    assert reopened.count("*") == 5
+    integrity_ok(reopened)
     reopened.close()

@@ -64,9 +64,11 @@ from .sqlite_schema import (
     SCRATCH_SESSIONS,
     TEXT_COLUMNS,
     add_terms_table,
+    apply_text_settings,
     column_mask,
     create,
     migrate_from_1,
+    missing_text_settings,
     terms_by_column,
 )
 from .sqlite_tx import transaction
@@ -314,6 +316,9 @@ class SqliteStore:
         if not self._has_table("text_terms") or not terms_by_column(self.db):
             with _sql_errors(self.path, writing=True), transaction(self.db):
                 add_terms_table(self.db)
+        if settings := missing_text_settings(self.db):  # a store made before one of them
+            with _sql_errors(self.path, writing=True), transaction(self.db):
+                apply_text_settings(self.db, settings)
         self._forget_text_statistics()
         if self._meta("text_version") != str(TEXT_VERSION):
             self._rebuild_text_index()

@@ -83,8 +83,7 @@ CREATE INDEX IF NOT EXISTS outbound_by_path ON outbound (path, session);
 """
 
 # Contentless (the text is in the blob already), no column sizes (nothing ranks by them), and
-# detail=full: phrases need positions. automerge 8 rather than 4 merges segments half as often
-# while indexing (a third faster here) for a few more segments per term lookup.
+# detail=full: phrases need positions.
 TOKENIZER = "tokenize='unicode61 remove_diacritics 0'"
 # The text index's columns, in text_row's order (SqliteStore's inserts and the scratch index).
 TEXT_COLUMNS = "inbound_request, inbound_response, outbound_request, outbound_response"
@@ -93,7 +92,15 @@ CREATE VIRTUAL TABLE IF NOT EXISTS session_text USING fts5(
     {TEXT_COLUMNS},
     content='', columnsize=0, {TOKENIZER});
 """
-TEXT_SETTINGS = "INSERT INTO session_text (session_text, rank) VALUES ('automerge', 8)"
+# FTS5's settings (kept in the index's own session_text_config table, so made once a store):
+# - automerge 8 rather than 4 merges segments half as often while indexing (a third faster
+#   here) for a few more segments per term lookup;
+# - hashsize: FTS5 writes its pending terms out as a new segment whenever they pass this, 1 MB
+#   by default, which a batch of 5,000 ~2 KB sessions (~10 MB of text) passed ~10 times: ten
+#   small segments a transaction for automerge to merge again. 32 MB holds a batch's terms, so
+#   a transaction writes one (FTS5 alone, 100k sessions in batches: 11,185 -> 15,818/s). It is
+#   also the most memory a writer's pending terms take.
+TEXT_SETTINGS = {"automerge": 8, "hashsize": 32 << 20}
 # Every term the full-text index holds (a superset: deleted sessions' terms stay), kept by each
 # refresh, so that a prefix query can name its terms: FTS5 answers `warehou*` by merging the
 # lists of every such term over every session (1.2 s at 1M sessions), but an OR of the same
@@ -138,13 +145,24 @@ CREATE VIRTUAL TABLE IF NOT EXISTS temp.scratch_sessions USING fts5(
 
 def create(db: sqlite3.Connection) -> None:
     """Every table and index of schema 2 (inside the caller's transaction)."""
-    fresh = not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'session_text'").fetchone()
     for script in (TABLES, INDEXES, TEXT_TABLE, TERMS_TABLE):
         for statement in script.split(";"):
             if statement.strip():
                 db.execute(statement)
-    if fresh:
-        db.execute(TEXT_SETTINGS)
+    apply_text_settings(db, missing_text_settings(db))
+
+
+def missing_text_settings(db: sqlite3.Connection) -> dict[str, int]:
+    """The TEXT_SETTINGS the full-text index does not have yet (a store made before one)."""
+    marks = ",".join("?" * len(TEXT_SETTINGS))
+    held = dict(db.execute(f"SELECT k, v FROM session_text_config WHERE k IN ({marks})", list(TEXT_SETTINGS)))
+    return {name: value for name, value in TEXT_SETTINGS.items() if held.get(name) != value}
+
+
+def apply_text_settings(db: sqlite3.Connection, settings: dict[str, int]) -> None:
+    """Give the full-text index these settings (inside the caller's transaction)."""
+    for name, value in settings.items():
+        db.execute("INSERT INTO session_text (session_text, rank) VALUES (?, ?)", (name, value))
 
 
 def add_terms_table(db: sqlite3.Connection) -> None:
