@@ -119,8 +119,11 @@ def replay_child(recording: Path, sessions: int) -> None:
 
     peers = pickle.loads((recording / "peers.pickle").read_bytes())
     store = open_store(f"sqlite:///{recording / 'recording.db'}")
-    with tempfile.TemporaryDirectory() as work:
-        summary, _, _ = replay_run(store, peers, "fuzzy", 8, Path(work), None, None, mock_process="off", limit=sessions)
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            summary, _, _ = replay_run(store, peers, "fuzzy", 8, Path(work), None, None, mock_process="off", limit=sessions)
+    finally:
+        store.close()  # checkpoints the recording's WAL, which grew run after run otherwise
     if summary.same != sessions:
         raise SystemExit(f"error: {summary.same} of {sessions} replayed sessions came out same: {summary}")
 
@@ -141,6 +144,7 @@ def record_child(recording: Path) -> None:
     store = open_store(f"sqlite:///{recording / 'recording.db'}")
     store.put_many(sessions)
     store.refresh()
+    store.close()
     (recording / "peers.pickle").write_bytes(pickle.dumps(peers))
 
 

@@ -155,7 +155,7 @@ def run_latency(strategies: tuple[str, ...]) -> None:
         block, default, kept = 4, 128 * 1024, heap.KEEP_BYTES
         trim = ([default] * block + [kept] * block) * 3
         full, faults = fuzzy_full_preparation(500, 8192, sessions=len(trim), trim=trim)
-        for label, setting in (("glibc's 128 KB", default), (f"{kept >> 20} MB, as the replayer's processes", kept)):
+        for label, setting in (("128 KB (glibc's starting threshold, fixed here)", default), (f"{kept >> 20} MB, as the replayer's processes", kept)):
             picked = [k for k in range(len(trim)) if trim[k] == setting and k % block != 0]
             times, counts = [full[k] for k in picked], [faults[k] for k in picked]
             print(

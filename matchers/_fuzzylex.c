@@ -102,7 +102,6 @@ static PyObject *new_code(PyObject *alphabet, PyObject *lexeme, Py_ssize_t len) 
 #define WEIGHT_OF(packed) ((uint64_t)((packed) >> 32) & 0x7fffffff)
 #define BLANK TWO_BYTES_FOUR_AT_MOST /* Cache.at_once's blank: of the fast shape, weight 0 */
 
-
 #define BLOCK 65536
 #define CAPSULE "matchers._fuzzylex.cache"
 
