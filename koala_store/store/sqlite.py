@@ -316,7 +316,7 @@ class SqliteStore:
         if not self._has_table("text_terms") or not terms_by_column(self.db):
             with _sql_errors(self.path, writing=True), transaction(self.db):
                 add_terms_table(self.db)
-        if settings := missing_text_settings(self.db):  # a store made before one of them
+        if settings := missing_text_settings(self.db):  # a new store, or one made before one of them
             with _sql_errors(self.path, writing=True), transaction(self.db):
                 apply_text_settings(self.db, settings)
         self._forget_text_statistics()

@@ -92,14 +92,16 @@ CREATE VIRTUAL TABLE IF NOT EXISTS session_text USING fts5(
     {TEXT_COLUMNS},
     content='', columnsize=0, {TOKENIZER});
 """
-# FTS5's settings (kept in the index's own session_text_config table, so made once a store):
+# FTS5's settings, kept in the index's own session_text_config table. SqliteStore gives them
+# to every store it opens for writing, new or older (missing_text_settings):
 # - automerge 8 rather than 4 merges segments half as often while indexing (a third faster
 #   here) for a few more segments per term lookup;
-# - hashsize: FTS5 writes its pending terms out as a new segment whenever they pass this, 1 MB
-#   by default, which a batch of 5,000 ~2 KB sessions (~10 MB of text) passed ~10 times: ten
-#   small segments a transaction for automerge to merge again. 32 MB holds a batch's terms, so
-#   a transaction writes one (FTS5 alone, 100k sessions in batches: 11,185 -> 15,818/s). It is
-#   also the most memory a writer's pending terms take.
+# - hashsize: FTS5 writes its pending terms out as a new segment whenever their encoded size
+#   passes this, 1 MB by default, which a batch of 5,000 ~2 KB sessions (~10 MB of text)
+#   passed several times: small segments a transaction for automerge to merge again. 32 MB
+#   holds a batch's terms, so a transaction writes one (FTS5 alone, 100k sessions in the
+#   store's batches: 9,713 -> 15,946/s, bench_sqlite_store.py). It also bounds, about, the
+#   memory a writer's pending terms take.
 TEXT_SETTINGS = {"automerge": 8, "hashsize": 32 << 20}
 # Every term the full-text index holds (a superset: deleted sessions' terms stay), kept by each
 # refresh, so that a prefix query can name its terms: FTS5 answers `warehou*` by merging the
@@ -149,7 +151,6 @@ def create(db: sqlite3.Connection) -> None:
         for statement in script.split(";"):
             if statement.strip():
                 db.execute(statement)
-    apply_text_settings(db, missing_text_settings(db))
 
 
 def missing_text_settings(db: sqlite3.Connection) -> dict[str, int]:
