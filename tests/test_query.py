@@ -11,7 +11,7 @@ from koala_store.query import ir
 from koala_store.query.dates import parse_date
 from koala_store.query.fields import FIELDS
 from koala_store.query.parse import parse
-from koala_store.query.text import searchable_text, token_text, tokenize
+from koala_store.query.text import MAX_INDEXED_BYTES, searchable_text, token_text, tokenize
 
 NOW = 1_763_780_400_000_000_123  # 2025-11-22T03:00:00.000000123Z
 DAY = 86_400 * 10**9
@@ -111,11 +111,21 @@ def test_text_sent_to_elasticsearch_splits_into_the_tokens_sqlite_indexes(data: 
     assert tokenize(token_text(data)) == tokenize(searchable_text(data))
 
 
+@given(st.binary(max_size=300) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
+@settings(max_examples=1000)
+def test_searchable_text_is_the_decoded_text_with_control_characters_as_spaces(data: bytes) -> None:
+    # Stores indexed by earlier versions take text out of FTS5 by giving it again: it must
+    # stay exactly this, whichever way it is computed.
+    controls = {code: " " for code in [*range(32), 127]}
+    assert searchable_text(data) == data[:MAX_INDEXED_BYTES].decode("utf-8", "replace").translate(controls)
+    assert searchable_text(b"a\x00\xe2\x82\x0ab\x7f\xe2\x82\xac") == "a \ufffd b \u20ac"
+
+
 def test_a_misspelt_field_is_named_with_the_field_meant_even_before_a_path_value() -> None:
     from koala_store.errors import QueryError
     from koala_store.query.parse import parse
 
-    for query in ("inbound.pth:/v1/order", "inbound.pth:x", "outbund.peer:\"10.0.0.7:3306\""):
+    for query in ("inbound.pth:/v1/order", "inbound.pth:x", 'outbund.peer:"10.0.0.7:3306"'):
         with pytest.raises(QueryError) as caught:
             parse(query)
         message = str(caught.value)

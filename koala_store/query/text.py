@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 # Bytes of one request or response that get indexed; the rest is stored but not searchable.
 MAX_INDEXED_BYTES = 1 << 20
 TOKEN = re.compile(r"[^\W_]+")
-_CONTROLS = str.maketrans({code: " " for code in [*range(32), 127]})
+# Control characters as spaces, done on the bytes before decoding: they are ASCII, which UTF-8
+# never uses inside a longer character, and which ends an unfinished one whatever its value, so
+# this gives exactly decode(...).translate() of the characters (test_query) at a third of the
+# cost: str.translate looks up every character (2 KB: 12 -> 3.8 us; an ingest worker's
+# preparation of the bench's sessions: 64 -> 49 us a session).
+_CONTROL_BYTES = bytes(32 if code < 32 or code == 127 else code for code in range(256))
 _NON_TOKEN = re.compile(r"[\W_]+")
 # Bytes that are not ASCII letters or digits, as spaces (the fast path for ASCII text).
 _ASCII_SEPARATORS = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + bytes(128)
@@ -30,7 +35,7 @@ except ImportError:  # not built: the Python below does the same
 
 
 def searchable_text(data: bytes) -> str:
-    return data[:MAX_INDEXED_BYTES].decode("utf-8", "replace").translate(_CONTROLS)
+    return data[:MAX_INDEXED_BYTES].translate(_CONTROL_BYTES).decode("utf-8", "replace")
 
 
 def field_texts(session: Session, name: str) -> list[bytes]:
