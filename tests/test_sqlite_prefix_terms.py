@@ -15,7 +15,9 @@ import koala_store.query.text as text_module
 from factories import http_call, make_session
 from koala_store.query.text import add_terms, searchable_text
 from koala_store.store import sqlite as sqlite_module
+from koala_store.store.base import StoreWriteError
 from koala_store.store.sqlite import SqliteStore
+from koala_store.store.sqlite_prepare import prepare_indexed
 from koala_store.store.sqlite_schema import COLUMN_NAMES
 
 # ASCII, letters and digits of other scripts (with and without case, final sigma, dotted I,
@@ -212,6 +214,35 @@ def test_a_term_seen_in_another_column_gains_it(tmp_path: Path) -> None:
     assert vocabulary(store)["stalled"] == 2  # inbound.response
     with_sessions(store, [make_session(61, path="/v1/stalled", response_body=b"{}")])
     assert vocabulary(store)["stalled"] == 3 and vocabulary(store) == index_columns(store)
+    store.close()
+
+
+def test_terms_of_a_batch_that_was_rolled_back_are_noted_by_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """put_prepared writes only the terms its connection has not committed to text_terms
+    yet: terms of a batch that failed after noting them are noted again."""
+    store = SqliteStore(tmp_path / "k.db")
+    store.put_prepared(prepare_indexed([make_session(0, response_body=b'{"where":"warehouse"}')]))
+    failing = make_session(1, path="/v1/warehouse", response_body=b'{"where":"stockroom"}')
+    real_set_meta = store._set_meta
+
+    def set_meta_fails(key: str, value: object) -> None:
+        if key == "unmerged_text":  # after the batch's terms are noted, in its transaction
+            raise sqlite3.OperationalError("disk I/O error")
+        real_set_meta(key, value)
+
+    monkeypatch.setattr(store, "_set_meta", set_meta_fails)
+    with pytest.raises(StoreWriteError):
+        store.put_prepared(prepare_indexed([failing]))
+    monkeypatch.undo()
+    assert "stockroom" not in vocabulary(store) and vocabulary(store)["warehouse"] == 2
+    store.put_prepared(prepare_indexed([failing]))
+    # warehouse gained inbound.request (bit 1); stockroom is there; both as FTS5 holds them.
+    assert vocabulary(store)["warehouse"] == 3 and vocabulary(store)["stockroom"] == 2
+    assert vocabulary(store) == index_columns(store)
+    # A batch of known terms in a new column still adds the column.
+    store.put_prepared(prepare_indexed([make_session(2, response_body=b'{"where":"x"}', outbound=[http_call(0, 1_000, "GET", "/", 200, b"stockroom")])]))
+    assert vocabulary(store)["stockroom"] == 2 | 8 and vocabulary(store) == index_columns(store)
+    assert store.count("stockr*") == 2
     store.close()
 
 
