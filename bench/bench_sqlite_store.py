@@ -6,6 +6,9 @@ Prints, for issue 12 item 3:
 - the ceiling of FTS5 itself here: a bare contentless FTS5 table fed the same text, in
   memory in one transaction, and in a file in the store's batches (FTS5's default settings,
   then the store's);
+- the CPU a session costs in each part of an ingest (parse, prepare, write), and the ceiling
+  of ingest's design that follows: the one writer's own rate, and this machine's cores over
+  the whole;
 - database size / NDJSON size;
 - each keyword field's selective query (`koala sessions search Q --limit 100`: the first
   100 matches in recorded order, decoded), median of several runs;
@@ -24,6 +27,7 @@ queries; --rebuild ingests again. Generating 1M sessions takes a few minutes, on
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import random
 import sqlite3
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,6 +212,40 @@ def fts_ceiling(source: Path, limit: int = 200_000) -> None:
         print(f"FTS5 ceiling, in a file, {BATCH:,} rows a transaction, then merged, {label}: {len(rows) / elapsed:>9,.0f} sessions/s")
 
 
+def cpu_split(source: Path, limit: int = 40_000) -> None:
+    """Where an ingest's CPU goes, a session at a time, each part alone in this process: parse
+    (NDJSON to sessions) and prepare (store.preparer(): rows, blob, text and its terms), which
+    ingest's workers do, and write (put_prepared into a new store: rows, keyword indexes, FTS5,
+    commit), which one process does. The design's ceiling follows: the writer's own rate,
+    reached when the workers have cores of their own; on this machine's cores, at most their
+    number over the total CPU of a session."""
+    with source.open("rb") as stream:
+        lines = list(islice(stream, limit))
+    chunks = [b"".join(lines[i : i + BATCH]) for i in range(0, len(lines), BATCH)]
+    started = time.process_time()
+    batches = [[record.session for record in ndjson.read(io.BytesIO(chunk)) if record.session is not None] for chunk in chunks]
+    parse = (time.process_time() - started) / len(lines)
+    with tempfile.TemporaryDirectory(dir=source.parent) as scratch:
+        store = SqliteStore(Path(scratch) / "split.db")
+        store.put_prepared(store.preparer()(batches[0]))  # trains the store's dictionary, as ingest's first batch does
+        timed_sessions = len(lines) - len(batches[0])
+        started = time.process_time()
+        prepared = [store.preparer()(batch) for batch in batches[1:]]
+        prepare = (time.process_time() - started) / timed_sessions
+        started = time.process_time()
+        for each in prepared:
+            store.put_prepared(each)
+        write = (time.process_time() - started) / timed_sessions
+        store.close()
+    cores = os.cpu_count() or 1
+    total = parse + prepare + write
+    print(
+        f"CPU a session ({len(lines):,} sessions, each part alone): parse {parse * 1e6:.0f} us + prepare {prepare * 1e6:.0f} us (workers) + write {write * 1e6:.0f} us (the writer) = {total * 1e6:.0f} us"
+    )
+    print(f"  the writer alone (workers on cores of their own): {1 / write:>9,.0f} sessions/s")
+    print(f"  on this machine's {cores} cores, at most:          {min(1 / write, cores / total):>9,.0f} sessions/s")
+
+
 def keyword_queries(store: SqliteStore) -> list[tuple[str, str]]:
     """One selective query per keyword field, with values taken from the stored sessions."""
     some = next(iter(store.scan("inbound.path:/v1/item/*", limit=1)))
@@ -329,6 +368,7 @@ def main() -> None:
             for leftover in (scratch, scratch.with_name(scratch.name + "-wal"), scratch.with_name(scratch.name + "-shm")):
                 leftover.unlink(missing_ok=True)
         fts_ceiling(source)
+        cpu_split(source)
     elif not terms_table(db):
         started = time.perf_counter()
         SqliteStore(db).close()  # opened for writing: the term vocabulary is filled from the index
