@@ -500,7 +500,7 @@ class SqliteStore:
                 self._delete_rows(stale)
                 stored = self._insert(sorted(rows.values(), key=lambda row: row.key), blobs)
                 result.stored += stored
-                noted = {}
+                noted: dict[str, int] = {}
                 if prepared.terms is not None:  # indexed as written: refresh merges them in time
                     noted = self._note_terms(prepared.terms)
                     self._set_meta("unmerged_text", int(self._meta("unmerged_text") or 0) + stored)
