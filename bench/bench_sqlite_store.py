@@ -218,9 +218,10 @@ def cpu_split(source: Path, limit: int = 40_000) -> None:
     ingest's workers do, and write (put_prepared into a new store: rows, keyword indexes, FTS5,
     commit), which one process does. The design's ceiling follows: the writer's own rate,
     reached when the workers have cores of their own; on this machine's cores, at most their
-    number over the total CPU of a session. An ingest gets less than that here: its two busy
-    processes slow each other down (the writer took ~150 us a session beside a worker, at
-    100k, where it takes ~100-130 us alone)."""
+    number over the total CPU of a session. An ingest gets less than that: the writer's
+    process also sends the lines to the worker, takes the prepared rows back and prepares the
+    first chunk itself (~30 us a session more than its writes, at 100k), and each write costs
+    more as the store grows."""
     with source.open("rb") as stream:
         lines = list(islice(stream, limit))
     chunks = [b"".join(lines[i : i + BATCH]) for i in range(0, len(lines), BATCH)]
