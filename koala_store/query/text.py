@@ -19,8 +19,8 @@ TOKEN = re.compile(r"[^\W_]+")
 # Control characters as spaces, done on the bytes before decoding: they are ASCII, which UTF-8
 # never uses inside a longer character, and which ends an unfinished one whatever its value, so
 # this gives exactly decode(...).translate() of the characters (test_query) at a third of the
-# cost: str.translate looks up every character (2 KB: 12 -> 3.8 us; an ingest worker's
-# preparation of the bench's sessions: 64 -> 49 us a session).
+# cost: str.translate looks up every character (measured once: 2 KB, 12 -> 3.8 us; an ingest
+# worker's preparation of the bench's sessions, 64 -> 49 us a session).
 _CONTROL_BYTES = bytes(32 if code < 32 or code == 127 else code for code in range(256))
 _NON_TOKEN = re.compile(r"[\W_]+")
 # Bytes that are not ASCII letters or digits, as spaces (the fast path for ASCII text).

@@ -667,7 +667,8 @@ class SqliteStore:
         """Note terms in text_terms, each with the columns holding it (text_terms' masks),
         and return those it wrote: the rest this connection has committed there already
         (_known_terms). A batch of the bench's sessions has ~20,000 terms and, past the
-        first few batches, ~4,500 new ones; each upsert costs SQLite a b-tree lookup."""
+        first few batches, ~4,500 new ones (counted once); each upsert costs SQLite a
+        b-tree lookup."""
         known = self._known_terms
         fresh = {term: mask for term, mask in columns_of.items() if known.get(term, 0) & mask != mask}
         # A term already there keeps its columns and gains these (an UPDATE only when new).
