@@ -9,6 +9,8 @@ Prints, for issue 12 item 3:
 - the CPU a session costs in each part of an ingest (parse, prepare, write), and the ceiling
   of ingest's design that follows: the one writer's own rate, and this machine's cores over
   the whole;
+- with --bulk-ab: ingest with the keyword indexes kept through the writes against the bulk load
+  ingest makes of a big input (SqliteStore.bulk_load), in alternated rounds;
 - database size / NDJSON size;
 - each keyword field's selective query (`koala sessions search Q --limit 100`: the first
   100 matches in recorded order, decoded), median of several runs;
@@ -21,7 +23,7 @@ sessions/s including full text, database <= 0.6x the NDJSON.
 The NDJSON and the database are cached (default /var/tmp/koala-store-bench), so a rerun only
 queries; --rebuild ingests again. Generating 1M sessions takes a few minutes, once.
 
-    .venv/bin/python bench/bench_sqlite_store.py [--sessions 1000000] [--rebuild [--in-process-too]] [--plans] [--scan]
+    .venv/bin/python bench/bench_sqlite_store.py [--sessions 1000000] [--rebuild [--in-process-too] [--bulk-ab ROUNDS]] [--plans] [--scan]
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from koala_store.ingest import ingest  # noqa: E402
 from koala_store.ingest.parallel import default_workers  # noqa: E402
 from koala_store.model import CallFromInbound, CallOutbound, Peer, ReturnInbound, Session  # noqa: E402
 from koala_store.store.sqlite import BATCH, SCHEMA_VERSION, TEXT_VERSION, SqliteStore  # noqa: E402
+import koala_store.store.sqlite as sqlite_store_module  # noqa: E402
 from koala_store.store.sqlite_prepare import text_row  # noqa: E402
 from koala_store.store.sqlite_schema import TEXT_SETTINGS  # noqa: E402
 from koala_store.store.sqlite_tx import transaction  # noqa: E402
@@ -217,10 +220,10 @@ def fts_ceiling(source: Path, limit: int = 200_000) -> None:
 def cpu_split(source: Path, limit: int = 40_000) -> None:
     """Where an ingest's CPU goes, a session at a time, each part alone in this process: parse
     (NDJSON to sessions) and prepare (store.preparer(): rows, blob, text and its terms), which
-    ingest's workers do, and write (put_prepared into a new store: rows, keyword indexes, FTS5,
-    commit), which one process does. The design's ceiling follows: the writer's own rate,
-    reached when the workers have cores of their own; on this machine's cores, at most their
-    number over the total CPU of a session. An ingest gets less than that: the writer's
+    ingest's workers do, and write (put_prepared into a new store in a bulk load: rows, FTS5,
+    commit, and the keyword indexes built at the end), which one process does. The design's
+    ceiling follows: the writer's own rate, reached when the workers have cores of their own;
+    on this machine's cores, at most their number over the total CPU of a session. An ingest gets less than that: the writer's
     process also sends the lines to the worker, takes the prepared rows back and prepares the
     first chunk itself, and each write costs more as the store grows (build's "this process's
     CPU" line against `write` here)."""
@@ -238,8 +241,9 @@ def cpu_split(source: Path, limit: int = 40_000) -> None:
         prepared = [store.preparer()(batch) for batch in batches[1:]]
         prepare = (time.process_time() - started) / timed_sessions
         started = time.process_time()
-        for each in prepared:
-            store.put_prepared(each)
+        with store.bulk_load(1 << 62):  # as ingest writes a big input: keyword indexes built at the end
+            for each in prepared:
+                store.put_prepared(each)
         write = (time.process_time() - started) / timed_sessions
         store.close()
     cores = os.cpu_count() or 1
@@ -249,6 +253,35 @@ def cpu_split(source: Path, limit: int = 40_000) -> None:
     )
     print(f"  the writer alone (workers on cores of their own): {1 / write:>9,.0f} sessions/s")
     print(f"  on this machine's {cores} cores, at most:          {min(1 / write, cores / total):>9,.0f} sessions/s")
+
+
+def bulk_against_kept(source: Path, rounds: int) -> None:
+    """The same ingest into a new store, alternating: keyword indexes kept through the writes
+    (koala_store.store.sqlite.BULK_MIN_BYTES out of reach) and the bulk load ingest makes of a big input
+    (dropped, built at the end). Alternated rounds, because this box's speed drifts."""
+    n = sum(1 for _ in source.open("rb"))
+    figures: dict[str, list[tuple[float, float]]] = {"indexes kept": [], "bulk load": []}
+    for round_ in range(1, rounds + 1):
+        for mode, figure in figures.items():
+            with tempfile.TemporaryDirectory(dir=source.parent) as scratch:
+                store = SqliteStore(Path(scratch) / "ab.db")
+                bulk_min = sqlite_store_module.BULK_MIN_BYTES
+                sqlite_store_module.BULK_MIN_BYTES = bulk_min if mode == "bulk load" else 1 << 62
+                try:
+                    started = time.perf_counter()
+                    report = ingest([str(source)], store)
+                    stored_s = time.perf_counter() - started
+                    store.refresh()
+                    store.close()
+                    total_s = time.perf_counter() - started
+                finally:
+                    sqlite_store_module.BULK_MIN_BYTES = bulk_min
+                assert report.stored == n and not report.rejected, report
+                figure.append((n / stored_s, n / total_s))
+                print(f"  round {round_} {mode:<13} stored {n / stored_s:>7,.0f} sessions/s, end to end {n / total_s:>7,.0f} sessions/s")
+    for mode, figure in figures.items():
+        stored, total = (statistics.median(f[i] for f in figure) for i in (0, 1))
+        print(f"  median {mode:<13} stored {stored:>7,.0f} sessions/s, end to end {total:>7,.0f} sessions/s")
 
 
 def keyword_queries(store: SqliteStore) -> list[tuple[str, str]]:
@@ -356,6 +389,13 @@ def main() -> None:
     parser.add_argument("--ingest-workers", type=int, default=None, help="worker processes for the ingest (default: ingest's own; 0: none)")
     parser.add_argument("--in-process-too", action="store_true", help="with --rebuild: also time an ingest in one process (into a scratch copy)")
     parser.add_argument("--scan", action="store_true", help="also scan every session by query in a fresh process (peak memory)")
+    parser.add_argument(
+        "--bulk-ab",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="with --rebuild: also ingest ROUNDS times each with keyword indexes kept and in a bulk load, alternated",
+    )
     parser.add_argument("--scan-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scan_child:
@@ -374,6 +414,9 @@ def main() -> None:
                 leftover.unlink(missing_ok=True)
         fts_ceiling(source)
         cpu_split(source)
+        if args.bulk_ab:
+            print(f"ingest with the keyword indexes kept against a bulk load ({args.bulk_ab} alternated rounds):")
+            bulk_against_kept(source, args.bulk_ab)
     elif not terms_table(db):
         started = time.perf_counter()
         SqliteStore(db).close()  # opened for writing: the term vocabulary is filled from the index

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from typing import ContextManager
 
 from msgspec import Struct, field
 
@@ -137,43 +139,51 @@ def ingest(
         origin.update((session_id, (source, where, line)) for session_id, (where, line) in chunk.origins.items())
         write(lambda: store.put_prepared(chunk.prepared), list(chunk.origins), chunk.read)  # type: ignore[attr-defined]
 
-    try:
-        for source in expand(list(paths)):
-            reader = pipeline.reader if pipeline and pipeline.takes(_size(source)) else None
-            try:
-                for record in read_records(source, fmt, ndjson_reader=reader):
-                    if isinstance(record, PreparedChunk):
-                        write_chunk(source.name, record)
-                        continue
-                    if record.session is None:
-                        report.rejected.append(Rejection(source.name, record.where, record.error or "rejected", line=record.line))
-                        continue
-                    report.read += 1
-                    batch.append(record.session)
-                    origin[record.session.session_id] = (source.name, record.where, record.line)
-                    if len(batch) >= BATCH:
-                        flush()
-            except (_Stop, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # a reader's own defect: this input is named, the others go on
-                report.rejected.append(
-                    Rejection(source.name, "input", f"could not be read to the end ({type(exc).__name__}: {exc}); the sessions before were kept")
-                )
-        if batch:
-            flush()
-    except _Stop:
-        pass
-    except KeyboardInterrupt:
-        if batch:
-            try:
-                flush()  # what was read is stored; a second Ctrl-C stops this too
-            except _Stop:
-                pass
-        raise IngestInterrupted(report) from None
-    finally:
-        if pipeline:
-            pipeline.close()
+    sources = list(expand(list(paths)))
+    with _bulk_load(store, sources):
+        try:
+            for source in sources:
+                reader = pipeline.reader if pipeline and pipeline.takes(_size(source)) else None
+                try:
+                    for record in read_records(source, fmt, ndjson_reader=reader):
+                        if isinstance(record, PreparedChunk):
+                            write_chunk(source.name, record)
+                            continue
+                        if record.session is None:
+                            report.rejected.append(Rejection(source.name, record.where, record.error or "rejected", line=record.line))
+                            continue
+                        report.read += 1
+                        batch.append(record.session)
+                        origin[record.session.session_id] = (source.name, record.where, record.line)
+                        if len(batch) >= BATCH:
+                            flush()
+                except (_Stop, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # a reader's own defect: this input is named, the others go on
+                    report.rejected.append(
+                        Rejection(source.name, "input", f"could not be read to the end ({type(exc).__name__}: {exc}); the sessions before were kept")
+                    )
+            if batch:
+                flush()
+        except _Stop:
+            pass
+        except KeyboardInterrupt:
+            if batch:
+                try:
+                    flush()  # what was read is stored; a second Ctrl-C stops this too
+                except _Stop:
+                    pass
+            raise IngestInterrupted(report) from None
+        finally:
+            if pipeline:
+                pipeline.close()
     return report
+
+
+def _bulk_load(store: SessionStore, sources: list[Source]) -> ContextManager[None]:
+    """The store's bulk load of these inputs' bytes (SqliteStore.bulk_load), if it has one."""
+    bulk_load = getattr(store, "bulk_load", None)
+    return bulk_load(sum(_size(source) or 0 for source in sources)) if bulk_load else nullcontext()
 
 
 def _size(source: Source) -> int | None:

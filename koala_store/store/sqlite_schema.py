@@ -63,8 +63,15 @@ CREATE TABLE IF NOT EXISTS text_orphans (id INTEGER PRIMARY KEY);
 
 # Secondary indexes hold the row id, and row ids follow recorded order: an equality on any of
 # these walks its matches already in recorded order.
-INDEXES = """
+# The writer's own: where a session goes in recorded order (SqliteStore._slot), and the calls
+# of a session it replaces. Both grow at their end as sessions come in recorded order.
+WRITER_INDEXES = """
 CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (recorded_at, session_id);
+CREATE INDEX IF NOT EXISTS outbound_by_session ON outbound (session);
+"""
+# Only queries use these. A bulk load drops them and builds them again at its end
+# (SqliteStore.bulk_load): each write puts a session's keys on pages scattered over them.
+KEYWORD_INDEXES = """
 CREATE INDEX IF NOT EXISTS sessions_by_trace ON sessions (trace_id) WHERE trace_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS sessions_by_thread ON sessions (thread_id);
 CREATE INDEX IF NOT EXISTS sessions_by_method ON sessions (method);
@@ -75,12 +82,13 @@ CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status);
 CREATE INDEX IF NOT EXISTS sessions_by_content_type ON sessions (content_type);
 CREATE INDEX IF NOT EXISTS sessions_by_latency ON sessions (latency_ms);
 CREATE INDEX IF NOT EXISTS sessions_by_outbound_count ON sessions (outbound_count);
-CREATE INDEX IF NOT EXISTS outbound_by_session ON outbound (session);
 CREATE INDEX IF NOT EXISTS outbound_by_peer ON outbound (peer, session);
 CREATE INDEX IF NOT EXISTS outbound_by_protocol ON outbound (protocol, session);
 CREATE INDEX IF NOT EXISTS outbound_by_method ON outbound (method, session);
 CREATE INDEX IF NOT EXISTS outbound_by_path ON outbound (path, session);
 """
+INDEXES = WRITER_INDEXES + KEYWORD_INDEXES
+KEYWORD_INDEX_SQL = {statement.split()[5]: statement.strip() for statement in KEYWORD_INDEXES.split(";") if statement.strip()}
 
 # Contentless (the text is in the blob already), no column sizes (nothing ranks by them), and
 # detail=full: phrases need positions.
@@ -151,6 +159,25 @@ def create(db: sqlite3.Connection) -> None:
         for statement in script.split(";"):
             if statement.strip():
                 db.execute(statement)
+
+
+def missing_keyword_indexes(db: sqlite3.Connection) -> list[str]:
+    """The KEYWORD_INDEXES the store lacks: a bulk load's, dropped until it ends."""
+    held = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return [name for name in KEYWORD_INDEX_SQL if name not in held]
+
+
+def drop_keyword_indexes(db: sqlite3.Connection) -> None:
+    """Inside the caller's transaction."""
+    for name in KEYWORD_INDEX_SQL:
+        db.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def create_keyword_indexes(db: sqlite3.Connection, names: list[str]) -> None:
+    """Build these KEYWORD_INDEXES (inside the caller's transaction): SQLite sorts the keys
+    once, where a write per session would have touched a page of each."""
+    for name in names:
+        db.execute(KEYWORD_INDEX_SQL[name])
 
 
 def missing_text_settings(db: sqlite3.Connection) -> dict[str, int]:
