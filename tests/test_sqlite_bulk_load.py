@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -165,9 +166,24 @@ def test_ingest_of_a_big_input_loads_in_bulk(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(sqlite_store, "BULK_MIN_BYTES", 1)  # this test's file counts as big
     store = SqliteStore(tmp_path / "k.db")
     missing_while_writing: list[list[str]] = []
-    report = ingest([str(source)], store, workers=0, progress=lambda n: missing_while_writing.append(missing_keyword_indexes(store.db)))
+    told: list[int] = []
+    built: list[list[str]] = []  # what was still missing after each index was built
+
+    def building(indexes: int) -> Callable[[], None]:
+        told.append(indexes)
+        return lambda: built.append(missing_keyword_indexes(store.db))
+
+    report = ingest(
+        [str(source)],
+        store,
+        workers=0,
+        progress=lambda n: missing_while_writing.append(missing_keyword_indexes(store.db)),
+        building_indexes=building,
+    )
     assert report.stored == len(sessions) and not report.rejected
     assert missing_while_writing and all(sorted(m) == EVERY_INDEX for m in missing_while_writing)
+    assert told == [len(EVERY_INDEX)]
+    assert [len(m) for m in built] == list(range(len(EVERY_INDEX) - 1, -1, -1))
     assert missing_keyword_indexes(store.db) == []
     store.refresh()
     for query in QUERIES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Optional
 
 import typer
@@ -40,8 +41,13 @@ def ingest_command(
     try:
         with progress_bar() as bar:
             reading = bar.add_task("ingesting", total=None)
+
+            def building(indexes: int) -> Callable[[], None]:
+                task = bar.add_task("building keyword indexes", total=indexes)
+                return lambda: bar.advance(task, 1)
+
             try:
-                report = ingest(paths, store, fmt=fmt, progress=lambda n: bar.advance(reading, n), workers=workers)
+                report = ingest(paths, store, fmt=fmt, progress=lambda n: bar.advance(reading, n), workers=workers, building_indexes=building)
             except IngestInterrupted as stopped:
                 bar.stop()
                 # Full text not indexed yet is still found (queries check it), just slower.

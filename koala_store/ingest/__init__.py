@@ -10,7 +10,7 @@ from msgspec import Struct, field
 
 from ..errors import StoreError
 from ..model import Session
-from ..store.base import PutResult, SessionStore, StoreWriteError
+from ..store.base import Building, PutResult, SessionStore, StoreWriteError
 from ..formats import FORMATS
 from .parallel import Pipeline, PreparedChunk, default_workers
 from .sources import STDIN, Source, detect, expand, read_records
@@ -84,6 +84,7 @@ def ingest(
     fmt: str | None = None,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    building_indexes: Building | None = None,
 ) -> IngestReport:
     """Read every input, store what is valid in batches, and report what was rejected.
 
@@ -93,7 +94,11 @@ def ingest(
     it did not take and stops.
 
     Big NDJSON files are parsed and prepared by `workers` processes (default: one per core
-    but one) when the store has a preparer (ingest.parallel); 0 keeps all in this process."""
+    but one) when the store has a preparer (ingest.parallel); 0 keeps all in this process.
+
+    A big input is a bulk load when the store has one (SqliteStore.bulk_load): its keyword
+    indexes are built at the end, `building_indexes` told how many and returning what to
+    call after each."""
     report = IngestReport()
     batch: list[Session] = []
     origin: dict[str, tuple[str, str, int | None]] = {}
@@ -140,7 +145,7 @@ def ingest(
         write(lambda: store.put_prepared(chunk.prepared), list(chunk.origins), chunk.read)  # type: ignore[attr-defined]
 
     sources = list(expand(list(paths)))
-    with _bulk_load(store, sources):
+    with _bulk_load(store, sources, building_indexes):
         try:
             for source in sources:
                 reader = pipeline.reader if pipeline and pipeline.takes(_size(source)) else None
@@ -180,10 +185,10 @@ def ingest(
     return report
 
 
-def _bulk_load(store: SessionStore, sources: list[Source]) -> ContextManager[None]:
+def _bulk_load(store: SessionStore, sources: list[Source], building: Building | None) -> ContextManager[None]:
     """The store's bulk load of these inputs' bytes (SqliteStore.bulk_load), if it has one."""
     bulk_load = getattr(store, "bulk_load", None)
-    return bulk_load(sum(_size(source) or 0 for source in sources)) if bulk_load else nullcontext()
+    return bulk_load(sum(_size(source) or 0 for source in sources), building) if bulk_load else nullcontext()
 
 
 def _size(source: Source) -> int | None:

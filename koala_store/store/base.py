@@ -44,6 +44,11 @@ class Rejected(Struct):
     transient: bool = False
 
 
+# A bulk load's end is told how many indexes it builds and returns what to call after each
+# (a progress bar's advance): SqliteStore.bulk_load, ingest's building_indexes.
+Building = Callable[[int], Callable[[], None]]
+
+
 class PutResult(Struct):
     stored: int = 0  # written or replaced
     unchanged: int = 0  # already stored byte for byte

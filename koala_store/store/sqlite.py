@@ -43,7 +43,7 @@ from ..model import Session
 from ..query import ir, regex
 from ..query.ascii_text import ascii_check
 from ..query.evaluate import matches
-from .base import PutResult, Query, SkipLog, Skipped, StoreWriteError, as_tree
+from .base import Building, PutResult, Query, SkipLog, Skipped, StoreWriteError, as_tree
 from .sqlite_blob import BlobCodec, Unreadable
 from .sqlite_prepare import Prepared, Row, prepare, prepare_indexed, text_row, text_terms
 from .sqlite_query import (
@@ -355,11 +355,12 @@ class SqliteStore:
     # --- bulk loads ---------------------------------------------------------------------
 
     @contextmanager
-    def bulk_load(self, incoming_bytes: int) -> Iterator[None]:
+    def bulk_load(self, incoming_bytes: int, building: Building | None = None) -> Iterator[None]:
         """Writes of `incoming_bytes` of input, with the keyword indexes dropped while they
         run when that is worth it (BULK_MIN_BYTES, BULK_RATIO) and built again at the end,
-        whatever ends it. Queries meanwhile give the same answers, by scanning. A process
-        killed meanwhile leaves them out until the store is next opened for writing."""
+        whatever ends it (`building`: see restore_keyword_indexes). Queries
+        meanwhile give the same answers, by scanning. A process killed meanwhile leaves them
+        out until the store is next opened for writing."""
         if self.readonly or not self._worth_deferring(incoming_bytes):
             yield
             return
@@ -375,25 +376,27 @@ class SqliteStore:
             except BaseException:
                 fcntl.flock(marker, fcntl.LOCK_UN)
                 try:
-                    self.restore_keyword_indexes()
+                    self.restore_keyword_indexes(building)
                 except KeyboardInterrupt:
                     pass  # a second Ctrl-C: the next open for writing builds them
                 raise
             fcntl.flock(marker, fcntl.LOCK_UN)
-            self.restore_keyword_indexes()
+            self.restore_keyword_indexes(building)
 
     def _worth_deferring(self, incoming_bytes: int) -> bool:
         page_count = self.db.execute("PRAGMA page_count").fetchone()[0]
         page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
         return incoming_bytes >= max(BULK_MIN_BYTES, BULK_RATIO * page_count * page_size)
 
-    def restore_keyword_indexes(self) -> None:
+    def restore_keyword_indexes(self, building: Building | None = None) -> None:
         """Build the keyword indexes a bulk load dropped, unless one is still running, and
-        take the statistics SQLite plans with again (they name each index)."""
+        take the statistics SQLite plans with again (they name each index). `building` is
+        told how many it builds and returns what to call after each (a progress bar's)."""
         if not (missing := missing_keyword_indexes(self.db)) or self._bulk_load_running():
             return
+        built = building(len(missing)) if building else None
         with _sql_errors(self.path, writing=True), transaction(self.db):
-            create_keyword_indexes(self.db, missing)
+            create_keyword_indexes(self.db, missing, built)
         self._analyze_quietly(0, now=True)
 
     def _bulk_load_running(self) -> bool:

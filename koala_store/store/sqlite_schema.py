@@ -10,7 +10,7 @@ the full-text index walked in rowid order yields sessions in recorded order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 from .sqlite_blob import SCHEMA as BLOB_SCHEMA
@@ -173,11 +173,14 @@ def drop_keyword_indexes(db: sqlite3.Connection) -> None:
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
-def create_keyword_indexes(db: sqlite3.Connection, names: list[str]) -> None:
-    """Build these KEYWORD_INDEXES (inside the caller's transaction): SQLite sorts the keys
-    once, where a write per session would have touched a page of each."""
+def create_keyword_indexes(db: sqlite3.Connection, names: list[str], built: Callable[[], None] | None = None) -> None:
+    """Build these KEYWORD_INDEXES (inside the caller's transaction), calling `built` after
+    each: SQLite sorts the keys once, where a write per session would have touched a page of
+    each."""
     for name in names:
         db.execute(KEYWORD_INDEX_SQL[name])
+        if built:
+            built()
 
 
 def missing_text_settings(db: sqlite3.Connection) -> dict[str, int]:
