@@ -189,3 +189,28 @@ def test_ingest_of_a_big_input_loads_in_bulk(tmp_path: Path, monkeypatch: pytest
     for query in QUERIES:
         assert _found(store, query) == _expected(sessions, query), query
     store.close()
+
+
+def test_a_bulk_load_leaves_sqlite_s_own_locks_on_the_database_file(tmp_path: Path) -> None:
+    """SQLite holds a shared fcntl lock on a WAL database's file while a connection is open;
+    closing any other descriptor of that file in the process would drop it (fcntl locks are
+    the process's), and another process could then take the file for itself."""
+    path = tmp_path / "k.db"
+    store = SqliteStore(path)
+    with store.bulk_load(1 << 40):
+        store.put_many(_sessions()[:20])
+    SqliteStore(path).close()  # another connection in this process opens and closes
+    assert missing_keyword_indexes(store.db) == []
+    probe = textwrap.dedent(
+        f"""
+        import fcntl
+        with open({str(path)!r}, "r+b") as f:
+            try:
+                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002)  # SQLite's shared bytes
+                print("free")
+            except OSError:
+                print("held")
+        """
+    )
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "held"
+    store.close()

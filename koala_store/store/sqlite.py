@@ -358,16 +358,23 @@ class SqliteStore:
     def bulk_load(self, incoming_bytes: int, building: Building | None = None) -> Iterator[None]:
         """Writes of `incoming_bytes` of input, with the keyword indexes dropped while they
         run when that is worth it (BULK_MIN_BYTES, BULK_RATIO) and built again at the end,
-        whatever ends it (`building`: see restore_keyword_indexes). Queries
-        meanwhile give the same answers, by scanning. A process killed meanwhile leaves them
-        out until the store is next opened for writing."""
-        if self.readonly or not self._worth_deferring(incoming_bytes):
+        whatever ends it (`building`: see restore_keyword_indexes). Queries meanwhile give
+        the same answers, by scanning. A process killed meanwhile leaves them out until the
+        store is next opened for writing."""
+        # A shared flock on a file beside the database (_bulk_marker) tells other processes a
+        # load is running, so that opening the store does not build the indexes under it; two
+        # loads share it, and the last to end builds them. Not on the database file itself:
+        # closing any descriptor of it would drop the fcntl locks SQLite holds on it here.
+        marker = None
+        if not self.readonly and self._worth_deferring(incoming_bytes):
+            try:
+                marker = self._bulk_marker.open("ab")
+            except OSError:
+                pass  # no marker, no bulk load: the writes keep the indexes up to date
+        if marker is None:
             yield
             return
-        # A shared flock on the database file (SQLite locks with fcntl, apart) tells other
-        # processes a load is running, so that opening the store does not build the indexes
-        # under it; two loads share it, and the last to end builds them.
-        with self.path.open("rb") as marker:
+        with marker:
             fcntl.flock(marker, fcntl.LOCK_SH)
             with _sql_errors(self.path, writing=True), transaction(self.db):
                 drop_keyword_indexes(self.db)
@@ -399,8 +406,16 @@ class SqliteStore:
             create_keyword_indexes(self.db, missing, built)
         self._analyze_quietly(0, now=True)
 
+    @property
+    def _bulk_marker(self) -> Path:
+        return self.path.with_name(self.path.name + "-bulk")
+
     def _bulk_load_running(self) -> bool:
-        with self.path.open("rb") as probe:
+        try:
+            probe = self._bulk_marker.open("rb")
+        except FileNotFoundError:
+            return False  # no load ever ran here
+        with probe:
             try:
                 fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
