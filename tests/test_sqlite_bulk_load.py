@@ -4,6 +4,7 @@ that another process is running. Real SQLite files and real processes."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -214,3 +215,36 @@ def test_a_bulk_load_leaves_sqlite_s_own_locks_on_the_database_file(tmp_path: Pa
     )
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "held"
     store.close()
+
+
+def test_indexes_a_load_could_not_build_are_named_and_built_by_the_next_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another connection holds the write lock when the load ends: every session is stored,
+    the report says why the indexes are not built, and the next open for writing builds them."""
+    sessions = _sessions()
+    source = tmp_path / "in.ndjson"
+    source.write_bytes(b"".join(ndjson.dumps(s) for s in sessions))
+    monkeypatch.setattr(sqlite_store, "BULK_MIN_BYTES", 1)
+    path = tmp_path / "k.db"
+    store = SqliteStore(path)
+    store.db.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(path, isolation_level=None)
+
+    def hold_the_lock(_: int) -> None:
+        if not other.in_transaction:
+            other.execute("BEGIN IMMEDIATE")  # after the only batch: held when the load ends
+
+    report = ingest([str(source)], store, workers=0, progress=hold_the_lock)
+    assert report.stored == len(sessions) and not report.rejected and report.aborted is None
+    assert (
+        report.unindexed is not None
+        and "keyword indexes were not built" in report.unindexed
+        and "opening the store for writing builds them" in report.unindexed
+    )
+    other.execute("ROLLBACK")
+    other.close()
+    assert sorted(missing_keyword_indexes(store.db)) == EVERY_INDEX
+    store.close()
+    reopened = SqliteStore(path)
+    assert missing_keyword_indexes(reopened.db) == []
+    assert len(list(reopened.scan("*"))) == len(sessions)
+    reopened.close()

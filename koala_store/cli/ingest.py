@@ -54,6 +54,8 @@ def ingest_command(
                 note(f"interrupted; {_stored(stopped.report, store.url)}; inputs after that were not read")
                 list_rejected(rejection_lines(stopped.report.rejected))
                 raise typer.Exit(EXIT_INTERRUPTED) from None
+            if report.unindexed:
+                problem = report.unindexed
             try:
                 if todo := store.pending_text():
                     indexing = bar.add_task("indexing full text", total=todo)
@@ -61,7 +63,7 @@ def ingest_command(
                 else:
                     store.refresh()
             except KoalaError as exc:
-                problem = f"the stored sessions may not be searchable yet: {exc}"
+                problem = "; ".join(filter(None, [problem, f"the stored sessions may not be searchable yet: {exc}"]))
             except KeyboardInterrupt:
                 bar.stop()
                 note(f"interrupted while indexing full text; {_stored(report, store.url)} (all found by full text, more slowly until the next ingest)")

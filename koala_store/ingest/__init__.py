@@ -10,7 +10,7 @@ from msgspec import Struct, field
 
 from ..errors import StoreError
 from ..model import Session
-from ..store.base import Building, PutResult, SessionStore, StoreWriteError
+from ..store.base import Building, IndexesNotBuilt, PutResult, SessionStore, StoreWriteError
 from ..formats import FORMATS
 from .parallel import Pipeline, PreparedChunk, default_workers
 from .sources import STDIN, Source, detect, expand, read_records
@@ -37,6 +37,8 @@ class IngestReport(Struct):
     rejected: list[Rejection] = field(default_factory=list)
     # Why ingest stopped before reading everything (the store failed for good), if it did.
     aborted: str | None = None
+    # Why a bulk load's keyword indexes were not built at its end (all was stored), if not.
+    unindexed: str | None = None
 
 
 class IngestInterrupted(KeyboardInterrupt):
@@ -144,8 +146,7 @@ def ingest(
         origin.update((session_id, (source, where, line)) for session_id, (where, line) in chunk.origins.items())
         write(lambda: store.put_prepared(chunk.prepared), list(chunk.origins), chunk.read)  # type: ignore[attr-defined]
 
-    sources = list(expand(list(paths)))
-    with _bulk_load(store, sources, building_indexes):
+    def read_all() -> None:
         try:
             for source in sources:
                 reader = pipeline.reader if pipeline and pipeline.takes(_size(source)) else None
@@ -182,6 +183,13 @@ def ingest(
         finally:
             if pipeline:
                 pipeline.close()
+
+    sources = list(expand(list(paths)))
+    try:
+        with _bulk_load(store, sources, building_indexes):
+            read_all()
+    except IndexesNotBuilt as exc:
+        report.unindexed = str(exc)
     return report
 
 

@@ -77,6 +77,12 @@ class StoreWriteError(StoreError):
         self.result = result
 
 
+class IndexesNotBuilt(StoreError):
+    """A bulk load's end could not build the keyword indexes (SqliteStore.bulk_load): every
+    session written is stored, queries scan until the indexes exist, and opening the store
+    for writing builds them."""
+
+
 class SkipLog:
     """The documents skipped so far, each once (a command opens one store)."""
 

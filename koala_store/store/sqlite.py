@@ -43,7 +43,7 @@ from ..model import Session
 from ..query import ir, regex
 from ..query.ascii_text import ascii_check
 from ..query.evaluate import matches
-from .base import Building, PutResult, Query, SkipLog, Skipped, StoreWriteError, as_tree
+from .base import Building, IndexesNotBuilt, PutResult, Query, SkipLog, Skipped, StoreWriteError, as_tree
 from .sqlite_blob import BlobCodec, Unreadable
 from .sqlite_prepare import Prepared, Row, prepare, prepare_indexed, text_row, text_terms
 from .sqlite_query import (
@@ -384,11 +384,14 @@ class SqliteStore:
                 fcntl.flock(marker, fcntl.LOCK_UN)
                 try:
                     self.restore_keyword_indexes(building)
-                except KeyboardInterrupt:
-                    pass  # a second Ctrl-C: the next open for writing builds them
+                except (KeyboardInterrupt, StoreError):
+                    pass  # the first failure is the one to tell; the next open builds them
                 raise
             fcntl.flock(marker, fcntl.LOCK_UN)
-            self.restore_keyword_indexes(building)
+            try:
+                self.restore_keyword_indexes(building)
+            except StoreError as exc:
+                raise IndexesNotBuilt(f"the keyword indexes were not built ({exc}); opening the store for writing builds them") from None
 
     def _worth_deferring(self, incoming_bytes: int) -> bool:
         page_count = self.db.execute("PRAGMA page_count").fetchone()[0]
