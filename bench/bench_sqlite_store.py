@@ -223,10 +223,10 @@ def cpu_split(source: Path, limit: int = 40_000) -> None:
     ingest's workers do, and write (put_prepared into a new store in a bulk load: rows, FTS5,
     commit, and the keyword indexes built at the end), which one process does. The design's
     ceiling follows: the writer's own rate, reached when the workers have cores of their own;
-    on this machine's cores, at most their number over the total CPU of a session. An ingest gets less than that: the writer's
-    process also sends the lines to the worker, takes the prepared rows back and prepares the
-    first chunk itself, and each write costs more as the store grows (build's "this process's
-    CPU" line against `write` here)."""
+    on this machine's cores, at most their number over the total CPU of a session. An ingest
+    gets less than that: the writer's process also sends the lines to the worker, takes the
+    prepared rows back and prepares the first chunk itself, and each write costs more as the
+    store grows (build's "this process's CPU" line against `write` here)."""
     with source.open("rb") as stream:
         lines = list(islice(stream, limit))
     chunks = [b"".join(lines[i : i + BATCH]) for i in range(0, len(lines), BATCH)]
@@ -257,8 +257,8 @@ def cpu_split(source: Path, limit: int = 40_000) -> None:
 
 def bulk_against_kept(source: Path, rounds: int) -> None:
     """The same ingest into a new store, alternating: keyword indexes kept through the writes
-    (koala_store.store.sqlite.BULK_MIN_BYTES out of reach) and the bulk load ingest makes of a big input
-    (dropped, built at the end). Alternated rounds, because this box's speed drifts."""
+    (koala_store.store.sqlite.BULK_MIN_BYTES out of reach) and the bulk load ingest makes of a
+    big input (dropped, built at the end). Alternated rounds: this box's speed drifts."""
     n = sum(1 for _ in source.open("rb"))
     figures: dict[str, list[tuple[float, float]]] = {"indexes kept": [], "bulk load": []}
     for round_ in range(1, rounds + 1):
