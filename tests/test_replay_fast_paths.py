@@ -5,6 +5,8 @@ with each session's clock offset."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -266,3 +268,27 @@ def test_the_session_queue_is_first_in_first_out_bounded_and_loses_no_wake_up() 
         assert await asyncio.wait_for(second, 1) == 4
 
     asyncio.run(go())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_the_store_thread_gives_way_to_the_event_loop(tmp_path) -> None:
+    import os
+    import threading
+
+    from koala_store.replay.runner import STORE_THREAD_NICE, Replay, ReplayOptions
+    from koala_store.replay.targets import parse_address
+    from koala_store.store import open_store
+
+    def own_nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    loop_nice = own_nice()
+    store = open_store(f"sqlite:///{tmp_path / 'koala.db'}")
+    replay = Replay(store, ReplayOptions(target=parse_address("127.0.0.1:9", "target")))
+    try:
+        store_nice = replay.store_thread.submit(own_nice).result(10)
+    finally:
+        replay.store_thread.shutdown(wait=True)
+        store.close()
+    assert store_nice == min(loop_nice + STORE_THREAD_NICE, 19)
+    assert own_nice() == loop_nice  # the caller's thread, where the loop runs, keeps its priority
