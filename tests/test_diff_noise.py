@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from koala_store import diff
 from koala_store.diff import DiffyNoise, Difference, suppress_repeated
@@ -123,3 +125,16 @@ def test_endpoint_names_mask_ids():
     assert diff.endpoint_of(b"POST /v1/order/9f1c2a3b-1111-2222-3333-444455556666/pay HTTP/1.1\r\n\r\n") == "POST /v1/order/{id}/pay"
     assert diff.endpoint_of(b"GET /v1/users HTTP/1.1\r\n\r\n") == "GET /v1/users"
     assert diff.endpoint_of(b"*1\r\n$4\r\nPING\r\n") == "unknown"
+    assert diff.endpoint_of(b"GET /v1/blob/00000000000000000000000a/abcdefabcdefabcdefab HTTP/1.1\r\n\r\n") == "GET /v1/blob/{id}/abcdefabcdefabcdefab"
+
+
+# Path segments: hex digits, dashes, other letters and digits beyond ASCII (\d is Unicode's).
+_SEGMENT_CHARS = st.sampled_from("0123456789abcdefABCDEF-xyz_.\u0660\u00b2\u0969")
+
+
+@given(st.text(_SEGMENT_CHARS, max_size=40) | st.uuids().map(str) | st.text(st.sampled_from("0123456789abcdef"), min_size=14, max_size=18))
+@settings(max_examples=2000)
+def test_an_id_segment_is_told_as_the_regex_alone_tells_it(segment: str) -> None:
+    from koala_store.diff.noise import _ID_SEGMENT, _is_id_segment
+
+    assert _is_id_segment(segment) == (_ID_SEGMENT.fullmatch(segment) is not None)
