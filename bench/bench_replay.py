@@ -66,6 +66,12 @@ from koala_store.store import open_store  # noqa: E402
 SUT_SOURCE = ROOT / "bench" / "fastsut"
 SUT_BINARY = ROOT / ".cache" / "bench" / "fastsut"
 LOOPBACK = "127.0.0.1"
+# The SUT runs in a session of its own, as a service does when systemd, a container runtime or
+# another terminal starts it, and not in the bench's. It matters on a small machine: Linux's
+# scheduler (with autogroup, the default) shares a busy CPU fairly between sessions, and
+# within one session between threads, so a SUT in the bench's session would compete with the
+# replayer thread by thread. bench_vs_goreplay.py --shared-session sets this False.
+SUT_OWN_SESSION = True
 DEPENDENCIES = ("price", "stock", "review")
 FIRST_FD = 10  # stand-in socket numbers of the SUT's outbound connections, like a real process's
 TARGET_RATE = 1000.0
@@ -103,7 +109,7 @@ class Sut:
         for name, address in deps.items():
             args += [f"--{name}", f"http://{address}"]
         self.log = open(log, "ab")
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=self.log, start_new_session=SUT_OWN_SESSION)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 10.0) -> None:

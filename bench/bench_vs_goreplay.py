@@ -3,7 +3,7 @@
 Target (issue 12): koala replay's rate >= 1.0x GoReplay's at 1, 8 and 32 workers, while
 koala mocks every outbound call and diffs every response.
 
-    .venv/bin/python bench/bench_vs_goreplay.py [--sessions 5000] [--workers 1,8,32] [--rounds 3] [--mock-process auto|on|off]
+    .venv/bin/python bench/bench_vs_goreplay.py [--sessions 5000] [--workers 1,8,32] [--rounds 3] [--mock-process auto|on|off] [--shared-session]
 
 1. Records N sessions of bench/fastsut (GET /item/<id>, three outbound HTTP calls each, to
    three stand-in dependency servers) exactly as bench/bench_replay.py does, into SQLite.
@@ -23,6 +23,14 @@ GoReplay, this process's stand-in dependencies, and the SUT) and their sum, and 
 ratio koala/GoReplay per worker count. On a box whose cores are all busy, the ratio follows
 the CPU a session costs each side; with the mock in the replayer's process, the replayer's own
 figure bounds koala's rate too (one thread: 1 / its CPU a session).
+
+The SUT and GoReplay each run in a session of their own, as services and a command started
+from a terminal do; koala replay runs in this process's session, as `koala replay` from a
+terminal would, and the stand-in dependencies in this process. On a busy 2-core box Linux
+shares CPU fairly between sessions (autogroup), then between the threads of a session.
+--shared-session runs them all in this process's session instead (every thread competing with
+every other): the arrangement of this bench before, which measured koala's replayer thread
+waiting for a core 12-19% of its time (/proc/<tid>/schedstat) while the SUT's threads ran.
 
 GoReplay is built by scripts/tools.sh into .cache/tools/bin/goreplay.
 """
@@ -44,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_replay  # noqa: E402
 from bench_replay import DEPENDENCIES, DependencyServer, Recorder, Sut, _cpu, build_sut, record_sessions, replay_run  # noqa: E402
 
 from koala_store.formats import gor  # noqa: E402
@@ -81,7 +90,7 @@ class StandIns:
         self.thread.join(5)
 
 
-def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: StandIns, workdir: Path) -> tuple[float, dict[str, float]]:
+def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: StandIns, workdir: Path, own_session: bool = True) -> tuple[float, dict[str, float]]:
     """Sessions per second GoReplay drove through the SUT (with real stand-in dependencies), and
     the CPU seconds each part took: GoReplay, this process (the stand-ins), the SUT."""
     sut = Sut(stand_ins.addresses, workdir / f"sut-goreplay-{workers}.log")
@@ -107,6 +116,7 @@ def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: Stand
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=own_session,
         )
         last, last_change = 0, time.perf_counter()
         while True:
@@ -148,7 +158,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--matcher", default="fuzzy")
     parser.add_argument("--mock-process", default="auto", choices=["auto", "on", "off"], help="where koala's mock runs (default %(default)s)")
+    parser.add_argument("--shared-session", action="store_true", help="run the SUT and GoReplay in this process's session (see the module doc)")
     args = parser.parse_args()
+    bench_replay.SUT_OWN_SESSION = not args.shared_session
     if not GOREPLAY.exists():
         raise SystemExit(f"{GOREPLAY} is missing: run ./scripts/tools.sh")
     build_sut()
@@ -173,7 +185,7 @@ def main() -> None:
                 if summary.same != n:
                     print(f"  koala: only {summary.same} of {n} sessions came out same: this round does not count")
                     continue
-                goreplay_rate, goreplay_cpu = goreplay_round(gor_file, n, workers, stand_ins, workdir)
+                goreplay_rate, goreplay_cpu = goreplay_round(gor_file, n, workers, stand_ins, workdir, not args.shared_session)
                 results.setdefault(workers, {"koala": [], "goreplay": []})
                 results[workers]["koala"].append(koala_rate)
                 results[workers]["goreplay"].append(goreplay_rate)
