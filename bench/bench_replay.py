@@ -49,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -311,6 +312,16 @@ def show_failures(store, summary, limit: int = 5) -> None:
         print(f"    unattributed talk to {note.peer}: {note.reason}: {note.request[:120]}")
 
 
+def _run_queue_wait() -> float:
+    """Seconds this thread has waited, ready to run, for a core (/proc/.../schedstat's second
+    field); NaN where it cannot be read."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _cpu(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
@@ -343,6 +354,7 @@ def replay_run(
         limit=limit,
     )
     profiler = cProfile.Profile() if profile_dir else None
+    waited_before = _run_queue_wait()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
@@ -353,6 +365,7 @@ def replay_run(
         if profiler:
             profiler.disable()
         wall = time.perf_counter() - started
+        waited = _run_queue_wait() - waited_before
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         mock_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the mock's process, reaped by replay()
     finally:
@@ -363,6 +376,9 @@ def replay_run(
         "replayer_sys": cpu_after.ru_stime - cpu_before.ru_stime,
         "mock": _cpu(mock_after) - _cpu(children_before),
         "sut": _cpu(children_after) - _cpu(mock_after),
+        # Not CPU: the seconds the event loop's thread (this one: replay() runs the loop here)
+        # was ready to run but waited for a core; NaN where Linux's schedstat is missing.
+        "loop_waited": waited,
     }
     if profiler and profile_dir:
         out = profile_dir / f"replay-{matcher}-c{concurrency}{tag}.prof"

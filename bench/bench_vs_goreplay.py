@@ -19,8 +19,9 @@ koala mocks every outbound call and diffs every response.
      of the replay call. Every session must come out `same`.
 Prints each round, with the CPU time a session cost each part (koala: the replayer, its mock's
 process when it has one, else the mock is in the replayer's figure, and the SUT; GoReplay:
-GoReplay, this process's stand-in dependencies, and the SUT) and their sum, and the median
-ratio koala/GoReplay per worker count. On a box whose cores are all busy, the ratio follows
+GoReplay, this process's stand-in dependencies, and the SUT) and their sum, the share of the
+replay koala's event-loop thread was ready to run but waited for a core (/proc schedstat), and
+the median ratio koala/GoReplay per worker count. On a box whose cores are all busy, the ratio follows
 the CPU a session costs each side; with the mock in the replayer's process, the replayer's own
 figure bounds koala's rate too (one thread: 1 / its CPU a session).
 
@@ -194,6 +195,7 @@ def main() -> None:
                 )
                 koala_parts = {"replayer": koala_cpu["replayer"], "mock": koala_cpu["mock"], "sut": koala_cpu["sut"]}
                 print(f"  CPU ms a session: koala {per_session_ms(koala_parts, n)}; goreplay {per_session_ms(goreplay_cpu, n)}")
+                print(f"  koala's event loop waited for a core {koala_cpu['loop_waited'] / wall:.0%} of the replay")
                 sys.stdout.flush()
     finally:
         stand_ins.stop()
