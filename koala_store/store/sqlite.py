@@ -320,14 +320,17 @@ class SqliteStore:
             raise StoreError(f"{self.path} was written by a newer koala-store (schema {version}); upgrade koala-store")
         if version < SCHEMA_VERSION:
             with _sql_errors(self.path, writing=True), transaction(self.db):
-                has_sessions = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()
-                if has_sessions:
-                    migrate_from_1(self.db)
-                else:
-                    create(self.db)
-                self._set_meta("aligned", 1)
-                self._set_meta("text_version", TEXT_VERSION)
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                # Asked again under the write lock: another process opening the same new
+                # store may have made it since (migrating a made store as schema 1 fails).
+                if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    has_sessions = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()
+                    if has_sessions:
+                        migrate_from_1(self.db)
+                    else:
+                        create(self.db)
+                    self._set_meta("aligned", 1)
+                    self._set_meta("text_version", TEXT_VERSION)
+                    self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.schema = SCHEMA_VERSION
         if not self._has_table("text_terms") or not terms_by_column(self.db):
             with _sql_errors(self.path, writing=True), transaction(self.db):
