@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import heapq
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -238,6 +239,28 @@ def _distributed(tree: ir.And) -> ir.Node:
     return tree
 
 
+BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode = WAL`, waiting out other processes. On a new file the switch
+    needs an exclusive lock, and SQLite answers "database is locked" at once, without its
+    busy timeout, while another process opening the same new file holds one (seen in CI:
+    a recorder and a test opening one new store together). So retry for as long as any
+    other statement would wait."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 class SqliteStore:
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
@@ -259,8 +282,8 @@ class SqliteStore:
         if not self.path.parent.exists():
             raise StoreError(f"cannot open the SQLite store {self.path}: folder {self.path.parent} does not exist; create it or pass another --store")
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _switch_to_wal(self.db)
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA cache_size = -65536")
         # Checkpoint every 256 MB of WAL rather than every 4 MB: an index page that many
@@ -299,7 +322,7 @@ class SqliteStore:
     def _probe(uri: str) -> tuple[sqlite3.Connection, set[str]]:
         db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:
-            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError:
             db.close()
