@@ -30,8 +30,9 @@ from a terminal do; koala replay runs in this process's session, as `koala repla
 terminal would, and the stand-in dependencies in this process. On a busy 2-core box Linux
 shares CPU fairly between sessions (autogroup), then between the threads of a session.
 --shared-session runs them all in this process's session instead (every thread competing with
-every other): the arrangement of this bench before, which measured koala's replayer thread
-waiting for a core 12-19% of its time (/proc/<tid>/schedstat) while the SUT's threads ran.
+every other): the arrangement of this bench before. There koala's event-loop thread waited for
+a core 16-19% of its time (/proc/<tid>/schedstat) while the SUT's threads ran, against 12-14%
+with the SUT in its own session (both before the store thread was niced, see replay/runner.py).
 
 GoReplay is built by scripts/tools.sh into .cache/tools/bin/goreplay.
 """
@@ -91,7 +92,7 @@ class StandIns:
         self.thread.join(5)
 
 
-def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: StandIns, workdir: Path, own_session: bool = True) -> tuple[float, dict[str, float]]:
+def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: StandIns, workdir: Path) -> tuple[float, dict[str, float]]:
     """Sessions per second GoReplay drove through the SUT (with real stand-in dependencies), and
     the CPU seconds each part took: GoReplay, this process (the stand-ins), the SUT."""
     sut = Sut(stand_ins.addresses, workdir / f"sut-goreplay-{workers}.log")
@@ -117,7 +118,7 @@ def goreplay_round(gor_file: Path, sessions: int, workers: int, stand_ins: Stand
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=own_session,
+            start_new_session=bench_replay.SUT_OWN_SESSION,  # as the SUT: see the module doc
         )
         last, last_change = 0, time.perf_counter()
         while True:
@@ -186,7 +187,7 @@ def main() -> None:
                 if summary.same != n:
                     print(f"  koala: only {summary.same} of {n} sessions came out same: this round does not count")
                     continue
-                goreplay_rate, goreplay_cpu = goreplay_round(gor_file, n, workers, stand_ins, workdir, not args.shared_session)
+                goreplay_rate, goreplay_cpu = goreplay_round(gor_file, n, workers, stand_ins, workdir)
                 results.setdefault(workers, {"koala": [], "goreplay": []})
                 results[workers]["koala"].append(koala_rate)
                 results[workers]["goreplay"].append(goreplay_rate)

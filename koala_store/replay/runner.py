@@ -56,9 +56,10 @@ PROBE_SESSIONS = 20
 HEADER_CARRIERS = (Protocol.HTTP, Protocol.FASTCGI)  # talks that can carry the session header
 # The store thread reads sessions ahead and writes comparisons behind, with slack either way,
 # while the event loop is the replay's bottleneck: one thread doing nearly all of its work. With
-# the service under test on the same cores, the loop waited for a core 12-19% of the time when
-# the thread had the default priority; lowered, the thread gives way to the loop (Linux's
-# per-thread nice value, STORE_THREAD_NICE above the loop's: raising it needs no privilege).
+# the service under test on the same 2 cores, the loop waited for a core 16-19% of the time
+# (12-14% with the service in a session of its own) while the thread had the default priority;
+# lowered, it gives way to the loop (8-10%). Linux's per-thread nice value, STORE_THREAD_NICE
+# above the loop's: raising it needs no privilege.
 STORE_THREAD_NICE = 10
 Context = SessionContext | RemoteContext  # a session in the mock, in this process or its own
 
