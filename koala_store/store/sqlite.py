@@ -244,10 +244,10 @@ BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's loc
 
 def _switch_to_wal(db: sqlite3.Connection) -> None:
     """`PRAGMA journal_mode = WAL`, waiting out other processes. On a new file the switch
-    needs an exclusive lock, and SQLite answers "database is locked" at once, without its
-    busy timeout, while another process opening the same new file holds one (seen in CI:
-    a recorder and a test opening one new store together). So retry for as long as any
-    other statement would wait."""
+    needs an exclusive lock, and while another process opening the same new file is making
+    the same switch, SQLite answers SQLITE_BUSY ("database is locked") at once, without its
+    busy timeout (seen in CI: several processes opening one new store together). So retry
+    for as long as any other statement would wait."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     pause = 0.001
     while True:
@@ -255,7 +255,7 @@ def _switch_to_wal(db: sqlite3.Connection) -> None:
             db.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
