@@ -18,6 +18,10 @@ Workloads (default: all):
   response compared and stored). The recording is made once, outside valgrind; the child
   replays its first 400 sessions, then all 1,200, and the difference over 800 is the figure
   (the service is another process: its instructions, and the kernel's, are not counted).
+- replay-threads: the replay workload under callgrind with --separate-threads, split into the
+  main thread (the event loop: replay() runs it on the calling thread) and the others together
+  (the store thread, reading sessions ahead and writing comparisons behind, and uvloop's few
+  helpers). The loop's share bounds a replay on one core; the rest can run beside it.
 
 Each workload runs in a child process under `valgrind --tool=cachegrind`, once with no
 repetition and once with --reps: the difference over --reps is its cost, the setup left out.
@@ -34,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,31 +162,58 @@ def record_for_replay(tree: Path) -> Path:
     return recording
 
 
-WORKLOADS = ("fuzzy-prep", "fuzzy-encode", "sim-prep", "sim-match", "mask", "canonical", "diff-equal", "diff-reindented", "diff-reserialized", "replay")
+WORKLOADS = (
+    "fuzzy-prep",
+    "fuzzy-encode",
+    "sim-prep",
+    "sim-match",
+    "mask",
+    "canonical",
+    "diff-equal",
+    "diff-reindented",
+    "diff-reserialized",
+    "replay",
+    "replay-threads",
+)
 
 
-def instructions(tree: Path, name: str, reps: int, *extra: str) -> int:
+def under_valgrind(tree: Path, tool: list[str], child: list[str]) -> subprocess.CompletedProcess[str]:
+    """This script's `--child ...` run in `tree` under valgrind with the `tool` options."""
     # One string hash seed for every child: with Python's random one, dict and set layouts
     # change from run to run, and fuzzy-prep's count moved by up to ~3M between runs of the
     # same code. PYTHONHASHSEED set outside still wins.
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
-    command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        __file__,
-        "--child",
-        name,
-        str(reps),
-        *extra,
-    ]
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    command = ["valgrind", *tool, sys.executable, __file__, "--child", *child]
+    return subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+
+
+def instructions(tree: Path, name: str, reps: int, *extra: str) -> int:
+    done = under_valgrind(tree, ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"], [name, str(reps), *extra])
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"error: {name} in {tree} failed under valgrind:\n{done.stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
+
+
+def instructions_by_thread(tree: Path, sessions: int, recording: Path) -> tuple[int, int]:
+    """The replay workload's instructions on the main thread and on all the others, counted by
+    callgrind (cachegrind does not tell threads apart)."""
+    with tempfile.TemporaryDirectory() as out:
+        tool = ["--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}/callgrind"]
+        done = under_valgrind(tree, tool, ["replay", str(sessions), str(recording)])
+        # One file per thread: callgrind-01 is the main thread, -02 on the threads it started.
+        counts = {f.name: _callgrind_total(f) for f in Path(out).glob("callgrind-*")}
+    if done.returncode != 0 or "callgrind-01" not in counts:
+        raise SystemExit(f"error: replay-threads in {tree} failed under valgrind:\n{done.stderr[-2000:]}")
+    main_thread = counts.pop("callgrind-01")
+    return main_thread, sum(counts.values())
+
+
+def _callgrind_total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"error: {path} has no summary line; is valgrind's callgrind output format new?")
 
 
 def main() -> None:
@@ -216,6 +248,12 @@ def main() -> None:
             few, many = (instructions(tree, name, n, str(recording)) for n in (REPLAY_FEW, REPLAY_MANY))
             each = (many - few) / (REPLAY_MANY - REPLAY_FEW)
             print(f"  {name:<18} {each / 1e3:>12,.0f} k a session")
+            continue
+        if name == "replay-threads":
+            recording = record_for_replay(tree)
+            (loop_few, rest_few), (loop_many, rest_many) = (instructions_by_thread(tree, n, recording) for n in (REPLAY_FEW, REPLAY_MANY))
+            loop, rest = ((many - few) / (REPLAY_MANY - REPLAY_FEW) for few, many in ((loop_few, loop_many), (rest_few, rest_many)))
+            print(f"  {name:<18} {loop / 1e3:>12,.0f} k a session on the event loop's thread, {rest / 1e3:,.0f} k on the others (callgrind)")
             continue
         each = (instructions(tree, name, args.reps) - instructions(tree, name, 0)) / args.reps
         print(f"  {name:<18} {each / 1e3:>12,.0f} k")
