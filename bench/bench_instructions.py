@@ -241,7 +241,7 @@ def main() -> None:
         if name not in WORKLOADS:
             raise SystemExit(f"error: unknown workload {name!r}; pick from {', '.join(WORKLOADS)}")
     tree = args.tree.resolve()
-    print(f"instructions per run, cachegrind, {tree}:")
+    print(f"instructions per run, valgrind (cachegrind; callgrind for replay-threads), {tree}:")
     for name in args.workloads:
         if name == "replay":  # per session: the difference between two replays' counts
             recording = record_for_replay(tree)
