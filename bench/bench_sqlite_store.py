@@ -229,6 +229,9 @@ def cpu_split(source: Path, limit: int = 40_000) -> None:
     store grows (build's "this process's CPU" line against `write` here)."""
     with source.open("rb") as stream:
         lines = list(islice(stream, limit))
+    if len(lines) <= BATCH:  # the first batch only trains the dictionary: nothing left to time
+        print(f"CPU a session: not measured ({len(lines):,} sessions; the split needs more than {BATCH:,})")
+        return
     chunks = [b"".join(lines[i : i + BATCH]) for i in range(0, len(lines), BATCH)]
     started = time.process_time()
     batches = [[record.session for record in ndjson.read(io.BytesIO(chunk)) if record.session is not None] for chunk in chunks]
