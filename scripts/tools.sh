@@ -3,7 +3,8 @@
 #   goreplay 1.3.2 (Go module proxy; needs libpcap's headers from Debian's packages);
 #   Debian's packages: chromium (the HTML report's browser tests), redis-server and
 #   mariadb-server (recording and replaying services with those dependencies), php-fpm
-#   (FastCGI sessions replayed against a real PHP-FPM).
+#   (FastCGI sessions replayed against a real PHP-FPM), valgrind (bench/bench_instructions.py,
+#   run at a tiny size by tests/test_bench_smoke.py).
 # Prints nothing on success; a tool that cannot be installed is reported and its tests skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,7 @@ command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$missing redis-server"
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$missing mariadb-server"
 command -v php-fpm8.2 >/dev/null 2>&1 || command -v php-fpm >/dev/null 2>&1 || [ -x /usr/sbin/php-fpm8.2 ] || missing="$missing php-fpm"
+command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # shellcheck disable=SC2086
