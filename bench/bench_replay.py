@@ -44,6 +44,7 @@ import json
 import os
 import pstats
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -80,6 +81,14 @@ RUNS = (("fuzzy", 1), ("fuzzy", 8), ("chunk", 8))
 
 
 # --- the SUT -----------------------------------------------------------------------------
+
+
+def put_away(workdir: Path, keep: bool) -> None:
+    """A bench's working folder (recording, store, the SUT's logs): kept when asked, else removed."""
+    if keep:
+        print(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def build_sut() -> None:
@@ -457,12 +466,7 @@ def main() -> None:
         if not ok:
             raise SystemExit(1)
     finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            for path in sorted(workdir.rglob("*"), reverse=True):
-                path.unlink() if path.is_file() else path.rmdir()
-            workdir.rmdir()
+        put_away(workdir, args.keep)
 
 
 if __name__ == "__main__":

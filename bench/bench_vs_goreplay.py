@@ -3,7 +3,7 @@
 Target (issue 12): koala replay's rate >= 1.0x GoReplay's at 1, 8 and 32 workers, while
 koala mocks every outbound call and diffs every response.
 
-    .venv/bin/python bench/bench_vs_goreplay.py [--sessions 5000] [--workers 1,8,32] [--rounds 3] [--mock-process auto|on|off] [--shared-session]
+    .venv/bin/python bench/bench_vs_goreplay.py [--sessions 5000] [--workers 1,8,32] [--rounds 3] [--mock-process auto|on|off] [--shared-session] [--keep]
 
 1. Records N sessions of bench/fastsut (GET /item/<id>, three outbound HTTP calls each, to
    three stand-in dependency servers) exactly as bench/bench_replay.py does, into SQLite.
@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_replay  # noqa: E402
-from bench_replay import DEPENDENCIES, DependencyServer, Recorder, Sut, _cpu, build_sut, record_sessions, replay_run  # noqa: E402
+from bench_replay import DEPENDENCIES, DependencyServer, Recorder, Sut, _cpu, build_sut, put_away, record_sessions, replay_run  # noqa: E402
 
 from koala_store.formats import gor  # noqa: E402
 from koala_store.store import open_store  # noqa: E402
@@ -153,20 +153,8 @@ def per_session_ms(cpu: dict[str, float], sessions: int) -> str:
     return f"{parts} = {sum(cpu.values()) / sessions * 1e3:.2f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=5000)
-    parser.add_argument("--workers", default="1,8,32")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--matcher", default="fuzzy")
-    parser.add_argument("--mock-process", default="auto", choices=["auto", "on", "off"], help="where koala's mock runs (default %(default)s)")
-    parser.add_argument("--shared-session", action="store_true", help="run the SUT and GoReplay in this process's session (see the module doc)")
-    args = parser.parse_args()
-    bench_replay.SUT_OWN_SESSION = not args.shared_session
-    if not GOREPLAY.exists():
-        raise SystemExit(f"{GOREPLAY} is missing: run ./scripts/tools.sh")
-    build_sut()
-    workdir = Path(tempfile.mkdtemp(prefix="koala-bench-vs-goreplay-"))
+def side_by_side(args: argparse.Namespace, workdir: Path) -> dict[int, dict[str, list[float]]]:
+    """Record, then replay with koala and GoReplay in alternating rounds; the rates of each."""
     sessions, peers = asyncio.run(record_sessions(args.sessions, workdir))
     store = open_store(f"sqlite:///{workdir / 'recording.db'}")
     store.put_many(sessions)
@@ -201,6 +189,28 @@ def main() -> None:
     finally:
         stand_ins.stop()
         store.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--workers", default="1,8,32")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--matcher", default="fuzzy")
+    parser.add_argument("--mock-process", default="auto", choices=["auto", "on", "off"], help="where koala's mock runs (default %(default)s)")
+    parser.add_argument("--keep", action="store_true", help="keep the working folder (recording, stores, the SUT's logs)")
+    parser.add_argument("--shared-session", action="store_true", help="run the SUT and GoReplay in this process's session (see the module doc)")
+    args = parser.parse_args()
+    bench_replay.SUT_OWN_SESSION = not args.shared_session
+    if not GOREPLAY.exists():
+        raise SystemExit(f"{GOREPLAY} is missing: run ./scripts/tools.sh")
+    build_sut()
+    workdir = Path(tempfile.mkdtemp(prefix="koala-bench-vs-goreplay-"))
+    try:
+        results = side_by_side(args, workdir)
+    finally:
+        put_away(workdir, args.keep)
     print()
     print("median sessions/s (koala mocks and diffs everything; GoReplay sends and checks nothing):")
     for workers, rates in results.items():
