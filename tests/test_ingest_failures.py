@@ -4,6 +4,7 @@ stored, and everything valid that was read before is stored."""
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import signal
@@ -17,7 +18,7 @@ import pytest
 from cli_helpers import interruptible, koala
 from factories import varied_sessions
 from koala_store.formats import gor, ndjson
-from koala_store.ingest import ingest
+from koala_store.ingest import IngestInterrupted, ingest
 from koala_store.store import open_store
 from koala_store.store.base import StoreWriteError
 from koala_store.store.sqlite import SqliteStore
@@ -120,3 +121,37 @@ def test_ctrl_c_during_ingest_stores_what_was_read_and_says_how_many(tmp_path: P
     assert f"interrupted; stored 2500 sessions into {url}; inputs after that were not read" in " ".join(err.decode().split())
     assert "Traceback" not in err.decode()
     assert count(url) == 2500
+
+
+class CtrlCAfterCommit(SqliteStore):
+    """A real SQLite store that gets Ctrl-C at the worst moment: as its `batches`-th batch has
+    committed, before ingest has counted it (SIGINT to this process, as a terminal sends it)."""
+
+    def __init__(self, path: Path, batches: int):
+        super().__init__(path)
+        self.left = batches
+
+    def put_many(self, sessions):  # type: ignore[no-untyped-def]
+        result = super().put_many(sessions)
+        self.left -= 1
+        if self.left == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+
+def test_ctrl_c_right_after_a_batch_commits_counts_that_batch_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in CI: "interrupted; stored 10000 sessions" over a store holding 15,000.
+    monkeypatch.setattr(ingest_module, "BATCH", 1000)
+    source = tmp_path / "s.ndjson"
+    with source.open("wb") as out:
+        ndjson.write(varied_sessions(3000), out)
+    store = CtrlCAfterCommit(tmp_path / "k.db", batches=2)
+    try:
+        with pytest.raises(IngestInterrupted) as caught:
+            ingest([str(source)], store, workers=0)
+        report = caught.value.report
+        assert (report.stored, report.unchanged) == (2000, 0)  # the second batch counted, and not written again
+        assert store.count() == 2000
+    finally:
+        store.close()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is Python's own again

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from typing import ContextManager
 
 from msgspec import Struct, field
@@ -12,6 +12,7 @@ from ..errors import StoreError
 from ..model import Session
 from ..store.base import Building, IndexesNotBuilt, PutResult, SessionStore, StoreWriteError
 from ..formats import FORMATS
+from .interrupts import held_back
 from .parallel import Pipeline, PreparedChunk, default_workers
 from .sources import STDIN, Source, detect, expand, read_records
 
@@ -117,26 +118,29 @@ def ingest(
         report.rejected.extend(name(r.session_id, r.reason) for r in result.rejected)
 
     def write(put: Callable[[], PutResult], session_ids: Iterable[str], n: int) -> None:
-        try:
-            result = put()
-        except StoreError as exc:
-            # The store failed for good: name these sessions and stop; what was stored stays.
-            if isinstance(exc, StoreWriteError):
-                count(exc.result)
-            for session_id in session_ids:
-                report.rejected.append(name(session_id, f"not stored: {exc}"))
-            report.aborted = f"{exc}; inputs after the last one named were not read"
-            batch.clear()
-            origin.clear()
-            raise _Stop from None
-        count(result)
+        with held_back():  # a Ctrl-C between the store's commit and the count would lose the batch from the report
+            try:
+                result = put()
+            except StoreError as exc:
+                # The store failed for good: name these sessions and stop; what was stored stays.
+                if isinstance(exc, StoreWriteError):
+                    count(exc.result)
+                for session_id in session_ids:
+                    report.rejected.append(name(session_id, f"not stored: {exc}"))
+                report.aborted = f"{exc}; inputs after the last one named were not read"
+                batch.clear()
+                origin.clear()
+                raise _Stop from None
+            count(result)
         if progress:
             progress(n)
         origin.clear()
 
     def flush() -> None:
-        write(lambda: store.put_many(batch), [session.session_id for session in batch], len(batch))
+        # Taken out first: a Ctrl-C raised once the write is counted must not write it again.
+        sessions = batch[:]
         batch.clear()
+        write(lambda: store.put_many(sessions), [session.session_id for session in sessions], len(sessions))
 
     def write_chunk(source: str, chunk: PreparedChunk) -> None:
         if batch:
@@ -175,10 +179,10 @@ def ingest(
             pass
         except KeyboardInterrupt:
             if batch:
-                try:
-                    flush()  # what was read is stored; a second Ctrl-C stops this too
-                except _Stop:
-                    pass
+                # What was read is stored. A second Ctrl-C is raised once this batch is written and
+                # counted (held_back): the report stays true either way.
+                with suppress(_Stop, KeyboardInterrupt):
+                    flush()
             raise IngestInterrupted(report) from None
         finally:
             if pipeline:
