@@ -80,15 +80,15 @@ TARGET_RATE = 1000.0
 RUNS = (("fuzzy", 1), ("fuzzy", 8), ("chunk", 8))
 
 
-# --- the SUT -----------------------------------------------------------------------------
-
-
 def put_away(workdir: Path, keep: bool) -> None:
     """A bench's working folder (recording, store, the SUT's logs): kept when asked, else removed."""
     if keep:
         print(f"kept {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the SUT -----------------------------------------------------------------------------
 
 
 def build_sut() -> None:

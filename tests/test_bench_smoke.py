@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from stores import ES_URL
+from tools import GOREPLAY
 
 import browser
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-GOREPLAY = ROOT / ".cache" / "tools" / "bin" / "goreplay"
 WAIT_S = 240
 
 

@@ -14,14 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
 from factories import make_session, varied_sessions
 from koala_store.formats import gor
 from koala_store.ingest import read_records
 from koala_store.ingest.sources import Source
+from tools import GOREPLAY
 
 SEP = gor.SEPARATOR
-GOREPLAY = ROOT / ".cache" / "tools" / "bin" / "goreplay"
 
 
 def records(data: bytes):

@@ -139,13 +139,19 @@ class CtrlCAfterCommit(SqliteStore):
         return result
 
 
-def test_ctrl_c_right_after_a_batch_commits_counts_that_batch_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Seen in CI: "interrupted; stored 10000 sessions" over a store holding 15,000.
+def three_batches_ctrl_c_after_two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, CtrlCAfterCommit]:
+    """An input of three ingest batches (1,000 sessions each), and a store that gets Ctrl-C as
+    the second one commits."""
     monkeypatch.setattr(ingest_module, "BATCH", 1000)
     source = tmp_path / "s.ndjson"
     with source.open("wb") as out:
         ndjson.write(varied_sessions(3000), out)
-    store = CtrlCAfterCommit(tmp_path / "k.db", batches=2)
+    return source, CtrlCAfterCommit(tmp_path / "k.db", batches=2)
+
+
+def test_ctrl_c_right_after_a_batch_commits_counts_that_batch_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in CI: "interrupted; stored 10000 sessions" over a store holding 15,000.
+    source, store = three_batches_ctrl_c_after_two(tmp_path, monkeypatch)
     try:
         with pytest.raises(IngestInterrupted) as caught:
             ingest([str(source)], store, workers=0)
@@ -155,3 +161,16 @@ def test_ctrl_c_right_after_a_batch_commits_counts_that_batch_once(tmp_path: Pat
     finally:
         store.close()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is Python's own again
+
+
+def test_ctrl_c_ignored_by_the_caller_stays_ignored_through_a_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # held_back hands a Ctrl-C to the handler there was before: SIG_IGN (nohup, a worker) ignores it.
+    source, store = three_batches_ctrl_c_after_two(tmp_path, monkeypatch)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        report = ingest([str(source)], store, workers=0)
+        assert report.stored == store.count() == 3000
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        store.close()

@@ -18,9 +18,10 @@ from types import FrameType
 
 @contextlib.contextmanager
 def held_back() -> Iterator[None]:
-    """Run the block whole; a Ctrl-C that came meanwhile is raised at its end (an error the
-    block raised goes first). Elsewhere than the main thread (Python delivers SIGINT to the
-    main thread only) this does nothing."""
+    """Run the block whole; a Ctrl-C that came meanwhile is delivered at its end, to the
+    handler there was before (Python's raises KeyboardInterrupt; one that ignores SIGINT still
+    does). An error the block raised goes first. Elsewhere than the main thread (Python
+    delivers SIGINT to the main thread only) this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -35,4 +36,4 @@ def held_back() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if came:
-        raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
